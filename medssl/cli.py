@@ -1,0 +1,73 @@
+"""The ``medssl`` command line: one entry point, one module per subcommand.
+
+``main(argv=None)`` returns the exit code, so tests call it directly. A user error
+(``MedsslError``) prints one line on stderr and exits non-zero; it never shows a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from typing import Sequence
+
+import medssl
+from medssl.errors import MedsslError
+
+# Each module defines ``register(subparsers)``; the parser it adds sets ``func=run``.
+COMMANDS: tuple[str, ...] = (
+    "medssl.commands.ingest",
+)
+
+DESCRIPTION = """\
+Self-supervised learning for medical and sensor data.
+
+The loop:  ingest -> pretrain (no labels) -> finetune (few labels) -> evaluate / score -> review.
+Run `medssl COMMAND --help` for the options of one step.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser with every registered subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="medssl", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--version", action="version", version=f"medssl {medssl.__version__}")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only print warnings and errors")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module_name in COMMANDS:
+        importlib.import_module(module_name).register(subparsers)
+    return parser
+
+
+def _setup_logging(quiet: bool) -> None:
+    logging.basicConfig(
+        level=logging.WARNING if quiet else logging.INFO,
+        format="%(asctime)s %(levelname)s %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+        force=True,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI with ``argv`` (default: ``sys.argv[1:]``) and return the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0 if args.command is None else 2
+    _setup_logging(args.quiet)
+    try:
+        return int(args.func(args) or 0)
+    except MedsslError as exc:
+        print(f"medssl: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("medssl: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

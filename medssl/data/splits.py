@@ -1,0 +1,65 @@
+"""Patient-level splits: no patient ever lands in two splits; stratified when labels exist."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+from medssl.errors import DataError
+
+SPLITS = ("train", "val", "test")
+
+
+def _patient_labels(df: pd.DataFrame, label_col: str) -> pd.Series | None:
+    """One label per patient (its most frequent case label) or ``None`` if unlabeled."""
+    if label_col not in df.columns or df[label_col].isna().all():
+        return None
+    labelled = df.dropna(subset=[label_col])
+    per_patient = labelled.groupby("patient_id")[label_col].agg(lambda s: s.value_counts().index[0])
+    return per_patient.reindex(df["patient_id"].unique())
+
+
+def _split_ids(ids: np.ndarray, strat: np.ndarray | None, test_size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    if test_size <= 0 or len(ids) < 2:
+        return ids, ids[:0]
+    n_test = max(1, int(round(test_size * len(ids))))
+    if n_test >= len(ids):
+        return ids, ids[:0]
+    if strat is not None:
+        _, counts = np.unique(strat, return_counts=True)
+        n_classes = len(counts)
+        if counts.min() < 2 or n_test < n_classes or len(ids) - n_test < n_classes:
+            strat = None  # too few patients per class to stratify; fall back to a plain split
+    a, b = train_test_split(ids, test_size=n_test, random_state=seed, stratify=strat)
+    return np.asarray(a), np.asarray(b)
+
+
+def assign_patient_splits(
+    df: pd.DataFrame,
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.15,
+    seed: int = 0,
+    label_col: str = "label",
+) -> pd.Series:
+    """A ``split`` value (train/val/test) per row of ``df``, drawn at patient level.
+
+    Fractions are of patients. Stratified on each patient's majority label when ``label_col``
+    holds labels (and every class has enough patients). Returns a Series aligned to ``df``.
+    """
+    if not 0 <= val_fraction < 1 or not 0 <= test_fraction < 1 or val_fraction + test_fraction >= 1:
+        raise DataError(
+            f"split fractions val={val_fraction}, test={test_fraction} must be in [0, 1) and sum below 1"
+        )
+    patients = pd.Index(df["patient_id"].astype(str).unique())
+    labels = _patient_labels(df.assign(patient_id=df["patient_id"].astype(str)), label_col)
+    strat = None
+    if labels is not None and not labels.isna().any():
+        strat = labels.reindex(patients).astype(str).to_numpy()
+    ids = patients.to_numpy()
+    rest, test = _split_ids(ids, strat, test_fraction, seed)
+    strat_rest = None if strat is None else pd.Series(strat, index=ids).reindex(rest).to_numpy()
+    rel_val = val_fraction / (1 - test_fraction) if test_fraction < 1 else 0
+    train, val = _split_ids(rest, strat_rest, rel_val, seed + 1)
+    mapping = {**{p: "train" for p in train}, **{p: "val" for p in val}, **{p: "test" for p in test}}
+    return df["patient_id"].astype(str).map(mapping).rename("split")

@@ -1,0 +1,12 @@
+"""Imports every built-in encoder module so each registers itself. Add a line per new module."""
+
+from __future__ import annotations
+
+import importlib
+
+_MODULES: tuple[str, ...] = (
+    # "medssl.encoders.image_cnn",
+)
+
+for _name in _MODULES:
+    importlib.import_module(_name)

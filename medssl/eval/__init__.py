@@ -1,0 +1,1 @@
+"""Metrics with confidence intervals, label-fraction curves, reports and plots."""

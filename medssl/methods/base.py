@@ -1,0 +1,64 @@
+"""The SSL method interface and its registry.
+
+A method is a short ``nn.Module`` built from parts (lightly style): an encoder from the encoder
+registry + a projection head + a loss (from ``lightly.loss``) + the views it expects.
+
+Batch contract (what the pair dataset yields, collated)::
+
+    {"view1": (B, *input_shape), "view2": (B, *input_shape),
+     "patient": (B,) int64 patient index, "index": (B,) int64 manifest row of view1}
+
+``pairing`` tells the pair dataset how to draw ``view2``:
+``"augment"`` (two augmentations of the same case, SimCLR/BYOL/DINO) or ``"patient"``
+(another case of the same patient when there is one: MICLe).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, ClassVar
+
+import torch
+from torch import nn
+
+from medssl.registry import Registry
+
+
+class SSLMethod(nn.Module):
+    """Base of every pretraining method. Subclasses set ``pairing`` and implement ``training_loss``."""
+
+    pairing: ClassVar[str] = "augment"
+
+    def __init__(self, encoder: nn.Module) -> None:
+        super().__init__()
+        self.encoder = encoder
+
+    def training_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Scalar loss for one batch (see the module docstring for the batch keys)."""
+        raise NotImplementedError
+
+    def on_train_step_end(self, step: int, total_steps: int) -> None:
+        """Hook after each optimizer step (momentum / EMA updates for BYOL and DINO)."""
+
+
+METHODS: Registry[SSLMethod] = Registry("method")
+
+
+def register_method(name: str) -> Callable[[Callable[..., SSLMethod]], Callable[..., SSLMethod]]:
+    """Decorator registering a method class under ``name``."""
+    return METHODS.register(name)
+
+
+def _load_builtins() -> None:
+    import medssl.methods.builtin  # noqa: F401
+
+
+def create_method(name: str, encoder: nn.Module, **kwargs: Any) -> SSLMethod:
+    """Build method ``name`` around ``encoder`` (which must have ``num_features``)."""
+    _load_builtins()
+    return METHODS.create(name, encoder=encoder, **kwargs)
+
+
+def list_methods() -> list[str]:
+    """Names of every registered method."""
+    _load_builtins()
+    return METHODS.names()

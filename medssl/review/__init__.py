@@ -1,0 +1,1 @@
+"""Review store (SQLAlchemy), audit trail, reviewer accounts."""

@@ -1,0 +1,1 @@
+"""Anomaly scorers, the batch scoring job, local and Ray engines."""

@@ -1,0 +1,1 @@
+"""Pretraining and fine-tuning loops (the one place that imports Lightning)."""

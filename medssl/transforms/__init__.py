@@ -1,0 +1,1 @@
+"""Views and augmentations per domain (image, series, tabular)."""
