@@ -1,0 +1,339 @@
+"""Anomaly scorers on embeddings: kNN distance, Mahalanobis distance, reconstruction error.
+
+Domain-agnostic: a scorer sees only an ``(N, D)`` matrix of embeddings (numpy or torch), never
+images, series or table columns. Every scorer has the same face::
+
+    scorer = create_scorer("knn", k=10).fit(reference)     # reference: (N_ref, D), normal/unlabeled
+    s = scorer.score(new)                                   # (N,) float64, higher = more anomalous
+    p = scorer.percentile(s)                                # (N,) in [0, 100]
+    tensors = scorer.state_dict()                           # dict[str, torch.Tensor]
+    same = load_scorer("knn", tensors)                      # identical scores, no refit
+
+``percentile`` is calibrated against the scores of the reference set itself, computed during
+``fit`` (leave-one-out for kNN so a reference point is not its own neighbour): a percentile of
+99 means the case is stranger than 99 % of the reference cases.
+
+``state_dict`` holds everything needed to rebuild the scorer (statistics *and* hyperparameters
+as tensors), so a batch scoring job can store it in a checkpoint's ``tensors`` (prefix the keys,
+e.g. ``"scorer.reference"``) and its name in ``meta`` (``meta["scorer"] = scorer.name``).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, Callable, ClassVar, TypeVar
+
+import numpy as np
+import torch
+from sklearn.covariance import EmpiricalCovariance, LedoitWolf
+from sklearn.decomposition import PCA
+from sklearn.neighbors import NearestNeighbors
+
+from medssl.errors import ConfigError, DataError
+from medssl.registry import Registry
+
+ArrayLike = np.ndarray | torch.Tensor
+S = TypeVar("S", bound="AnomalyScorer")
+
+NORMALIZATIONS = ("none", "standard", "l2")
+
+
+def as_matrix(embeddings: ArrayLike, what: str = "embeddings") -> np.ndarray:
+    """``embeddings`` as a finite float64 numpy matrix ``(N, D)``; raises ``DataError`` otherwise."""
+    if isinstance(embeddings, torch.Tensor):
+        embeddings = embeddings.detach().cpu().double().numpy()
+    x = np.asarray(embeddings, dtype=np.float64)
+    if x.ndim != 2:
+        raise DataError(f"{what} must be a 2-D matrix (N cases, D features); got shape {x.shape}")
+    if not np.isfinite(x).all():
+        bad = int((~np.isfinite(x)).any(axis=1).sum())
+        raise DataError(
+            f"{what} hold NaN or infinite values in {bad} row(s); the encoder output is broken "
+            "(check the input preprocessing or retrain)"
+        )
+    return x
+
+
+def _t(x: np.ndarray | float | int) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(x, dtype=np.float64))
+
+
+class AnomalyScorer(ABC):
+    """Base class: subclasses implement ``_fit``, ``_score``, ``_state`` and ``_from_state``."""
+
+    name: ClassVar[str] = ""
+
+    def __init__(self, normalize: str = "none") -> None:
+        if normalize not in NORMALIZATIONS:
+            raise ConfigError(f"normalize must be one of {NORMALIZATIONS}, got {normalize!r}")
+        self.normalize = normalize
+        self.mean_: np.ndarray | None = None
+        self.scale_: np.ndarray | None = None
+        self.reference_scores_: np.ndarray | None = None  # sorted ascending
+
+    # -- public interface -------------------------------------------------------------------
+    def fit(self: S, embeddings: ArrayLike) -> S:
+        """Learn the reference statistics from ``embeddings`` ``(N, D)`` and calibrate percentiles."""
+        x = as_matrix(embeddings, "reference embeddings")
+        if len(x) < 2:
+            raise DataError(f"a {self.name} scorer needs at least 2 reference cases, got {len(x)}")
+        self.mean_ = x.mean(axis=0)
+        std = x.std(axis=0)
+        self.scale_ = np.where(std > 1e-12, std, 1.0)
+        ref_scores = self._fit(self._prepare(x))
+        self.reference_scores_ = np.sort(np.asarray(ref_scores, dtype=np.float64))
+        return self
+
+    def score(self, embeddings: ArrayLike) -> np.ndarray:
+        """Anomaly score per row ``(N,)``: higher = more anomalous."""
+        self._check_fitted()
+        x = as_matrix(embeddings)
+        if x.shape[1] != len(self.mean_):
+            raise DataError(
+                f"embeddings have {x.shape[1]} features but the scorer was fitted on {len(self.mean_)}; "
+                "score with the same encoder that produced the reference embeddings"
+            )
+        return self._score(self._prepare(x))
+
+    def percentile(self, scores: ArrayLike) -> np.ndarray:
+        """Percent of reference cases whose score is <= each score: ``(N,)`` in [0, 100]."""
+        self._check_fitted()
+        s = np.asarray(scores.detach().cpu().numpy() if isinstance(scores, torch.Tensor) else scores, dtype=np.float64)
+        ref = self.reference_scores_
+        return 100.0 * np.searchsorted(ref, s.reshape(-1), side="right") / len(ref)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """Everything needed to rebuild this scorer, as float64 tensors."""
+        self._check_fitted()
+        state = {
+            "normalize": _t(NORMALIZATIONS.index(self.normalize)),
+            "mean": _t(self.mean_),
+            "scale": _t(self.scale_),
+            "reference_scores": _t(self.reference_scores_),
+        }
+        state.update(self._state())
+        return state
+
+    @classmethod
+    def from_state_dict(cls: type[S], state: dict[str, torch.Tensor], **kwargs: Any) -> S:
+        """Rebuild a fitted scorer from ``state_dict()`` output (no refit, identical scores)."""
+        missing = [k for k in ("normalize", "mean", "scale", "reference_scores") if k not in state]
+        if missing:
+            raise DataError(f"{cls.name} scorer state lacks {missing}; it was not written by state_dict()")
+        obj = cls._from_state(state, **kwargs)
+        obj.normalize = NORMALIZATIONS[int(state["normalize"].item())]
+        obj.mean_ = state["mean"].double().numpy()
+        obj.scale_ = state["scale"].double().numpy()
+        obj.reference_scores_ = state["reference_scores"].double().numpy()
+        return obj
+
+    # -- helpers ----------------------------------------------------------------------------
+    def _prepare(self, x: np.ndarray) -> np.ndarray:
+        if self.normalize == "standard":
+            return (x - self.mean_) / self.scale_
+        if self.normalize == "l2":
+            return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+        return x
+
+    def _check_fitted(self) -> None:
+        if self.reference_scores_ is None:
+            raise DataError(f"the {self.name} scorer is not fitted; call fit(reference_embeddings) first")
+
+    @abstractmethod
+    def _fit(self, x: np.ndarray) -> np.ndarray:
+        """Fit on prepared reference ``x`` and return the reference's own scores ``(N,)``."""
+
+    @abstractmethod
+    def _score(self, x: np.ndarray) -> np.ndarray:
+        """Scores ``(N,)`` of prepared ``x``."""
+
+    @abstractmethod
+    def _state(self) -> dict[str, torch.Tensor]:
+        """Subclass statistics and hyperparameters as tensors."""
+
+    @classmethod
+    @abstractmethod
+    def _from_state(cls: type[S], state: dict[str, torch.Tensor], **kwargs: Any) -> S:
+        """A new instance holding the subclass part of ``state``."""
+
+
+SCORERS: Registry[AnomalyScorer] = Registry("anomaly scorer")
+
+
+def _register(cls: type[S]) -> type[S]:
+    SCORERS.register(cls.name)(cls)
+    return cls
+
+
+@_register
+class KNNDistanceScorer(AnomalyScorer):
+    """Mean Euclidean distance to the ``k`` nearest reference embeddings (sklearn NearestNeighbors).
+
+    Reference scores are leave-one-out (each reference case's own row is excluded), so the
+    percentiles of new cases and of reference cases are on the same footing.
+    """
+
+    name = "knn"
+
+    def __init__(self, k: int = 10, normalize: str = "none") -> None:
+        super().__init__(normalize)
+        if int(k) < 1:
+            raise ConfigError(f"k must be a positive number of neighbours, got {k}")
+        self.k = int(k)
+        self.reference_: np.ndarray | None = None
+        self._nn: NearestNeighbors | None = None
+
+    def _index(self) -> NearestNeighbors:
+        if self._nn is None:
+            self._nn = NearestNeighbors(n_neighbors=self.k).fit(self.reference_)
+        return self._nn
+
+    def _fit(self, x: np.ndarray) -> np.ndarray:
+        if len(x) <= self.k:
+            raise DataError(f"kNN scorer with k={self.k} needs more than {self.k} reference cases, got {len(x)}")
+        self.reference_ = x
+        self._nn = None
+        dist, _ = NearestNeighbors(n_neighbors=self.k + 1).fit(x).kneighbors(x)
+        return dist[:, 1:].mean(axis=1)  # column 0 is the point itself (distance 0)
+
+    def _score(self, x: np.ndarray) -> np.ndarray:
+        dist, _ = self._index().kneighbors(x)
+        return dist.mean(axis=1)
+
+    def _state(self) -> dict[str, torch.Tensor]:
+        return {"k": _t(self.k), "reference": _t(self.reference_)}
+
+    @classmethod
+    def _from_state(cls, state: dict[str, torch.Tensor], **kwargs: Any) -> "KNNDistanceScorer":
+        obj = cls(k=int(state["k"].item()))
+        obj.reference_ = state["reference"].double().numpy()
+        return obj
+
+
+@_register
+class MahalanobisScorer(AnomalyScorer):
+    """Squared Mahalanobis distance to the reference mean under a shrunk covariance.
+
+    ``estimator="ledoit_wolf"`` (default, well-conditioned when D is large relative to N) or
+    ``"empirical"`` (sklearn EmpiricalCovariance).
+    """
+
+    name = "mahalanobis"
+    ESTIMATORS = ("ledoit_wolf", "empirical")
+
+    def __init__(self, estimator: str = "ledoit_wolf", normalize: str = "none") -> None:
+        super().__init__(normalize)
+        if estimator not in self.ESTIMATORS:
+            raise ConfigError(f"estimator must be one of {self.ESTIMATORS}, got {estimator!r}")
+        self.estimator = estimator
+        self.location_: np.ndarray | None = None
+        self.precision_: np.ndarray | None = None
+
+    def _fit(self, x: np.ndarray) -> np.ndarray:
+        cov = LedoitWolf() if self.estimator == "ledoit_wolf" else EmpiricalCovariance()
+        cov.fit(x)
+        self.location_ = cov.location_
+        self.precision_ = cov.get_precision()
+        return self._score(x)
+
+    def _score(self, x: np.ndarray) -> np.ndarray:
+        d = x - self.location_
+        return np.einsum("nd,de,ne->n", d, self.precision_, d)
+
+    def _state(self) -> dict[str, torch.Tensor]:
+        return {
+            "estimator": _t(self.ESTIMATORS.index(self.estimator)),
+            "location": _t(self.location_),
+            "precision": _t(self.precision_),
+        }
+
+    @classmethod
+    def _from_state(cls, state: dict[str, torch.Tensor], **kwargs: Any) -> "MahalanobisScorer":
+        obj = cls(estimator=cls.ESTIMATORS[int(state["estimator"].item())])
+        obj.location_ = state["location"].double().numpy()
+        obj.precision_ = state["precision"].double().numpy()
+        return obj
+
+
+@_register
+class ReconstructionScorer(AnomalyScorer):
+    """Squared reconstruction error ``||x - r(x)||^2`` per row.
+
+    By default ``r`` is a PCA fitted on the reference (``n_components``: an int, or a float in
+    (0, 1) = fraction of variance kept). Pass ``reconstruct`` (a callable ``(N, D) -> (N, D)``
+    on numpy arrays, e.g. an autoencoder or a VIME decoder) to use a learned reconstruction
+    instead; it is not part of ``state_dict`` and must be passed again to ``from_state_dict``.
+    """
+
+    name = "reconstruction"
+
+    def __init__(
+        self,
+        n_components: int | float = 0.9,
+        normalize: str = "standard",
+        reconstruct: Callable[[np.ndarray], np.ndarray] | None = None,
+    ) -> None:
+        super().__init__(normalize)
+        if isinstance(n_components, float) and not 0 < n_components < 1:
+            raise ConfigError(f"n_components as a float must be in (0, 1), got {n_components}")
+        if isinstance(n_components, int) and n_components < 1:
+            raise ConfigError(f"n_components must be >= 1, got {n_components}")
+        self.n_components = n_components
+        self.reconstruct = reconstruct
+        self.pca_mean_: np.ndarray | None = None
+        self.components_: np.ndarray | None = None  # (K, D), orthonormal rows
+
+    def _rebuild(self, x: np.ndarray) -> np.ndarray:
+        if self.reconstruct is not None:
+            out = np.asarray(self.reconstruct(x), dtype=np.float64)
+            if out.shape != x.shape:
+                raise DataError(f"reconstruct returned shape {out.shape}, expected {x.shape}")
+            return out
+        z = (x - self.pca_mean_) @ self.components_.T
+        return z @ self.components_ + self.pca_mean_
+
+    def _fit(self, x: np.ndarray) -> np.ndarray:
+        if self.reconstruct is None:
+            n = self.n_components
+            if isinstance(n, int):
+                n = min(n, x.shape[1], len(x))
+            pca = PCA(n_components=n, svd_solver="full").fit(x)
+            self.pca_mean_ = pca.mean_
+            self.components_ = pca.components_
+        return self._score(x)
+
+    def _score(self, x: np.ndarray) -> np.ndarray:
+        return ((x - self._rebuild(x)) ** 2).sum(axis=1)
+
+    def _state(self) -> dict[str, torch.Tensor]:
+        if self.reconstruct is not None:
+            return {"uses_function": _t(1)}
+        return {"uses_function": _t(0), "pca_mean": _t(self.pca_mean_), "components": _t(self.components_)}
+
+    @classmethod
+    def _from_state(cls, state: dict[str, torch.Tensor], **kwargs: Any) -> "ReconstructionScorer":
+        reconstruct = kwargs.get("reconstruct")
+        if int(state["uses_function"].item()) == 1 and reconstruct is None:
+            raise DataError("this reconstruction scorer used a reconstruction function; pass reconstruct=...")
+        obj = cls(reconstruct=reconstruct)
+        if reconstruct is None:
+            obj.pca_mean_ = state["pca_mean"].double().numpy()
+            obj.components_ = state["components"].double().numpy()
+            obj.n_components = int(obj.components_.shape[0])
+        return obj
+
+
+def create_scorer(name: str, **kwargs: Any) -> AnomalyScorer:
+    """An unfitted scorer: ``"knn"`` (k, normalize), ``"mahalanobis"`` (estimator, normalize),
+    ``"reconstruction"`` (n_components, normalize, reconstruct)."""
+    return SCORERS.create(name, **kwargs)
+
+
+def load_scorer(name: str, state: dict[str, torch.Tensor], **kwargs: Any) -> AnomalyScorer:
+    """A fitted scorer rebuilt from ``state`` (the output of ``state_dict()``)."""
+    return SCORERS.get(name).from_state_dict(state, **kwargs)  # type: ignore[attr-defined]
+
+
+def list_scorers() -> list[str]:
+    """Names of every registered scorer."""
+    return SCORERS.names()
