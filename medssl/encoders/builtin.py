@@ -6,6 +6,8 @@ import importlib
 
 _MODULES: tuple[str, ...] = (
     # "medssl.encoders.image_cnn",
+    "medssl.encoders.small_cnn",
+    "medssl.encoders.image_resnet",
 )
 
 for _name in _MODULES:

@@ -6,6 +6,10 @@ import importlib
 
 _MODULES: tuple[str, ...] = (
     # "medssl.methods.simclr",
+    "medssl.methods.simclr",
+    "medssl.methods.byol",
+    "medssl.methods.dino",
+    "medssl.methods.micle",
 )
 
 for _name in _MODULES:

@@ -1,0 +1,69 @@
+"""MICLe (Azizi et al., ICCV 2021): multi-instance contrastive learning.
+
+A positive pair is two augmented crops of two *different* images of the same patient (the pair
+dataset draws them with ``pairing = "patient"``; a patient with one image falls back to two
+augmentations of it). In-batch negatives exclude every other image of the same patient, so
+there are no false negatives: :func:`patient_masked_nt_xent`.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from lightly.models.modules import SimCLRProjectionHead
+from torch import nn
+
+from medssl.methods.base import SSLMethod, register_method
+
+
+def patient_masked_nt_xent(
+    z1: torch.Tensor, z2: torch.Tensor, patient: torch.Tensor, temperature: float
+) -> torch.Tensor:
+    """NT-Xent over ``2B`` projections where same-patient pairs are not used as negatives.
+
+    ``z1``, ``z2``: ``(B, D)`` projections of the two views (row ``i`` of each is a positive pair);
+    ``patient``: ``(B,)`` patient index of each row. Each of the ``2B`` anchors is scored against
+    its positive and against every view of a *different* patient; itself and other views of its
+    own patient are removed from the softmax denominator. With all patients distinct this equals
+    ``lightly.loss.NTXentLoss(temperature)(z1, z2)``. Returns a scalar (mean over the 2B anchors).
+    """
+    b = z1.shape[0]
+    z = F.normalize(torch.cat([z1, z2]), dim=1)  # (2B, D)
+    logits = z @ z.T / temperature  # (2B, 2B)
+    rows = torch.arange(2 * b, device=z.device)
+    positive = (rows + b) % (2 * b)
+    pid = patient.to(z.device).repeat(2)
+    drop = pid[:, None] == pid[None, :]  # self + same-patient views
+    drop[rows, positive] = False  # ... except the positive itself
+    logits = logits.masked_fill(drop, float("-inf"))
+    return F.cross_entropy(logits, positive)
+
+
+@register_method("micle")
+class MICLe(SSLMethod):
+    """SimCLR's encoder + projection, trained on same-patient pairs with a patient-masked NT-Xent."""
+
+    pairing: ClassVar[str] = "patient"
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        temperature: float = 0.1,
+        projection_dim: int = 128,
+        hidden_dim: int | None = None,
+    ) -> None:
+        super().__init__(encoder)
+        n = int(encoder.num_features)
+        self.projection = SimCLRProjectionHead(n, hidden_dim or n, projection_dim)
+        self.temperature = temperature
+
+    def project(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, *input_shape)`` -> ``(B, projection_dim)``."""
+        return self.projection(self.encoder(x))
+
+    def training_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Patient-masked NT-Xent between ``view1`` and ``view2`` (``batch["patient"]`` masks negatives)."""
+        z1, z2 = self.project(batch["view1"]), self.project(batch["view2"])
+        return patient_masked_nt_xent(z1, z2, batch["patient"], self.temperature)
