@@ -1,0 +1,1 @@
+"""Imaging data: DICOM, PNG/JPEG and npz readers, ingest scans and the imaging torch Dataset."""

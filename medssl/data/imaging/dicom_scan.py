@@ -1,0 +1,90 @@
+"""Find the files under a DICOM source: recursive folder walk plus the files a DICOMDIR lists.
+
+Every path is made absolute and resolved (symlinks, ``..``) so a file reached both by the walk
+and through a DICOMDIR is ingested once. A DICOMDIR entry whose file is missing becomes an
+errors.csv row; the DICOMDIR file itself is passed on like any file (ingest records it as an index).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import pydicom
+
+from medssl.errors import DataError
+
+
+def _is_dicomdir_name(path: Path) -> bool:
+    return path.name.upper().startswith("DICOMDIR")
+
+
+def _resolve_case_insensitive(base: Path, parts: list[str]) -> Path | None:
+    """``base/parts...`` matching each component exactly or, failing that, case-insensitively."""
+    current = base
+    for part in parts:
+        exact = current / part
+        if exact.exists():
+            current = exact
+            continue
+        try:
+            match = next((c for c in current.iterdir() if c.name.upper() == part.upper()), None)
+        except OSError:
+            return None
+        if match is None:
+            return None
+        current = match
+    return current
+
+
+def dicomdir_references(dicomdir: Path) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Files listed by ``dicomdir`` -> (existing resolved paths, [(missing path, reason)]).
+
+    A file that is not a readable DICOMDIR lists nothing (ingest reports it on its own).
+    """
+    found: list[Path] = []
+    missing: list[tuple[str, str]] = []
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(dicomdir, force=False)
+            records = list(ds.get("DirectoryRecordSequence") or [])
+    except Exception:
+        return found, missing
+    for record in records:
+        file_id = record.get("ReferencedFileID")
+        if not file_id:
+            continue
+        parts = [str(p) for p in file_id] if isinstance(file_id, (list, pydicom.multival.MultiValue)) else [str(file_id)]
+        target = _resolve_case_insensitive(dicomdir.parent, parts)
+        if target is None or not target.is_file():
+            where = dicomdir.parent.joinpath(*parts)
+            missing.append((str(where), f"listed in DICOMDIR {dicomdir} but the file does not exist"))
+        else:
+            found.append(target.resolve())
+    return found, missing
+
+
+def scan_dicom_source(src: str | Path) -> tuple[list[str], list[tuple[str, str]]]:
+    """All candidate files under ``src`` (sorted, unique, resolved) and rows for missing DICOMDIR entries.
+
+    Raises ``DataError`` if ``src`` does not exist.
+    """
+    root = Path(src).expanduser()
+    if not root.exists():
+        raise DataError(f"DICOM source {root} does not exist; pass a DICOM file, a DICOMDIR or a folder of them")
+    files: set[Path] = set()
+    if root.is_file():
+        files.add(root.resolve())
+    else:
+        for folder, dirnames, filenames in os.walk(root):
+            dirnames.sort()
+            files.update((Path(folder) / name).resolve() for name in filenames)
+    missing: dict[str, str] = {}
+    for path in sorted(p for p in files if _is_dicomdir_name(p)):
+        found, absent = dicomdir_references(path)
+        files.update(found)
+        for where, reason in absent:
+            missing.setdefault(where, reason)
+    return sorted(str(p) for p in files if p.is_file()), sorted(missing.items())
