@@ -1,0 +1,118 @@
+"""Scoring one chunk of manifest rows: decode (DataLoader), embed, predict, anomaly-score.
+
+Both engines call ``score_chunk``; the local engine in-process, the Ray engine inside each actor,
+so the two give the same numbers. A case whose input fails to decode (the domain dataset raises
+``ReaderError``) is reported in ``ChunkResult.errors`` and the rest of the chunk goes on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from medssl.data import get_domain
+from medssl.errors import CheckpointError, ReaderError
+from medssl.scoring.model import ScoringModel
+
+
+class _SafeItems(Dataset):
+    """Wraps a domain dataset so one unreadable case does not kill its batch.
+
+    Item ``i`` is ``(i, tensor, None)`` or ``(i, None, reason)`` when the case fails to decode.
+    """
+
+    def __init__(self, dataset: Any) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple[int, torch.Tensor | None, tuple[str, str] | None]:
+        try:
+            return index, self.dataset[index], None
+        except ReaderError as exc:
+            return index, None, (exc.path, exc.reason)
+
+
+def _collate(items: list[tuple[int, torch.Tensor | None, tuple[str, str] | None]]) -> dict[str, Any]:
+    ok = [(i, x) for i, x, err in items if err is None]
+    return {
+        "index": torch.tensor([i for i, _ in ok], dtype=torch.int64),
+        "x": torch.stack([x for _, x in ok]) if ok else None,
+        "errors": [(i, err) for i, _, err in items if err is not None],
+    }
+
+
+@dataclass
+class ChunkResult:
+    """What one chunk gives. ``ok`` are positions (within the chunk) of the scored cases.
+
+    ``embeddings`` ``(n_ok, D)`` float32; ``anomaly_score``/``anomaly_percentile``/``predicted_proba``
+    ``(n_ok,)`` float64; ``predicted_label`` ``(n_ok,)`` object (``None`` without a head);
+    ``errors``: ``(position, path, reason)`` per case that failed to decode.
+    """
+
+    ok: np.ndarray
+    embeddings: np.ndarray
+    anomaly_score: np.ndarray
+    anomaly_percentile: np.ndarray
+    predicted_label: np.ndarray
+    predicted_proba: np.ndarray
+    errors: list[tuple[int, str, str]]
+
+
+def make_chunk_dataset(model: ScoringModel, data_dir: Path, rows: pd.DataFrame) -> Any:
+    """The model's domain dataset over ``rows`` with the model's saved preprocessing."""
+    if model.preprocessing is None:
+        raise CheckpointError(
+            f"{model.path} carries no preprocessing (meta['preprocessing']); scoring would have to "
+            "guess how the inputs were prepared. Re-create it with `medssl pretrain` or `medssl finetune`"
+        )
+    return get_domain(model.domain).make_dataset(Path(data_dir), rows.reset_index(drop=True), model.preprocessing)
+
+
+def embed_chunk(
+    model: ScoringModel, data_dir: Path, rows: pd.DataFrame, batch_size: int, num_workers: int = 0
+) -> tuple[np.ndarray, np.ndarray, list[tuple[int, str, str]]]:
+    """``(ok positions (n_ok,), embeddings (n_ok, D) float32, errors)`` for the manifest ``rows``."""
+    loader = DataLoader(
+        _SafeItems(make_chunk_dataset(model, data_dir, rows)),
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        collate_fn=_collate,
+        pin_memory=model.device.type == "cuda",
+    )
+    ok: list[torch.Tensor] = []
+    embs: list[torch.Tensor] = []
+    errors: list[tuple[int, str, str]] = []
+    for batch in loader:
+        errors.extend((i, path, reason) for i, (path, reason) in batch["errors"])
+        if batch["x"] is not None:
+            ok.append(batch["index"])
+            embs.append(model.embed(batch["x"]))
+    if not embs:
+        return np.zeros(0, dtype=np.int64), np.zeros((0, int(model.encoder.num_features)), np.float32), errors
+    return torch.cat(ok).numpy(), torch.cat(embs).numpy().astype(np.float32, copy=False), errors
+
+
+def score_chunk(
+    model: ScoringModel, data_dir: Path, rows: pd.DataFrame, batch_size: int, num_workers: int = 0
+) -> ChunkResult:
+    """Decode, embed, predict and anomaly-score the manifest ``rows`` (one chunk)."""
+    ok, emb, errors = embed_chunk(model, data_dir, rows, batch_size, num_workers)
+    n = len(ok)
+    if n:
+        scores, pct = model.anomaly(torch.from_numpy(emb))
+        pred = model.predict(torch.from_numpy(emb))
+    else:
+        scores, pct, pred = np.zeros(0), np.zeros(0), None
+    labels = pred[0] if pred is not None else np.full(n, None, dtype=object)
+    proba = pred[1] if pred is not None else np.full(n, np.nan)
+    return ChunkResult(ok, emb, scores, pct, labels, proba, errors)

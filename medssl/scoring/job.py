@@ -1,0 +1,211 @@
+"""The batch scoring job behind ``medssl score``: chunked, resumable, idempotent.
+
+1. Load the model file (refusing foreign or tampered files) and the manifest of DATA_DIR.
+2. If the model carries no anomaly-scorer statistics, fit a kNN scorer on the embeddings of the
+   ``reference_split`` rows of DATA_DIR (logged; refused when there is no such split).
+3. Cut the manifest into chunks of ``chunk_size`` rows; each chunk is scored by an engine (local or
+   Ray) and written as a part file (``medssl.scoring.parts``). ``resume`` skips finished chunks.
+4. Commit: stream the parts into SCORES_PARQUET atomically, set ``flagged`` over all of them.
+
+Output columns: ``case_id, patient_id, domain, anomaly_score, anomaly_percentile, flagged,
+predicted_label, predicted_proba, model_id, scored_at``; ``predicted_proba`` is the probability of
+``predicted_label`` (both null without a head). Cases that fail to decode go to
+``SCORES.errors.csv`` (``case_id, path, reason``) and the job completes.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from medssl.checkpoints import file_sha256
+from medssl.data import read_manifest
+from medssl.data.manifest import MANIFEST_NAME
+from medssl.errors import ConfigError, DataError
+from medssl.progress import progress
+from medssl.scoring.chunk import ChunkResult, embed_chunk
+from medssl.scoring.engine_local import Chunk, run_local
+from medssl.scoring.model import ScoringModel, load_scoring_model
+from medssl.scoring.parts import (
+    ERROR_COLUMNS, FlagRule, commit, open_parts, parts_dir_for, utc_now, write_part,
+)
+
+log = logging.getLogger(__name__)
+
+REFERENCE_SCORER = "knn"
+ENGINES = ("local", "ray")
+
+
+@dataclass(frozen=True)
+class ScoreSummary:
+    """What a finished job did."""
+
+    out: Path
+    n_scored: int
+    n_flagged: int
+    n_errors: int
+    n_chunks: int
+    n_chunks_resumed: int
+    model_id: str
+
+
+def _domain_rows(manifest: pd.DataFrame, model: ScoringModel) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(rows of the model's domain, error rows for the others)``."""
+    mine = manifest["domain"].astype(str) == model.domain
+    if not mine.any():
+        found = sorted(manifest["domain"].astype(str).unique())
+        raise DataError(
+            f"the model scores {model.domain!r} data but DATA_DIR holds only {found}; "
+            "pass the DATA_DIR this model's domain was ingested into"
+        )
+    other = manifest.loc[~mine]
+    errors = pd.DataFrame({
+        "case_id": other["case_id"].astype(str),
+        "path": other["path"].astype(str) if "path" in other.columns else "",
+        "reason": [f"case is {d!r} data; the model scores {model.domain!r}" for d in other["domain"]],
+    })
+    return manifest.loc[mine].reset_index(drop=True), errors
+
+
+def _fit_reference_scorer(
+    model: ScoringModel, data_dir: Path, manifest: pd.DataFrame, split: str, chunk_size: int, batch_size: int,
+    num_workers: int, cache: Path,
+) -> None:
+    """Give ``model`` a kNN scorer fitted on the embeddings of the ``split`` rows (cached in ``cache``)."""
+    from medssl.scoring.scorers import create_scorer
+
+    if cache.is_file():
+        state = torch.load(cache, map_location="cpu", weights_only=True)
+        model.set_scorer(REFERENCE_SCORER, {}, state)
+        log.info("reusing the kNN anomaly scorer fitted by the interrupted run")
+        return
+    if "split" not in manifest.columns or not (manifest["split"].astype(str) == split).any():
+        have = sorted(manifest["split"].dropna().astype(str).unique()) if "split" in manifest.columns else []
+        raise DataError(
+            f"{model.path} carries no anomaly-scorer statistics, so scoring fits one on the {split!r} rows "
+            f"of DATA_DIR, but there are none (splits present: {have or 'no split column'}). Pass "
+            "--reference-split with a split that exists, or score with a model from `medssl finetune`"
+        )
+    ref = manifest.loc[manifest["split"].astype(str) == split].reset_index(drop=True)
+    embs = []
+    starts = range(0, len(ref), chunk_size)
+    for start in progress(starts, total=len(starts), desc=f"embedding {split!r} reference rows", unit="chunk"):
+        _, emb, _ = embed_chunk(model, data_dir, ref.iloc[start:start + chunk_size], batch_size, num_workers)
+        embs.append(emb)
+    emb = np.concatenate(embs)
+    if len(emb) < 2:
+        raise DataError(f"only {len(emb)} {split!r} row(s) could be decoded; a reference scorer needs at least 2")
+    scorer = create_scorer(REFERENCE_SCORER).fit(torch.from_numpy(emb))
+    state = dict(scorer.state_dict())
+    torch.save(state, cache)
+    model.set_scorer(REFERENCE_SCORER, {}, state)
+    log.info(
+        "the model carries no anomaly-scorer statistics: fitted a kNN scorer on the embeddings of "
+        "%d %r rows of DATA_DIR", len(emb), split,
+    )
+
+
+def _part_frame(rows: pd.DataFrame, first_row: int, res: ChunkResult) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(scored rows, error rows)`` of one chunk's result; ``rows`` are the chunk's manifest rows."""
+    done = rows.iloc[res.ok]
+    frame = pd.DataFrame({
+        "row": first_row + res.ok.astype(np.int64),
+        "case_id": done["case_id"].astype(str).to_numpy(),
+        "patient_id": done["patient_id"].astype(str).to_numpy(),
+        "domain": done["domain"].astype(str).to_numpy(),
+        "anomaly_score": res.anomaly_score,
+        "anomaly_percentile": res.anomaly_percentile,
+        "predicted_label": pd.array(list(res.predicted_label), dtype=object),
+        "predicted_proba": res.predicted_proba,
+        "scored_at": utc_now(),
+    })
+    pos = [p for p, _, _ in res.errors]
+    errors = pd.DataFrame({
+        "case_id": rows["case_id"].astype(str).to_numpy()[pos] if pos else [],
+        "path": [path for _, path, _ in res.errors],
+        "reason": [reason for _, _, reason in res.errors],
+    }, columns=list(ERROR_COLUMNS))
+    return frame, errors
+
+
+def score(
+    model_path: str | Path,
+    data_dir: str | Path,
+    out: str | Path,
+    *,
+    engine: str = "local",
+    ray_address: str | None = None,
+    ray_workers: int | None = None,
+    flag_top: int | None = None,
+    flag_percentile: float | None = None,
+    embeddings_out: str | Path | None = None,
+    resume: bool = False,
+    chunk_size: int = 2048,
+    batch_size: int = 256,
+    num_workers: int = 0,
+    reference_split: str = "train",
+    device: str = "auto",
+) -> ScoreSummary:
+    """Score every case of DATA_DIR with the model file; write SCORES_PARQUET (see module doc)."""
+    if engine not in ENGINES:
+        raise ConfigError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
+    if chunk_size < 1 or batch_size < 1 or num_workers < 0:
+        raise ConfigError("--chunk-size and --batch-size must be at least 1, --num-workers at least 0")
+    if flag_top is not None and flag_percentile is not None:
+        raise ConfigError("give either --flag-top or --flag-percentile, not both")
+    if flag_top is not None and flag_top < 0:
+        raise ConfigError(f"--flag-top must be 0 or more, got {flag_top}")
+    if flag_percentile is not None and not 0 <= flag_percentile <= 100:
+        raise ConfigError(f"--flag-percentile must be between 0 and 100, got {flag_percentile}")
+    model_path, data_dir, out = Path(model_path).resolve(), Path(data_dir).resolve(), Path(out).resolve()
+    emb_out = None if embeddings_out is None else Path(embeddings_out).resolve()
+    if emb_out == out:
+        raise ConfigError("--embeddings must be a different file from --out")
+
+    model = load_scoring_model(model_path, device="cpu" if engine == "ray" else device)
+    manifest, extra_errors = _domain_rows(read_manifest(data_dir), model)
+    rule = FlagRule(top_k=flag_top) if flag_top is not None else FlagRule(
+        percentile=flag_percentile if flag_percentile is not None else model.default_flag_percentile
+    )
+    fingerprint = {
+        "model_id": model.model_id,
+        "manifest_sha256": file_sha256(data_dir / MANIFEST_NAME),
+        "n_rows": len(manifest),
+        "chunk_size": chunk_size,
+        "reference_split": None if model.scorer is not None else reference_split,
+    }
+    parts = parts_dir_for(out)
+    done = set(open_parts(parts, fingerprint, resume))
+    if model.scorer is None:
+        _fit_reference_scorer(model, data_dir, manifest, reference_split, chunk_size, batch_size, num_workers,
+                              parts / "scorer.pt")
+    chunks: list[Chunk] = [
+        (i, start, min(start + chunk_size, len(manifest))) for i, start in enumerate(range(0, len(manifest), chunk_size))
+    ]
+    todo = [c for c in chunks if c[0] not in done]
+    if done:
+        log.info("resuming: %d of %d chunks already scored, %d to go", len(done), len(chunks), len(todo))
+    log.info("scoring %d cases in %d chunks with the %s engine (model %s)", len(manifest), len(chunks), engine,
+             model.model_id)
+    if engine == "local":
+        results = run_local(model, data_dir, manifest, todo, batch_size, num_workers)
+    else:
+        from medssl.scoring.engine_ray import run_ray
+
+        spec = None if model.scorer_name is None else (model.scorer_name, model.scorer_kwargs, model.scorer_state())
+        results = run_ray(model_path, data_dir, manifest, todo, batch_size, spec, model.head is not None,
+                          address=ray_address, workers=ray_workers, device=device)
+    first = {c: start for c, start, _ in chunks}
+    for c, res in progress(results, total=len(todo), desc="scoring", unit="chunk"):
+        start = first[c]
+        frame, errors = _part_frame(manifest.iloc[start:start + chunk_size], start, res)
+        write_part(parts, c, frame, res.embeddings, errors)
+    n_scored, n_flagged, n_errors = commit(parts, len(chunks), out, model.model_id, rule, emb_out, extra_errors)
+    log.info("wrote %s: %d cases scored, %d flagged (%s), %d could not be scored (see %s)", out, n_scored,
+             n_flagged, rule.describe(), n_errors, out.with_suffix(".errors.csv").name)
+    return ScoreSummary(out, n_scored, n_flagged, n_errors, len(chunks), len(done), model.model_id)
