@@ -1,0 +1,79 @@
+"""``medssl pretrain --data DATA_DIR --out RUN_DIR``: self-supervised pretraining of an encoder."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from medssl.config import load_config
+from medssl.train.pretrain_config import PretrainConfig
+from medssl.train.run_files import CONFIG_YAML
+
+DESCRIPTION = """\
+Learn an encoder from unlabeled cases (labels are never read). Trains on the manifest's
+split == "train" rows. RUN_DIR receives:
+  checkpoint.pt  the pretrained encoder (+ preprocessing, config), input to `medssl finetune`
+  config.yaml    every setting the run used        metrics.csv  loss and learning rate per step
+  last.ckpt      full training state each epoch, for --resume
+Settings come from the defaults, then --config YAML (see configs/), then the flags below.
+Runs on the GPU when there is one; --devices/--num-nodes train on several GPUs or machines.
+"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``pretrain`` subcommand."""
+    p = subparsers.add_parser(
+        "pretrain",
+        help="learn an encoder from unlabeled data (SimCLR, BYOL, DINO, MICLe, ...)",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--data", required=True, type=Path, metavar="DATA_DIR", help="folder made by `medssl ingest`")
+    p.add_argument("--out", required=True, type=Path, metavar="RUN_DIR", help="folder for this run's files")
+    p.add_argument("--config", type=Path, metavar="YAML", help="settings file, e.g. configs/pneumoniamnist_simclr.yaml")
+    p.add_argument("--method", help="simclr, byol, dino, micle (same-patient pairs), ... (default simclr)")
+    p.add_argument("--encoder", help="backbone, e.g. small_cnn or resnet18 (default: the data's usual one)")
+    p.add_argument("--epochs", type=int, metavar="N", help="passes over the training cases")
+    p.add_argument("--max-steps", type=int, metavar="N", help="stop after N optimizer steps (short trial runs)")
+    p.add_argument("--batch-size", type=int, metavar="B", help="cases per step on each device")
+    p.add_argument("--lr", type=float, help="peak learning rate (after warm-up)")
+    p.add_argument("--seed", type=int, metavar="S", help="random seed (same seed, same run)")
+    p.add_argument("--limit-cases", type=int, metavar="N", help="use a random N of the training cases")
+    p.add_argument("--num-workers", type=int, metavar="N", help="data-loading processes (default 0)")
+    p.add_argument("--accelerator", choices=["auto", "cpu", "gpu"], help="default auto: a GPU if present")
+    p.add_argument("--devices", type=int, metavar="N", help="GPUs (or CPU processes) per machine")
+    p.add_argument("--num-nodes", type=int, metavar="N", help="machines taking part")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in RUN_DIR from its last epoch (settings from RUN_DIR/config.yaml unless --config)",
+    )
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Resolve the config (defaults < YAML < flags) and run ``medssl.train.pretrain``."""
+    from medssl.train.pretrain import pretrain  # heavy imports (Lightning) only when needed
+
+    config_path = args.config
+    if config_path is None and args.resume and (args.out / CONFIG_YAML).is_file():
+        config_path = args.out / CONFIG_YAML
+    cfg = load_config(
+        PretrainConfig,
+        config_path,
+        method=args.method,
+        encoder=args.encoder,
+        epochs=args.epochs,
+        max_steps=args.max_steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        limit_cases=args.limit_cases,
+        num_workers=args.num_workers,
+        accelerator=args.accelerator,
+        devices=args.devices,
+        num_nodes=args.num_nodes,
+    )
+    path = pretrain(args.data, args.out, cfg, resume=args.resume)
+    print(path)
+    return 0

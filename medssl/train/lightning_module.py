@@ -1,0 +1,71 @@
+"""The Lightning wrapper around an ``SSLMethod``: optimizer, warm-up + cosine LR, EMA hook."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import lightning as L
+import torch
+
+from medssl.methods.base import SSLMethod
+
+
+def warmup_cosine(step: int, warmup_steps: int, total_steps: int) -> float:
+    """LR multiplier at optimizer step ``step`` (0-based): linear warm-up, then cosine to 0."""
+    if warmup_steps > 0 and step < warmup_steps:
+        return (step + 1) / warmup_steps
+    span = max(1, total_steps - warmup_steps)
+    progress = min(1.0, (step - warmup_steps) / span)
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+class PretrainModule(L.LightningModule):
+    """Trains ``method`` on batches of the ``SSLMethod`` contract; the loss is logged as ``loss``."""
+
+    def __init__(
+        self,
+        method: SSLMethod,
+        optimizer: str = "adamw",
+        lr: float = 1e-3,
+        weight_decay: float = 1e-4,
+        warmup_steps: int = 0,
+    ) -> None:
+        super().__init__()
+        self.method = method
+        self.optimizer_name = optimizer
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.warmup_steps = warmup_steps
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss = self.method.training_loss(batch)
+        self.log("loss", loss.detach(), prog_bar=True, on_step=True, batch_size=batch["view1"].shape[0])
+        return loss
+
+    def on_train_start(self) -> None:
+        # A resumed run may train longer than the saved one: put the optimizer's LR back on the
+        # schedule for the current total number of steps (a fresh run is unaffected).
+        sched = self.lr_schedulers()
+        for group, base, factor in zip(sched.optimizer.param_groups, sched.base_lrs, sched.lr_lambdas):
+            group["lr"] = base * factor(sched.last_epoch)
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        self.method.on_train_step_end(self.global_step, int(self.trainer.estimated_stepping_batches))
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        params = [p for p in self.method.parameters() if p.requires_grad]
+        decay = [p for p in params if p.ndim > 1]  # no weight decay on biases and norm scales
+        no_decay = [p for p in params if p.ndim <= 1]
+        groups = [
+            {"params": decay, "weight_decay": self.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ]
+        if self.optimizer_name == "sgd":
+            opt: torch.optim.Optimizer = torch.optim.SGD(groups, lr=self.lr, momentum=0.9)
+        else:
+            opt = torch.optim.AdamW(groups, lr=self.lr)
+        total = int(self.trainer.estimated_stepping_batches)
+        warmup = min(self.warmup_steps, total)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, warmup, total))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

@@ -1,0 +1,200 @@
+"""Domain-agnostic self-supervised pretraining: ``pretrain(data_dir, out_dir, config) -> checkpoint.pt``.
+
+Everything domain-specific comes from ``get_domain(manifest.domain)``: the dataset (and its fitted
+preprocessing), the augmentation, the default encoder and the encoder kwargs that follow from the
+data. The method comes from the method registry, the encoder from the encoder registry; the pair
+dataset draws views as the method's ``pairing`` asks. Labels are never read.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import warnings
+from pathlib import Path
+from typing import Any, Callable
+
+import lightning as L
+import pandas as pd
+import torch
+from lightning.pytorch.strategies import DDPStrategy
+from torch.utils.data import DataLoader
+
+import medssl.encoders.builtin  # noqa: F401  (registers the built-in encoders)
+import medssl.methods.builtin  # noqa: F401  (registers the built-in methods)
+from medssl.config import load_config
+from medssl.data.domains import get_domain
+from medssl.data.manifest import read_manifest
+from medssl.data.pairs import PairDataset
+from medssl.encoders.registry import ENCODERS, create_encoder
+from medssl.errors import ConfigError, DataError
+from medssl.methods.base import METHODS, create_method
+from medssl.train.lightning_module import PretrainModule
+from medssl.train.pretrain_config import PretrainConfig
+from medssl.train.run_files import ENCODER_CKPT, LAST_CKPT, METRICS_CSV, RunFiles, truncate_metrics
+
+log = logging.getLogger(__name__)
+
+
+def training_rows(manifest: pd.DataFrame, limit_cases: int | None, seed: int) -> pd.DataFrame:
+    """The rows pretraining uses: ``split == "train"`` when there is a split column, else all.
+
+    ``limit_cases`` keeps a seeded random subset (in manifest order). Raises ``DataError`` if empty.
+    """
+    rows = manifest
+    if "split" in manifest.columns:
+        rows = manifest[manifest["split"].astype(object) == "train"]
+        if rows.empty:
+            raise DataError(
+                "the manifest has a split column but no row with split == 'train'; re-run the ingest "
+                "(it assigns patient-level splits) or remove the split column to train on every case"
+            )
+    if limit_cases is not None and limit_cases < len(rows):
+        rows = rows.sample(n=limit_cases, random_state=seed).sort_index()
+    return rows.reset_index(drop=True)
+
+
+def _check_kwargs(kind: str, name: str, factory: Callable[..., Any], given: dict[str, Any], key: str) -> None:
+    """Raise ``ConfigError`` when ``given`` names an argument ``factory`` does not take."""
+    params = inspect.signature(factory).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    accepted = [n for n in params if n not in ("self", "encoder")]
+    unknown = sorted(set(given) - set(accepted))
+    if unknown:
+        raise ConfigError(
+            f"{key} has option(s) {unknown} that {kind} {name!r} does not take; it accepts {accepted}"
+        )
+
+
+def _strategy(cfg: PretrainConfig) -> str | DDPStrategy:
+    if cfg.devices * cfg.num_nodes == 1:
+        return "auto"
+    on_cpu = cfg.accelerator == "cpu" or (cfg.accelerator == "auto" and not torch.cuda.is_available())
+    return DDPStrategy(process_group_backend="gloo" if on_cpu else None)
+
+
+def resolve_config(config: PretrainConfig | dict[str, Any] | str | Path | None) -> PretrainConfig:
+    """A ``PretrainConfig`` from an instance, a dict of overrides, a YAML path, or ``None`` (defaults)."""
+    if isinstance(config, PretrainConfig):
+        return config
+    if config is None:
+        return PretrainConfig()
+    if isinstance(config, dict):
+        return load_config(PretrainConfig, None, **config)
+    return load_config(PretrainConfig, config)
+
+
+def pretrain(
+    data_dir: str | Path,
+    out_dir: str | Path,
+    config: PretrainConfig | dict[str, Any] | str | Path | None = None,
+    resume: bool = False,
+) -> Path:
+    """Pretrain an encoder on the unlabeled train cases of ``data_dir``; returns ``out_dir/checkpoint.pt``.
+
+    ``out_dir`` receives ``config.yaml``, ``metrics.csv``, ``last.ckpt`` and ``checkpoint.pt`` (see
+    ``medssl.train.run_files``). ``resume=True`` continues from ``out_dir/last.ckpt`` at its saved
+    step; without it an ``out_dir`` that already holds a run is refused (nothing is overwritten).
+    """
+    cfg = resolve_config(config)
+    data_dir, run_dir = Path(data_dir), Path(out_dir)
+    last = run_dir / LAST_CKPT
+    if resume and not last.is_file():
+        raise ConfigError(
+            f"cannot resume: {run_dir} holds no previous run ({LAST_CKPT} is missing); "
+            "run without --resume to start a new one"
+        )
+    if not resume and (last.is_file() or (run_dir / ENCODER_CKPT).is_file()):
+        raise ConfigError(
+            f"{run_dir} already holds a pretraining run; pass --resume to continue it, "
+            "or choose a new --out directory"
+        )
+
+    method_cls = METHODS.get(cfg.method)  # unknown names: "did you mean"
+    manifest = read_manifest(data_dir)
+    domains = manifest["domain"].astype(str).unique().tolist()
+    if len(domains) != 1:
+        raise DataError(f"the manifest mixes domains {domains}; pretrain one domain per DATA_DIR")
+    domain = get_domain(domains[0])
+    supported = getattr(method_cls, "supported_domains", None)
+    if supported is not None and domain.name not in supported:
+        raise ConfigError(f"method {cfg.method!r} works on {list(supported)} data, not {domain.name!r}")
+    _check_kwargs("method", cfg.method, method_cls, cfg.method_options, "method_options")
+
+    rows = training_rows(manifest, cfg.limit_cases, cfg.seed)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    dataset = domain.make_dataset(data_dir, rows, cfg.preprocessing)
+    encoder_name = cfg.encoder or domain.default_encoder
+    encoder_kwargs = {**domain.encoder_kwargs(dataset), **cfg.encoder_options}
+    _check_kwargs("encoder", encoder_name, ENCODERS.get(encoder_name), encoder_kwargs, "encoder_options")
+    encoder = create_encoder(encoder_name, **encoder_kwargs)
+    method = create_method(cfg.method, encoder, **cfg.method_options)
+
+    world = cfg.devices * cfg.num_nodes
+    batch_size = cfg.batch_size
+    if len(rows) < 2 * world:
+        raise DataError(f"pretraining needs at least {2 * world} training cases, the manifest has {len(rows)}")
+    if len(rows) < batch_size * world:
+        batch_size = len(rows) // world
+        log.warning("only %d training cases: batch size lowered to %d per device", len(rows), batch_size)
+    pairs = PairDataset(dataset, rows["patient_id"], domain.make_augment(cfg.augment), method_cls.pairing)
+    loader = DataLoader(
+        pairs,
+        batch_size=batch_size,
+        shuffle=True,
+        drop_last=True,  # batch-norm and contrastive losses need full batches
+        num_workers=cfg.num_workers,
+        persistent_workers=cfg.num_workers > 0,
+        pin_memory=torch.cuda.is_available() and cfg.accelerator != "cpu",
+    )
+    steps_per_epoch = max(1, len(rows) // (batch_size * world))
+    module = PretrainModule(
+        method,
+        optimizer=cfg.optimizer,
+        lr=cfg.lr,
+        weight_decay=cfg.weight_decay,
+        warmup_steps=round(cfg.warmup_epochs * steps_per_epoch),
+    )
+    sample_shape = list(dataset[0].shape)
+
+    def encoder_meta() -> dict[str, Any]:
+        return {
+            "encoder": {"name": encoder_name, "kwargs": encoder_kwargs},
+            "num_features": int(encoder.num_features),
+            "input_shape": sample_shape,
+            "domain": domain.name,
+            "method": cfg.method,
+            "preprocessing": dataset.preprocessing,
+            "config": cfg.model_dump(mode="json"),
+            "n_cases": len(rows),
+            "n_patients": int(rows["patient_id"].nunique()),
+        }
+
+    run_files = RunFiles(run_dir, cfg, encoder_meta)
+    trainer = L.Trainer(
+        max_epochs=cfg.epochs,
+        max_steps=cfg.max_steps or -1,
+        accelerator=cfg.accelerator,
+        devices=cfg.devices,
+        num_nodes=cfg.num_nodes,
+        strategy=_strategy(cfg),
+        precision=cfg.precision,
+        logger=False,
+        enable_checkpointing=False,  # RunFiles writes last.ckpt and checkpoint.pt
+        enable_model_summary=False,
+        callbacks=[run_files],
+        default_root_dir=run_dir,
+        log_every_n_steps=1,
+    )
+    ckpt_path = None
+    if resume:
+        state = torch.load(last, map_location="cpu", weights_only=True)
+        kept = truncate_metrics(run_dir / METRICS_CSV, int(state["global_step"])) if trainer.is_global_zero else 0
+        log.info("resuming from %s at step %d (%d metrics rows kept)", last, state["global_step"], kept)
+        ckpt_path = last
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        warnings.filterwarnings("ignore", message=".*number of training batches.*")
+        trainer.fit(module, train_dataloaders=loader, ckpt_path=ckpt_path, weights_only=True)
+    return run_dir / ENCODER_CKPT
