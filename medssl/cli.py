@@ -18,6 +18,7 @@ from medssl.errors import MedsslError
 # Each module defines ``register(subparsers)``; the parser it adds sets ``func=run``.
 COMMANDS: tuple[str, ...] = (
     "medssl.commands.ingest",
+    "medssl.commands.pretrain",
     "medssl.commands.score",
 )
 
