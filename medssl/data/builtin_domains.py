@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 
 _MODULES: tuple[str, ...] = (
-    # "medssl.data.imaging.domain",
+    "medssl.data.imaging.domain",
 )
 
 for _name in _MODULES:

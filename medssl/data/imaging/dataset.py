@@ -1,0 +1,268 @@
+"""The imaging Dataset: item i = one grey image ``(1, S, S)`` float32 in [0, 1] for manifest row i.
+
+Pipeline per case (``source_format`` of the row):
+  decode ("dicom": ``read_dicom_pixels`` with the modality LUT, i.e. Hounsfield units for CT;
+  "image": PNG/JPEG luminance; "npz": one image of a MedMNIST array, loaded once per worker)
+  -> intensity scaling to [0, 1]
+  -> zero-pad to a square (MONAI ``SpatialPad``, centred, so the aspect ratio is kept)
+  -> resize to ``S x S`` (torchvision, bilinear with antialiasing) -> clamp to [0, 1].
+
+Intensity scaling (``preprocessing["intensity"]``):
+  - ``"robust"`` (default): per image, values at the ``percentiles`` (default 0.5 and 99.5) map to
+    0 and 1 and everything outside is clipped. A few hot or dead pixels (burned-in text, collimator
+    edges) cannot squash the contrast of the rest, and scanners with different bit depths land on
+    the same scale. A constant image becomes all zeros.
+  - ``"window"``: a fixed window ``[center, width]`` in the source's units (Hounsfield units for
+    CT), e.g. ``[40, 400]`` for soft tissue: ``center - width/2 -> 0``, ``center + width/2 -> 1``.
+    Set by giving ``preprocessing={"window": [40, 400]}``.
+
+Persistent cache: each decoded, scaled and resized image is saved as
+``DATA_DIR/cache/imaging/<preprocessing hash>/<xx>/<case hash>.npy``. The case hash covers the
+case id and its source (path, frame, array); file names never contain ids in clear. Entries are
+written to a temporary file and renamed, so a crash never leaves a half-written entry, and
+DataLoader workers (``num_workers > 0``) can fill the cache concurrently. A second epoch, or another
+run with the same preprocessing, reads the cache instead of decoding.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from monai.transforms import SpatialPad
+from torch.utils.data import Dataset
+from torchvision.transforms.v2 import functional as TF
+
+from medssl.config import StrictConfig
+from medssl.errors import ConfigError, DataError, ReaderError
+
+log = logging.getLogger(__name__)
+
+CACHE_VERSION = 1  # bump when the pipeline changes so old cache entries are not reused
+DEFAULT_SIZE = 224  # DICOM and PNG/JPEG; npz sources default to their native size (28 for MedMNIST)
+SOURCE_FORMATS = ("dicom", "image", "npz")
+
+
+class ImagingPreprocessing(StrictConfig):
+    """The preprocessing an imaging dataset applies; saved in checkpoints as a plain dict."""
+
+    size: int
+    intensity: str = "robust"
+    percentiles: tuple[float, float] = (0.5, 99.5)
+    window: tuple[float, float] | None = None
+
+
+def resolve_preprocessing(manifest: pd.DataFrame, given: dict[str, Any] | None) -> dict[str, Any]:
+    """The complete preprocessing dict: ``given`` (possibly partial) with defaults filled in.
+
+    Defaults: ``size`` = the largest native side when every row is an npz image (28 for
+    MedMNIST), else 224; ``intensity`` = ``"window"`` when a window is given, else ``"robust"``.
+    Raises ``ConfigError`` for unknown keys or bad values.
+    """
+    data = dict(given or {})
+    if "size" not in data:
+        data["size"] = _native_npz_size(manifest) or DEFAULT_SIZE
+    if data.get("window") is not None and "intensity" not in data:
+        data["intensity"] = "window"
+    try:
+        prep = ImagingPreprocessing.model_validate(data)
+    except Exception as exc:  # pydantic.ValidationError; message lists the bad keys
+        raise ConfigError(f"invalid imaging preprocessing {data}: {exc}") from None
+    if prep.size < 8 or prep.size > 4096:
+        raise ConfigError(f"imaging preprocessing size={prep.size} must be between 8 and 4096 pixels")
+    if prep.intensity not in ("robust", "window"):
+        raise ConfigError(f"imaging preprocessing intensity={prep.intensity!r} must be 'robust' or 'window'")
+    if prep.intensity == "window" and (prep.window is None or prep.window[1] <= 0):
+        raise ConfigError("imaging preprocessing intensity='window' needs window=[center, width] with width > 0")
+    lo, hi = prep.percentiles
+    if not 0 <= lo < hi <= 100:
+        raise ConfigError(f"imaging preprocessing percentiles={list(prep.percentiles)} must satisfy 0 <= low < high <= 100")
+    out = prep.model_dump(mode="json")
+    out["percentiles"] = [float(lo), float(hi)]
+    if out["window"] is not None:
+        out["window"] = [float(v) for v in out["window"]]
+    return out
+
+
+def _native_npz_size(manifest: pd.DataFrame) -> int | None:
+    if len(manifest) == 0 or "source_format" not in manifest.columns:
+        return None
+    if not (manifest["source_format"] == "npz").all() or not {"rows", "columns"} <= set(manifest.columns):
+        return None
+    return int(max(manifest["rows"].max(), manifest["columns"].max()))
+
+
+def preprocessing_key(preprocessing: dict[str, Any]) -> str:
+    """A short hash naming the cache folder of one preprocessing."""
+    text = json.dumps({"v": CACHE_VERSION, **preprocessing}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def scale_intensity(pixels: np.ndarray, preprocessing: dict[str, Any]) -> np.ndarray:
+    """Map ``pixels`` ``(H, W)`` to float32 in [0, 1] (robust per-image min-max or fixed window)."""
+    pixels = np.asarray(pixels, dtype=np.float32)
+    if preprocessing["intensity"] == "window":
+        center, width = preprocessing["window"]
+        lo, hi = center - width / 2, center + width / 2
+    else:
+        finite = pixels[np.isfinite(pixels)]
+        if finite.size == 0:
+            return np.zeros_like(pixels)
+        lo, hi = (float(v) for v in np.percentile(finite, preprocessing["percentiles"]))
+    if not hi > lo:
+        return np.zeros_like(pixels)
+    out = (np.nan_to_num(pixels, nan=lo) - lo) / (hi - lo)
+    return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+
+def to_square(image: np.ndarray, size: int) -> torch.Tensor:
+    """``(H, W)`` in [0, 1] -> ``(1, size, size)``: centred zero padding to a square, then resize."""
+    tensor = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None]
+    side = max(tensor.shape[-2:])
+    if tensor.shape[-2] != tensor.shape[-1]:
+        tensor = SpatialPad(spatial_size=(side, side), method="symmetric")(tensor).as_tensor()
+    if side != size:
+        tensor = TF.resize(tensor, [size, size], interpolation=TF.InterpolationMode.BILINEAR, antialias=True)
+    return tensor.clamp_(0.0, 1.0).contiguous()
+
+
+def _grey(image: np.ndarray) -> np.ndarray:
+    """An npz image ``(H, W)``, ``(H, W, 1)`` or ``(H, W, 3)`` as ``(H, W)`` luminance (ITU-R 601)."""
+    if image.ndim == 3:
+        if image.shape[2] == 1:
+            return image[..., 0]
+        return image[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    return image
+
+
+class ImagingDataset(Dataset):
+    """Grey images ``(1, S, S)`` float32 in [0, 1], one per manifest row, with a persistent cache.
+
+    ``preprocessing`` is the resolved dict (see ``resolve_preprocessing``); ``case_ids`` and
+    ``patient_ids`` follow the manifest order. ``cache=False`` decodes every time.
+    """
+
+    def __init__(self, data_dir: str | Path, manifest: pd.DataFrame, preprocessing: dict[str, Any] | None = None, cache: bool = True) -> None:
+        missing = [c for c in ("case_id", "source_format", "path") if c not in manifest.columns]
+        if missing:
+            raise DataError(f"imaging manifest lacks column(s) {missing}; re-run `medssl ingest images` or `medssl ingest dicom`")
+        unknown = sorted(set(manifest["source_format"].astype(str)) - set(SOURCE_FORMATS))
+        if unknown:
+            raise DataError(f"imaging manifest has unknown source_format value(s) {unknown}; expected {list(SOURCE_FORMATS)}")
+        self.preprocessing = resolve_preprocessing(manifest, preprocessing)
+        self.size = int(self.preprocessing["size"])
+        self.case_ids: list[str] = manifest["case_id"].astype(str).tolist()
+        self.patient_ids: list[str] = manifest["patient_id"].astype(str).tolist() if "patient_id" in manifest else list(self.case_ids)
+        self._formats: list[str] = manifest["source_format"].astype(str).tolist()
+        self._paths: list[str] = manifest["path"].astype(str).tolist()
+        self._frames: list[int] = _int_column(manifest, "frame")
+        self._keys: list[str] = manifest["array_key"].astype(str).tolist() if "array_key" in manifest else [""] * len(manifest)
+        self._indices: list[int] = _int_column(manifest, "array_index")
+        self.cache_dir: Path | None = Path(data_dir) / "cache" / "imaging" / preprocessing_key(self.preprocessing) if cache else None
+        self._arrays: dict[tuple[str, str], np.ndarray] = {}  # npz arrays, loaded once per process
+        if self.cache_dir is not None:
+            self._write_cache_info(self.cache_dir)
+
+    def __len__(self) -> int:
+        return len(self.case_ids)
+
+    def __getstate__(self) -> dict[str, Any]:  # do not ship loaded npz arrays to spawned workers
+        return {**self.__dict__, "_arrays": {}}
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        """The image of manifest row ``index``: float32 ``(1, S, S)`` in [0, 1]."""
+        entry = self._cache_path(index)
+        if entry is not None:
+            try:
+                cached = np.load(entry, allow_pickle=False)
+                if cached.shape == (1, self.size, self.size) and cached.dtype == np.float32:
+                    return torch.from_numpy(cached)
+            except (FileNotFoundError, ValueError, EOFError, OSError):
+                pass  # not cached yet (or unreadable): decode and (re)write it
+        tensor = to_square(scale_intensity(self._decode(index), self.preprocessing), self.size)
+        if entry is not None:
+            self._store(entry, tensor.numpy())
+        return tensor
+
+    def _decode(self, index: int) -> np.ndarray:
+        """Raw grey pixels ``(H, W)`` of row ``index``; ``ReaderError`` names the case on failure."""
+        fmt, path = self._formats[index], self._paths[index]
+        try:
+            if fmt == "npz":
+                key = (path, self._keys[index])
+                if key not in self._arrays:
+                    from medssl.data.imaging.npz import load_npz_array
+
+                    self._arrays[key] = load_npz_array(path, self._keys[index])
+                return _grey(self._arrays[key][self._indices[index]])
+            if fmt == "image":
+                from medssl.data.imaging.images import read_image_pixels
+
+                return read_image_pixels(path)[0]
+            from medssl.data.imaging.dicom import read_dicom_pixels  # written alongside; imported lazily
+
+            pixels, _ = read_dicom_pixels(path, frame=self._frames[index])
+            return pixels
+        except ReaderError as exc:
+            raise ReaderError(exc.path, f"case {self.case_ids[index]!r}: {exc.reason}") from None
+        except IndexError:
+            raise ReaderError(path, f"case {self.case_ids[index]!r}: index {self._indices[index]} is outside {self._keys[index]!r}; re-run the ingest") from None
+
+    def _cache_path(self, index: int) -> Path | None:
+        if self.cache_dir is None:
+            return None
+        source = "\0".join(
+            str(v) for v in (self.case_ids[index], self._formats[index], self._paths[index], self._frames[index], self._keys[index], self._indices[index])
+        )
+        digest = hashlib.sha256(source.encode()).hexdigest()[:32]
+        return self.cache_dir / digest[:2] / f"{digest}.npy"
+
+    def _store(self, entry: Path, array: np.ndarray) -> None:
+        """Write ``array`` to ``entry`` atomically; a read-only DATA_DIR turns the cache off."""
+        try:
+            entry.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=entry.parent, prefix=".tmp-", suffix=".npy")
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    np.save(fh, array, allow_pickle=False)
+                os.replace(tmp, entry)
+            finally:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+        except OSError as exc:
+            log.warning("image cache disabled: cannot write under %s (%s)", self.cache_dir, exc)
+            self.cache_dir = None
+
+    def _write_cache_info(self, cache_dir: Path) -> None:
+        """``preprocessing.json`` beside the entries, so a person can tell cache folders apart."""
+        info = cache_dir / "preprocessing.json"
+        if info.is_file():
+            return
+        try:
+            cache_dir.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=".tmp-", suffix=".json")
+            with os.fdopen(fd, "w") as fh:
+                json.dump({"cache_version": CACHE_VERSION, **self.preprocessing}, fh, indent=2)
+            os.replace(tmp, info)
+        except OSError as exc:
+            log.warning("image cache disabled: cannot write under %s (%s)", cache_dir, exc)
+            self.cache_dir = None
+
+
+def _int_column(manifest: pd.DataFrame, name: str) -> list[int]:
+    if name not in manifest.columns:
+        return [0] * len(manifest)
+    return pd.to_numeric(manifest[name], errors="coerce").fillna(0).astype(np.int64).tolist()
+
+
+def make_imaging_dataset(data_dir: Path, manifest: pd.DataFrame, preprocessing: dict[str, Any] | None) -> ImagingDataset:
+    """The ``Domain.make_dataset`` of "imaging" (nothing is fitted: scaling is per image)."""
+    return ImagingDataset(data_dir, manifest, preprocessing)
