@@ -19,6 +19,8 @@ from medssl.errors import MedsslError
 COMMANDS: tuple[str, ...] = (
     "medssl.commands.ingest",
     "medssl.commands.pretrain",
+    "medssl.commands.app",
+    "medssl.commands.users",
     "medssl.commands.score",
 )
 

@@ -1,0 +1,77 @@
+"""``medssl app [--db URL] [--scores SCORES_PARQUET] [--port P]``: the review app (Streamlit)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from medssl.commands.users import DB_HELP
+from medssl.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+APP_ENTRY = Path(__file__).resolve().parents[2] / "apps" / "Home.py"
+EMBEDDINGS_ENV = "MEDSSL_EMBEDDINGS"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``app`` subcommand."""
+    parser = subparsers.add_parser(
+        "app",
+        help="start the review app in the browser: sign in, work the queue of flagged cases, decide",
+        description="Start the Streamlit review app. Clinicians sign in, work through the flagged "
+        "cases (highest anomaly score first), look at each case and record confirm / dismiss / a "
+        "class with a note; every decision is kept. Data scientists turn the decisions into labels "
+        "and fine-tune. Create accounts first with `medssl users add NAME --role ROLE`.",
+    )
+    parser.add_argument("--db", default=None, help=DB_HELP)
+    parser.add_argument("--scores", type=Path, default=None,
+                        help="score file written by `medssl score`; its cases are added to the queue "
+                        "(re-adding the same file changes nothing)")
+    parser.add_argument("--data", type=Path, default=None,
+                        help="DATA_DIR the scores were computed from, so the app can show each case "
+                        "(default: the folder the score file names, or the folder it sits in)")
+    parser.add_argument("--embeddings", type=Path, default=None,
+                        help="embeddings file from `medssl score --embeddings`: enables 'similar "
+                        "reviewed cases' and the embedding map")
+    parser.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1: this machine only)")
+    parser.add_argument("--port", type=int, default=8501, help="port to serve on (default 8501)")
+    parser.add_argument("--import-only", action="store_true",
+                        help="only add the scores to the review store, do not start the app")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Import the scores, then serve ``apps/Home.py`` with ``streamlit run`` until interrupted."""
+    from medssl.review import count_cases, import_scores, list_users, make_engine
+
+    engine = make_engine(args.db)
+    if args.scores is not None:
+        n = import_scores(engine, args.scores, args.data)
+        log.info("imported %d scored cases from %s (%d cases in the store)", n, args.scores, count_cases(engine))
+    if args.embeddings is not None and not args.embeddings.is_file():
+        raise ConfigError(f"--embeddings {args.embeddings} does not exist; pass the file `medssl score --embeddings` wrote")
+    if not list_users(engine):
+        log.warning("no reviewer accounts yet: create one with `medssl users add NAME --role clinician`")
+    if args.import_only:
+        return 0
+    if not APP_ENTRY.is_file():
+        raise ConfigError(f"the app files are missing ({APP_ENTRY}); run medssl from a source checkout")
+    env = dict(os.environ)
+    env["MEDSSL_DB"] = engine.url.render_as_string(hide_password=False)
+    if args.embeddings is not None:
+        env[EMBEDDINGS_ENV] = str(args.embeddings.resolve())
+    cmd = [
+        sys.executable, "-m", "streamlit", "run", str(APP_ENTRY),
+        "--server.address", args.host, "--server.port", str(args.port),
+        "--server.headless", "true", "--browser.gatherUsageStats", "false",
+    ]
+    log.info("serving the review app on http://%s:%d (Ctrl+C stops it)", args.host, args.port)
+    try:
+        return subprocess.call(cmd, env=env)
+    except KeyboardInterrupt:
+        return 0

@@ -1,0 +1,74 @@
+"""``medssl users add NAME --role ROLE [--password-stdin]`` and ``medssl users list``."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+
+from medssl.review.db import DB_ENV
+from medssl.review.errors import UserError
+from medssl.review.users import MIN_PASSWORD_LENGTH, ROLES
+
+DB_HELP = (
+    "review database URL: sqlite:///path/review.db (default: $%s, else medssl_review.db in the "
+    "current folder) or postgresql+psycopg://user@host/dbname" % DB_ENV
+)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``users`` with ``add`` and ``list``."""
+    parser = subparsers.add_parser(
+        "users",
+        help="create and list reviewer accounts for the review app",
+        description="Reviewer accounts for `medssl app`. Clinicians review flagged cases; data "
+        "scientists and admins may also fine-tune models from the review decisions.",
+    )
+    parser.set_defaults(func=lambda _args: parser.print_help() or 2)
+    actions = parser.add_subparsers(dest="users_action", metavar="ACTION")
+    add = actions.add_parser(
+        "add",
+        help="create an account (asks for the password twice, or reads one line from stdin)",
+        description="Create a reviewer account. The password is stored only as an argon2 hash.",
+    )
+    add.add_argument("name", help="sign-in name, no spaces (e.g. dr_lee)")
+    add.add_argument("--role", required=True, choices=ROLES,
+                     help="clinician: review cases; data_scientist: also fine-tune; admin: everything")
+    add.add_argument("--password-stdin", action="store_true",
+                     help="read the password from the first line of stdin (for scripts) instead of asking")
+    add.add_argument("--db", default=None, help=DB_HELP)
+    add.set_defaults(func=run_add)
+    lst = actions.add_parser("list", help="print every account and its role",
+                             description="Print every reviewer account, its role and creation time.")
+    lst.add_argument("--db", default=None, help=DB_HELP)
+    lst.set_defaults(func=run_list)
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    first = getpass.getpass(f"Password (at least {MIN_PASSWORD_LENGTH} characters): ")
+    if getpass.getpass("Repeat the password: ") != first:
+        raise UserError("the two passwords differ; run the command again")
+    return first
+
+
+def run_add(args: argparse.Namespace) -> int:
+    """Create the account; prints its name and role (never the password)."""
+    from medssl.review import add_user, make_engine
+
+    password = _read_password(args.password_stdin)
+    account = add_user(make_engine(args.db), args.name, args.role, password)
+    print(f"created reviewer {account.name} ({account.role})")
+    return 0
+
+
+def run_list(args: argparse.Namespace) -> int:
+    """Print the accounts as a small table."""
+    from medssl.review import list_users, make_engine
+
+    accounts = list_users(make_engine(args.db))
+    print(f"{'name':<24} {'role':<16} created_at")
+    for acc in accounts:
+        print(f"{acc.name:<24} {acc.role:<16} {acc.created_at:%Y-%m-%d %H:%M} UTC")
+    return 0

@@ -1,0 +1,78 @@
+"""The review store's engine: a SQLite file (WAL, busy timeout) by default, PostgreSQL by URL.
+
+SQLite notes: every transaction starts with ``BEGIN IMMEDIATE`` so that a read-then-write
+transaction (claim a case, undo the last decision) holds the write lock from its first statement.
+Concurrent writers then queue on the busy timeout instead of failing with "database is locked",
+and no decision is lost. WAL lets readers run while one writer writes.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from medssl.errors import ConfigError
+
+DB_ENV = "MEDSSL_DB"
+DEFAULT_DB_FILE = "medssl_review.db"
+BUSY_TIMEOUT_S = 30.0
+
+
+def default_db_url() -> str:
+    """``$MEDSSL_DB`` if set, else a SQLite file ``medssl_review.db`` in the working directory."""
+    return os.environ.get(DB_ENV) or f"sqlite:///{Path.cwd() / DEFAULT_DB_FILE}"
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.isolation_level = None  # let SQLAlchemy's "begin" hook issue BEGIN itself
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def _sqlite_begin(conn: Any) -> None:
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def make_engine(url: str | None = None) -> Engine:
+    """An engine for ``url`` (default: :func:`default_db_url`) with the tables created.
+
+    ``sqlite:///path/review.db`` (parent folder created) or ``postgresql+psycopg://user@host/db``
+    (needs the ``postgres`` extra). A malformed URL raises ``ConfigError``.
+    """
+    from medssl.review.models import create_tables
+
+    url = url or default_db_url()
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigError(
+            f"--db {url!r} is not a database URL; use e.g. sqlite:///review.db or "
+            "postgresql+psycopg://user@host/dbname"
+        ) from None
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(
+            parsed, connect_args={"timeout": BUSY_TIMEOUT_S, "check_same_thread": False}
+        )
+        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
+    else:
+        try:
+            engine = create_engine(parsed, pool_pre_ping=True)
+        except ModuleNotFoundError as exc:
+            raise ConfigError(
+                f"the database driver for {parsed.drivername!r} is not installed ({exc.name}); "
+                "install it, e.g. pip install 'medssl[postgres]'"
+            ) from None
+    create_tables(engine)
+    return engine

@@ -1,0 +1,108 @@
+"""Tables of the review store.
+
+- ``users``: reviewer accounts (argon2 password hashes only, never a clear password).
+- ``cases``: one row per scored case (the latest score imported for it).
+- ``review_events``: the append-only audit trail. Database triggers refuse UPDATE and DELETE
+  (SQLite and PostgreSQL); an undo is a new event pointing at the one it undoes.
+- ``claims``: which reviewer currently works a case, until when (a lock, not history; every
+  claim and release is also written to ``review_events``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import DDL, Boolean, DateTime, Engine, Float, ForeignKey, Integer, String, Text, event
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def utcnow() -> dt.datetime:
+    """Current UTC time without tzinfo (stored as UTC in every backend)."""
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    """Declarative base of the review store."""
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
+    role: Mapped[str] = mapped_column(String(32), nullable=False)
+    password_hash: Mapped[str] = mapped_column(String(256), nullable=False)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, nullable=False)
+
+
+class Case(Base):
+    __tablename__ = "cases"
+
+    case_id: Mapped[str] = mapped_column(String(256), primary_key=True)
+    patient_id: Mapped[str] = mapped_column(String(256), index=True, nullable=False)
+    domain: Mapped[str] = mapped_column(String(32), index=True, nullable=False)
+    data_dir: Mapped[str | None] = mapped_column(Text)
+    score: Mapped[float] = mapped_column(Float, index=True, nullable=False)
+    percentile: Mapped[float] = mapped_column(Float, nullable=False)
+    flagged: Mapped[bool] = mapped_column(Boolean, index=True, nullable=False)
+    predicted_label: Mapped[str | None] = mapped_column(String(128))
+    predicted_proba: Mapped[float | None] = mapped_column(Float)
+    model_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    scored_at: Mapped[str | None] = mapped_column(String(64))
+    imported_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, nullable=False)
+
+
+class ReviewEvent(Base):
+    __tablename__ = "review_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    case_id: Mapped[str] = mapped_column(ForeignKey("cases.case_id"), index=True, nullable=False)
+    reviewer: Mapped[str] = mapped_column(String(64), nullable=False)
+    action: Mapped[str] = mapped_column(String(16), nullable=False)
+    label: Mapped[str | None] = mapped_column(String(128))
+    note: Mapped[str | None] = mapped_column(Text)
+    model_id: Mapped[str | None] = mapped_column(String(64))
+    ref_event_id: Mapped[int | None] = mapped_column(Integer)  # the event an undo undoes
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, nullable=False)
+
+
+class Claim(Base):
+    __tablename__ = "claims"
+
+    case_id: Mapped[str] = mapped_column(ForeignKey("cases.case_id"), primary_key=True)
+    reviewer: Mapped[str] = mapped_column(String(64), nullable=False)
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False)
+
+
+_APPEND_ONLY_MESSAGE = "review_events is append-only; record a new event (e.g. undo) instead"
+
+for _op in ("UPDATE", "DELETE"):
+    event.listen(
+        ReviewEvent.__table__,
+        "after_create",
+        DDL(
+            f"CREATE TRIGGER IF NOT EXISTS review_events_no_{_op.lower()} BEFORE {_op} ON review_events "
+            f"BEGIN SELECT RAISE(ABORT, '{_APPEND_ONLY_MESSAGE}'); END"
+        ).execute_if(dialect="sqlite"),
+    )
+event.listen(
+    ReviewEvent.__table__,
+    "after_create",
+    DDL(
+        "CREATE OR REPLACE FUNCTION medssl_review_events_append_only() RETURNS trigger AS $body$ "
+        f"BEGIN RAISE EXCEPTION '{_APPEND_ONLY_MESSAGE}'; END; $body$ LANGUAGE plpgsql"
+    ).execute_if(dialect="postgresql"),
+)
+event.listen(
+    ReviewEvent.__table__,
+    "after_create",
+    DDL(
+        "CREATE TRIGGER review_events_append_only BEFORE UPDATE OR DELETE ON review_events "
+        "FOR EACH ROW EXECUTE FUNCTION medssl_review_events_append_only()"
+    ).execute_if(dialect="postgresql"),
+)
+
+
+def create_tables(engine: Engine) -> None:
+    """Create any missing table (and the append-only triggers with ``review_events``)."""
+    Base.metadata.create_all(engine)

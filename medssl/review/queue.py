@@ -1,0 +1,169 @@
+"""The review queue: import flagged cases from a score file; list, filter, sort and page them.
+
+A score file (``medssl score`` output) has the columns in ``SCORE_COLUMNS``. Importing it
+upserts one ``cases`` row per case (the latest score wins; re-importing a file changes nothing).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow.parquet as pq
+from sqlalchemy import Engine, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from medssl.errors import DataError
+from medssl.progress import progress
+from medssl.review.errors import ReviewError
+from medssl.review.events import STATUSES, active_claims, case_states
+from medssl.review.models import Case, utcnow
+
+SCORE_COLUMNS: tuple[str, ...] = (
+    "case_id", "patient_id", "domain", "anomaly_score", "anomaly_percentile", "flagged",
+    "predicted_label", "predicted_proba", "model_id", "scored_at",
+)
+DATA_DIR_METADATA_KEY = b"medssl.data_dir"
+_CHUNK = 500
+
+
+def read_scores(path: str | Path) -> pd.DataFrame:
+    """Read and check a score Parquet file; ``DataError`` names a missing file or column."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"score file {path} does not exist; create it with `medssl score ... --out {path}`")
+    try:
+        df = pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises many types for a damaged file
+        raise DataError(f"{path} could not be read as Parquet ({exc}); re-run `medssl score`") from None
+    missing = [c for c in SCORE_COLUMNS if c not in df.columns]
+    if missing:
+        raise DataError(f"{path} is not a medssl score file: it lacks column(s) {missing}")
+    return df
+
+
+def scores_data_dir(path: str | Path) -> Path | None:
+    """The DATA_DIR the score file was computed from, if it says or sits next to a manifest."""
+    path = Path(path)
+    meta = pq.read_schema(path).metadata or {}
+    if DATA_DIR_METADATA_KEY in meta:
+        return Path(meta[DATA_DIR_METADATA_KEY].decode())
+    if (path.parent / "manifest.parquet").is_file():
+        return path.parent
+    return None
+
+
+def _opt_str(value: Any) -> str | None:
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) or pd.isna(value) else str(value)
+
+
+def _opt_float(value: Any) -> float | None:
+    return None if value is None or pd.isna(value) else float(value)
+
+
+def import_scores(engine: Engine, scores_path: str | Path, data_dir: str | Path | None = None) -> int:
+    """Upsert every case of the score file into ``cases``; returns the number of rows read.
+
+    ``data_dir`` (where the case's data can be read for the case view) defaults to
+    :func:`scores_data_dir`.
+    """
+    df = read_scores(scores_path)
+    data_dir = Path(data_dir) if data_dir is not None else scores_data_dir(scores_path)
+    now = utcnow()
+    records = [
+        {
+            "case_id": str(r.case_id), "patient_id": str(r.patient_id), "domain": str(r.domain),
+            "data_dir": str(data_dir.resolve()) if data_dir else None,
+            "score": float(r.anomaly_score), "percentile": float(r.anomaly_percentile),
+            "flagged": bool(r.flagged), "predicted_label": _opt_str(r.predicted_label),
+            "predicted_proba": _opt_float(r.predicted_proba), "model_id": str(r.model_id),
+            "scored_at": _opt_str(r.scored_at), "imported_at": now,
+        }
+        for r in df.itertuples(index=False)
+    ]
+    insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+    updatable = [c for c in records[0] if c != "case_id"] if records else []
+    chunks = range(0, len(records), _CHUNK)
+    for start in progress(chunks, total=len(chunks), desc="import scores", unit="chunk"):
+        stmt = insert(Case.__table__).values(records[start:start + _CHUNK])
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["case_id"], set_={c: getattr(stmt.excluded, c) for c in updatable}
+        )
+        with engine.begin() as conn:
+            conn.execute(stmt)
+    return len(records)
+
+
+@dataclass(frozen=True)
+class QueuePage:
+    """One page of the queue: ``rows`` (DataFrame), the total matching, and paging numbers."""
+
+    rows: pd.DataFrame
+    total: int
+    page: int
+    n_pages: int
+
+
+QUEUE_COLUMNS = ("case_id", "patient_id", "domain", "score", "percentile", "predicted_label",
+                 "model_id", "status", "label", "claimed_by")
+
+
+def list_queue(engine: Engine, *, domain: str | None = None, status: str | None = None,
+               patient: str | None = None, flagged_only: bool = True, page: int = 1,
+               page_size: int = 25) -> QueuePage:
+    """Cases sorted by anomaly score (highest first), filtered and paged (``page`` from 1).
+
+    ``status`` is one of open / confirmed / dismissed / labelled (derived from the events);
+    ``patient`` matches the patient id exactly.
+    """
+    if status is not None and status not in STATUSES:
+        raise ReviewError(f"unknown status {status!r}; use one of {', '.join(STATUSES)}")
+    if page_size < 1:
+        raise ReviewError("page size must be at least 1")
+    query = select(Case.case_id, Case.patient_id, Case.domain, Case.score, Case.percentile,
+                   Case.predicted_label, Case.model_id)
+    if flagged_only:
+        query = query.where(Case.flagged.is_(True))
+    if domain:
+        query = query.where(Case.domain == domain)
+    if patient:
+        query = query.where(Case.patient_id == patient)
+    query = query.order_by(Case.score.desc(), Case.case_id)
+    with engine.connect() as conn:
+        df = pd.DataFrame(conn.execute(query).all(), columns=list(QUEUE_COLUMNS[:7]))
+    states = case_states(engine, None)
+    claims = active_claims(engine)
+    df["status"] = [states[c].status if c in states else "open" for c in df["case_id"]]
+    df["label"] = [states[c].label if c in states else None for c in df["case_id"]]
+    df["claimed_by"] = [claims.get(c) for c in df["case_id"]]
+    if status is not None:
+        df = df[df["status"] == status]
+    total = len(df)
+    n_pages = max(1, math.ceil(total / page_size))
+    page = min(max(1, page), n_pages)
+    rows = df.iloc[(page - 1) * page_size: page * page_size].reset_index(drop=True)
+    return QueuePage(rows=rows, total=total, page=page, n_pages=n_pages)
+
+
+def get_case(engine: Engine, case_id: str) -> dict[str, Any]:
+    """The ``cases`` row of ``case_id`` as a dict; ``ReviewError`` if it was never imported."""
+    with engine.connect() as conn:
+        row = conn.execute(select(Case).where(Case.case_id == case_id)).mappings().first()
+    if row is None:
+        raise ReviewError(f"case {case_id!r} is not in the review store; import its score file first")
+    return dict(row)
+
+
+def queue_domains(engine: Engine) -> list[str]:
+    """Domains that have at least one imported case, sorted."""
+    with engine.connect() as conn:
+        return [r[0] for r in conn.execute(select(Case.domain).group_by(Case.domain).order_by(Case.domain))]
+
+
+def count_cases(engine: Engine) -> int:
+    """Number of imported cases."""
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(Case)).scalar_one())

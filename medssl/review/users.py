@@ -1,0 +1,109 @@
+"""Reviewer accounts: argon2id password hashes (argon2-cffi), roles, and which pages a role sees.
+
+Passwords are hashed on arrival and never stored, logged or echoed in clear.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import Engine, select
+from sqlalchemy.exc import IntegrityError
+
+from medssl.review.errors import UserError
+from medssl.review.models import User, utcnow
+
+log = logging.getLogger(__name__)
+
+ROLES: tuple[str, ...] = ("clinician", "data_scientist", "admin")
+DATA_SCIENCE_ROLES: frozenset[str] = frozenset({"data_scientist", "admin"})
+MIN_PASSWORD_LENGTH = 8
+NAME_MAX_LENGTH = 64
+
+_HASHER = PasswordHasher()
+# Verified when the name is unknown, so a wrong name costs as long as a wrong password.
+_DUMMY_HASH = _HASHER.hash("medssl-no-such-user")
+
+
+@dataclass(frozen=True)
+class Account:
+    """A reviewer as the app sees it (no password hash)."""
+
+    name: str
+    role: str
+    created_at: dt.datetime
+
+    @property
+    def can_fine_tune(self) -> bool:
+        """Data scientists and admins may use the fine-tune and embedding-map pages."""
+        return self.role in DATA_SCIENCE_ROLES
+
+
+def _check_role(role: str) -> str:
+    if role not in ROLES:
+        raise UserError(f"unknown role {role!r}; choose one of {', '.join(ROLES)}")
+    return role
+
+
+def add_user(engine: Engine, name: str, role: str, password: str) -> Account:
+    """Create account ``name`` with ``role``; the password is stored as an argon2id hash only.
+
+    Raises ``UserError`` for an empty/long name, unknown role, short password or a taken name.
+    """
+    name = name.strip()
+    if not name or len(name) > NAME_MAX_LENGTH or any(c.isspace() for c in name):
+        raise UserError(f"reviewer name must be 1-{NAME_MAX_LENGTH} characters without spaces, got {name!r}")
+    _check_role(role)
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise UserError(f"password too short: use at least {MIN_PASSWORD_LENGTH} characters")
+    password_hash = _HASHER.hash(password)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                User.__table__.insert().values(
+                    name=name, role=role, password_hash=password_hash, created_at=utcnow()
+                )
+            )
+    except IntegrityError:
+        raise UserError(f"a reviewer called {name!r} already exists; pick another name") from None
+    log.info("added reviewer account with role %s", role)
+    return get_user(engine, name)
+
+
+def get_user(engine: Engine, name: str) -> Account:
+    """The account called ``name``; ``UserError`` if there is none."""
+    with engine.connect() as conn:
+        row = conn.execute(select(User.name, User.role, User.created_at).where(User.name == name)).first()
+    if row is None:
+        raise UserError(f"no reviewer called {name!r}; create it with `medssl users add {name} --role ROLE`")
+    return Account(name=row.name, role=row.role, created_at=row.created_at)
+
+
+def list_users(engine: Engine) -> list[Account]:
+    """Every account, by name."""
+    with engine.connect() as conn:
+        rows = conn.execute(select(User.name, User.role, User.created_at).order_by(User.name)).all()
+    return [Account(name=r.name, role=r.role, created_at=r.created_at) for r in rows]
+
+
+def authenticate(engine: Engine, name: str, password: str) -> Account | None:
+    """The account if ``password`` matches ``name``'s hash, else ``None`` (no hint which was wrong)."""
+    with engine.connect() as conn:
+        row = conn.execute(select(User).where(User.name == name.strip())).first()
+    stored = row.password_hash if row is not None else _DUMMY_HASH
+    try:
+        _HASHER.verify(stored, password)
+    except (VerificationError, InvalidHashError):
+        return None
+    if row is None:
+        return None
+    if _HASHER.check_needs_rehash(stored):
+        with engine.begin() as conn:
+            conn.execute(
+                User.__table__.update().where(User.id == row.id).values(password_hash=_HASHER.hash(password))
+            )
+    return Account(name=row.name, role=row.role, created_at=row.created_at)

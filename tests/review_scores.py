@@ -1,0 +1,60 @@
+"""Real score files for the review-store and app tests, built from the real PneumoniaMNIST arrays.
+
+Until ``medssl score`` can be called here, the scores come from a small real model fitted on the
+real train images: the anomaly score is the pixel-space distance of a validation image from the
+mean normal (label 0) train image, and a logistic regression on the pixels gives the predicted
+label and probability. The score file has exactly the ``medssl score`` columns (DESIGN.md).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.linear_model import LogisticRegression
+
+from medssl.data import write_manifest
+
+NPZ = Path("imaging") / "pneumoniamnist_trainval.npz"
+
+
+def build_real_scores(shared_data: Path, data_dir: Path, n_cases: int = 60, flag_top: int = 12) -> Path:
+    """Write ``data_dir/manifest.parquet`` (the first ``n_cases`` val images) and
+    ``data_dir/scores.parquet``; the ``flag_top`` highest scores are flagged. Returns the score path.
+    """
+    arrays = np.load(shared_data / NPZ)
+    train_images = arrays["train_images"][::6]  # the train array is ordered by class: stride over it
+    train_x = train_images.reshape(len(train_images), -1).astype(np.float32) / 255.0
+    train_y = arrays["train_labels"][::6].reshape(-1)
+    val_x = arrays["val_images"][:n_cases].reshape(n_cases, -1).astype(np.float32) / 255.0
+    val_y = arrays["val_labels"][:n_cases].reshape(-1)
+
+    clf = LogisticRegression(max_iter=300).fit(train_x, train_y)
+    proba = clf.predict_proba(val_x)
+    mean_normal = train_x[train_y == 0].mean(axis=0)
+    score = np.linalg.norm(val_x - mean_normal, axis=1)
+    percentile = pd.Series(score).rank(pct=True).to_numpy() * 100.0
+    flagged = np.zeros(n_cases, dtype=bool)
+    flagged[np.argsort(-score)[:flag_top]] = True
+    model_id = hashlib.sha256(clf.coef_.tobytes() + clf.intercept_.tobytes()).hexdigest()[:16]
+
+    case_ids = [f"val-{i:05d}" for i in range(n_cases)]
+    manifest = pd.DataFrame({
+        "case_id": case_ids, "patient_id": case_ids, "domain": "imaging",
+        "label": [str(int(v)) for v in val_y], "split": "test",
+        "npz_path": str((shared_data / NPZ).resolve()), "npz_key": "val_images", "npz_index": np.arange(n_cases),
+    })
+    write_manifest(manifest, data_dir)
+    scores = pd.DataFrame({
+        "case_id": case_ids, "patient_id": case_ids, "domain": "imaging",
+        "anomaly_score": score.astype(np.float64), "anomaly_percentile": percentile,
+        "flagged": flagged, "predicted_label": [str(c) for c in clf.classes_[proba.argmax(axis=1)]],
+        "predicted_proba": proba.max(axis=1), "model_id": model_id,
+        "scored_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+    })
+    path = data_dir / "scores.parquet"
+    scores.to_parquet(path, index=False)
+    return path

@@ -1,0 +1,227 @@
+"""Review store: accounts, score import, queue, decisions as append-only events, claims, export,
+and concurrent writers on a real SQLite file."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+
+from medssl.cli import main
+from medssl.errors import DataError
+from medssl.review import (
+    ClaimError, ReviewError, UserError, add_note, add_user, authenticate, case_events, case_state,
+    claim_case, decisions_to_labels, export_labels, get_case, import_scores, list_queue, list_users,
+    make_engine, record_decision, release_case, undo_last,
+)
+from review_scores import build_real_scores
+
+
+@pytest.fixture()
+def scores(shared_data: Path, tmp_path: Path) -> Path:
+    return build_real_scores(shared_data, tmp_path / "data")
+
+
+@pytest.fixture()
+def engine(tmp_path: Path):
+    eng = make_engine(f"sqlite:///{tmp_path / 'review.db'}")
+    yield eng
+    eng.dispose()
+
+
+def test_sqlite_store_uses_wal_and_busy_timeout(engine) -> None:
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30000
+
+
+def test_accounts_hash_passwords_and_check_roles(engine, tmp_path: Path) -> None:
+    acc = add_user(engine, "dr_lee", "clinician", "correct horse 42")
+    assert (acc.name, acc.role, acc.can_fine_tune) == ("dr_lee", "clinician", False)
+    assert add_user(engine, "ana", "data_scientist", "battery staple").can_fine_tune
+    assert authenticate(engine, "dr_lee", "correct horse 42").name == "dr_lee"
+    assert authenticate(engine, "dr_lee", "wrong password") is None
+    assert authenticate(engine, "nobody", "correct horse 42") is None
+    with engine.connect() as conn:
+        stored = conn.execute(text("SELECT password_hash FROM users WHERE name = :n"), {"n": "dr_lee"}).scalar()
+    assert stored.startswith("$argon2id$") and "correct horse" not in stored
+    assert b"correct horse 42" not in (tmp_path / "review.db").read_bytes()
+    with pytest.raises(UserError, match="already exists"):
+        add_user(engine, "dr_lee", "admin", "another pass")
+    with pytest.raises(UserError, match="unknown role 'nurse'"):
+        add_user(engine, "x", "nurse", "long enough")
+    with pytest.raises(UserError, match="too short"):
+        add_user(engine, "y", "admin", "short")
+    assert [a.name for a in list_users(engine)] == ["ana", "dr_lee"]
+
+
+def test_queue_lists_flagged_cases_of_a_real_score_file(engine, scores: Path) -> None:
+    df = pd.read_parquet(scores)
+    assert import_scores(engine, scores) == len(df) == 60
+    assert import_scores(engine, scores) == 60  # idempotent re-import
+    expected = df[df["flagged"]].sort_values("anomaly_score", ascending=False)["case_id"].tolist()
+    page = list_queue(engine, page_size=5)
+    assert (page.total, page.n_pages, page.page) == (12, 3, 1)
+    assert page.rows["case_id"].tolist() == expected[:5]
+    assert list_queue(engine, page=3, page_size=5).rows["case_id"].tolist() == expected[10:]
+    assert list_queue(engine, domain="ehr").total == 0
+    assert list_queue(engine, patient=expected[3]).rows["case_id"].tolist() == [expected[3]]
+    assert list_queue(engine, flagged_only=False).total == 60
+    case = get_case(engine, expected[0])
+    top = df.set_index("case_id").loc[expected[0]]
+    assert case["score"] == pytest.approx(float(top["anomaly_score"]))
+    assert case["predicted_label"] == top["predicted_label"] and case["model_id"] == top["model_id"]
+    assert case["data_dir"] == str(scores.parent.resolve())
+    with pytest.raises(ReviewError, match="status"):
+        list_queue(engine, status="done")
+
+
+def test_bad_score_file_is_refused_with_a_clear_message(engine, tmp_path: Path, scores: Path) -> None:
+    with pytest.raises(DataError, match="does not exist"):
+        import_scores(engine, tmp_path / "missing.parquet")
+    pd.read_parquet(scores).drop(columns=["model_id"]).to_parquet(tmp_path / "bad.parquet")
+    with pytest.raises(DataError, match=r"lacks column\(s\) \['model_id'\]"):
+        import_scores(engine, tmp_path / "bad.parquet")
+
+
+def test_decisions_are_events_undo_and_export(engine, scores: Path, tmp_path: Path) -> None:
+    import_scores(engine, scores)
+    a, b, c = list_queue(engine).rows["case_id"].tolist()[:3]
+    predicted = get_case(engine, a)["predicted_label"]
+    model_id = get_case(engine, a)["model_id"]
+    first = record_decision(engine, a, "dr_lee", "confirm", note="consolidation right lower lobe")
+    assert case_state(engine, a).status == "confirmed" and case_state(engine, a).label == predicted
+    second = record_decision(engine, a, "dr_lee", "assign_class", label="0")
+    assert (case_state(engine, a).status, case_state(engine, a).label) == ("labelled", "0")
+    undo_last(engine, a, "dr_lee")
+    state = case_state(engine, a)
+    assert (state.status, state.label, state.decision_event_id) == ("confirmed", predicted, first)
+    record_decision(engine, b, "dr_kim", "dismiss")
+    assert (case_state(engine, b).status, case_state(engine, b).label) == ("dismissed", None)
+    record_decision(engine, c, "dr_kim", "assign_class", label="1")
+    add_note(engine, c, "dr_kim", "second opinion requested")
+    events = case_events(engine, a)
+    assert [e.action for e in events] == ["confirm", "assign_class", "undo"]
+    assert events[2].ref_event_id == second and all(e.model_id == model_id for e in events)
+    assert list_queue(engine, status="confirmed").rows["case_id"].tolist() == [a]
+    assert list_queue(engine, status="open").total == 9
+    with pytest.raises(ReviewError, match="needs a class label"):
+        record_decision(engine, b, "dr_kim", "assign_class")
+    with pytest.raises(ReviewError, match="not in the review store"):
+        record_decision(engine, "no-such-case", "dr_kim", "confirm")
+    undo_last(engine, a, "dr_lee")
+    with pytest.raises(ReviewError, match="no decision to undo"):
+        undo_last(engine, a, "dr_lee")
+
+    n = export_labels(engine, tmp_path / "labels.csv")
+    exported = pd.read_csv(tmp_path / "labels.csv", dtype=str)
+    assert n == 1 and exported.to_dict("records") == [{"case_id": c, "label": "1"}]
+    assert decisions_to_labels(engine).equals(exported)
+
+
+def test_events_are_append_only_in_the_database(engine, scores: Path) -> None:
+    import_scores(engine, scores)
+    case_id = list_queue(engine).rows["case_id"][0]
+    record_decision(engine, case_id, "dr_lee", "confirm")
+    for sql in ("UPDATE review_events SET label = 'x'", "DELETE FROM review_events"):
+        with pytest.raises(DBAPIError, match="append-only"):
+            with engine.begin() as conn:
+                conn.execute(text(sql))
+    assert [e.action for e in case_events(engine, case_id)] == ["confirm"]
+
+
+def test_claims_keep_two_reviewers_apart(engine, scores: Path) -> None:
+    import_scores(engine, scores)
+    case_id = list_queue(engine).rows["case_id"][0]
+    assert claim_case(engine, case_id, "dr_lee")
+    assert list_queue(engine).rows.set_index("case_id").loc[case_id, "claimed_by"] == "dr_lee"
+    assert not claim_case(engine, case_id, "dr_kim")
+    with pytest.raises(ClaimError, match="claimed by dr_lee"):
+        record_decision(engine, case_id, "dr_kim", "confirm")
+    assert claim_case(engine, case_id, "dr_lee")  # extending one's own claim
+    assert release_case(engine, case_id, "dr_lee")
+    assert claim_case(engine, case_id, "dr_kim", minutes=0)  # claims that expire at once
+    assert claim_case(engine, case_id, "dr_lee")  # ... can be taken over
+    assert [e.action for e in case_events(engine, case_id)] == ["claim", "claim", "release", "claim", "claim"]
+
+
+def test_concurrent_claims_have_exactly_one_winner(tmp_path: Path, scores: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'review.db'}"
+    import_scores(make_engine(url), scores)
+    case_id = list_queue(make_engine(url)).rows["case_id"][0]
+    barrier = threading.Barrier(8)
+    results: list[bool] = []
+
+    def worker(i: int) -> None:
+        eng = make_engine(url)  # one engine (pool) per reviewer, like separate app sessions
+        barrier.wait()
+        results.append(claim_case(eng, case_id, f"reviewer{i}"))
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == [False] * 7 + [True]
+
+
+_WRITER = """
+import sys
+from medssl.review import make_engine, record_decision
+url, name, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+case_ids = sys.argv[4:]
+eng = make_engine(url)
+for i in range(n):
+    record_decision(eng, case_ids[i % len(case_ids)], name, "assign_class", label=f"{name}-{i}")
+"""
+
+
+def test_many_threads_and_processes_saving_at_once_lose_nothing(tmp_path: Path, scores: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'review.db'}"
+    engine = make_engine(url)
+    import_scores(engine, scores)
+    case_ids = list_queue(engine).rows["case_id"].tolist()[:4]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", _WRITER, url, f"proc{p}", "25", *case_ids])
+        for p in range(3)
+    ]
+    barrier = threading.Barrier(6)
+
+    def worker(t: int) -> None:
+        eng = make_engine(url)
+        barrier.wait()
+        for i in range(25):
+            record_decision(eng, case_ids[i % 4], f"thread{t}", "assign_class", label=f"thread{t}-{i}")
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [p.wait(timeout=120) for p in procs] == [0, 0, 0]
+    with engine.connect() as conn:
+        labels = {r[0] for r in conn.execute(text("SELECT label FROM review_events"))}
+    expected = {f"{who}-{i}" for who in [*(f"thread{t}" for t in range(6)), *(f"proc{p}" for p in range(3))]
+                for i in range(25)}
+    assert labels == expected and len(expected) == 225
+
+
+def test_users_cli_add_and_list(tmp_path: Path, monkeypatch, capsys) -> None:
+    db = f"sqlite:///{tmp_path / 'review.db'}"
+    monkeypatch.setattr(sys, "stdin", io.StringIO("s3cret-pass-9\n"))
+    assert main(["users", "add", "dr_lee", "--role", "clinician", "--password-stdin", "--db", db]) == 0
+    assert "s3cret" not in capsys.readouterr().err
+    assert main(["users", "list", "--db", db]) == 0
+    out = capsys.readouterr().out
+    assert out.split() == ["name", "role", "created_at", "dr_lee", "clinician", *out.split()[5:]]
+    monkeypatch.setattr(sys, "stdin", io.StringIO("s3cret-pass-9\n"))
+    assert main(["users", "add", "dr_lee", "--role", "clinician", "--password-stdin", "--db", db]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert authenticate(make_engine(db), "dr_lee", "s3cret-pass-9") is not None
