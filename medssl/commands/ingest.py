@@ -8,6 +8,7 @@ import importlib
 # One module per source kind; each defines ``register(subparsers)``. Add a line per new reader.
 INGEST_COMMANDS: tuple[str, ...] = (
     "medssl.commands.ingest_dicom",
+    "medssl.commands.ingest_ehr",
     "medssl.commands.ingest_images",
 )
 

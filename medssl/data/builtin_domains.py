@@ -9,6 +9,7 @@ import importlib
 
 _MODULES: tuple[str, ...] = (
     "medssl.data.imaging.domain",
+    "medssl.data.ehr.domain",
 )
 
 for _name in _MODULES:
