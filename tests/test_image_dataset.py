@@ -58,7 +58,7 @@ def test_npz_items_are_scaled_real_images_and_second_epoch_reads_only_the_cache(
         raw_train, raw_val = arrays["train_images"][:100], arrays["val_images"][:100]
     np.testing.assert_allclose(first[0, 0].numpy(), _robust(raw_train[0]), atol=1e-6)
     np.testing.assert_allclose(first[150, 0].numpy(), _robust(raw_val[50]), atol=1e-6)
-    entries = sorted((ds.cache_dir).rglob("*.npy"))
+    entries = sorted((ds.cache_dir).rglob("*.f32"))
     assert len(entries) == 200
     assert all(len(e.stem) == 32 and all(c in "0123456789abcdef" for c in e.stem) for e in entries)  # no ids in names
     npz_copy.unlink()  # the source is gone: a second epoch can only come from the cache
@@ -73,7 +73,7 @@ def test_dataloader_workers_fill_the_cache_and_load_npz_once_per_worker(npz_copy
     ds = ImagingDataset(tmp_path / "data", manifest, None)
     from_workers = torch.cat(list(DataLoader(ds, batch_size=16, num_workers=2)))
     assert ds._arrays == {}  # the parent never loaded the arrays: each worker did, once
-    assert len(list(ds.cache_dir.rglob("*.npy"))) == 120
+    assert len(list(ds.cache_dir.rglob("*.f32"))) == 120
     uncached = ImagingDataset(tmp_path / "other", manifest, None, cache=False)
     assert torch.equal(from_workers, _epoch(uncached))
     assert len(uncached._arrays) == 2  # train_images and val_images, each read once
@@ -83,10 +83,11 @@ def test_a_damaged_cache_entry_is_recomputed(npz_copy: Path, tmp_path: Path) -> 
     manifest = _npz_manifest(npz_copy, 4)
     ds = ImagingDataset(tmp_path, manifest, None)
     first = _epoch(ds)
-    entry = ds._cache_path(1)
+    entry = Path(ds._cache_path(1))
     entry.write_bytes(entry.read_bytes()[:50])  # as if a write had been cut off mid-way
     assert torch.equal(ImagingDataset(tmp_path, manifest, None)[1], first[1])
-    assert len(np.load(entry)) == 1  # rewritten whole
+    assert entry.stat().st_size == 28 * 28 * 4  # rewritten whole
+    assert not list(ds.cache_dir.rglob(".tmp-*"))  # no temporary file left behind
 
 
 def test_png_non_square_is_padded_then_resized(shared_data: Path, tmp_path: Path) -> None:

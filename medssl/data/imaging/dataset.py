@@ -17,9 +17,11 @@ Intensity scaling (``preprocessing["intensity"]``):
     Set by giving ``preprocessing={"window": [40, 400]}``.
 
 Persistent cache: each decoded, scaled and resized image is saved as
-``DATA_DIR/cache/imaging/<preprocessing hash>/<xx>/<case hash>.npy``. The case hash covers the
-case id and its source (path, frame, array); file names never contain ids in clear. Entries are
-written to a temporary file and renamed, so a crash never leaves a half-written entry, and
+``DATA_DIR/cache/imaging/<preprocessing hash>/<xx>/<case hash>.f32`` (raw float32, S*S values: no
+header to parse, so a cached read is one small file read). The case hash covers the case id and its
+source (path, frame, array); file names never contain ids in clear. A ``preprocessing.json`` in the
+folder says what its entries hold. Entries are written to a temporary file and renamed, so a crash
+never leaves a half-written entry (and an entry of the wrong length is recomputed), and
 DataLoader workers (``num_workers > 0``) can fill the cache concurrently. A second epoch, or another
 run with the same preprocessing, reads the cache instead of decoding.
 """
@@ -47,6 +49,8 @@ from medssl.errors import ConfigError, DataError, ReaderError
 log = logging.getLogger(__name__)
 
 CACHE_VERSION = 1  # bump when the pipeline changes so old cache entries are not reused
+CACHE_DTYPE = np.dtype("<f4")  # entries are raw little-endian float32, S*S values, no header
+CACHE_SUFFIX = ".f32"
 DEFAULT_SIZE = 224  # DICOM and PNG/JPEG; npz sources default to their native size (28 for MedMNIST)
 SOURCE_FORMATS = ("dicom", "image", "npz")
 
@@ -182,10 +186,10 @@ class ImagingDataset(Dataset):
         entry = self._cache_path(index)
         if entry is not None:
             try:
-                cached = np.load(entry, allow_pickle=False)
-                if cached.shape == (1, self.size, self.size) and cached.dtype == np.float32:
-                    return torch.from_numpy(cached)
-            except (FileNotFoundError, ValueError, EOFError, OSError):
+                cached = np.fromfile(entry, dtype=CACHE_DTYPE)
+                if cached.size == self.size * self.size:  # a short file is never trusted
+                    return torch.from_numpy(cached.astype(np.float32, copy=False).reshape(1, self.size, self.size))
+            except (FileNotFoundError, OSError, ValueError):
                 pass  # not cached yet (or unreadable): decode and (re)write it
         tensor = to_square(scale_intensity(self._decode(index), self.preprocessing), self.size)
         if entry is not None:
@@ -216,23 +220,24 @@ class ImagingDataset(Dataset):
         except IndexError:
             raise ReaderError(path, f"case {self.case_ids[index]!r}: index {self._indices[index]} is outside {self._keys[index]!r}; re-run the ingest") from None
 
-    def _cache_path(self, index: int) -> Path | None:
+    def _cache_path(self, index: int) -> str | None:
         if self.cache_dir is None:
             return None
         source = "\0".join(
             str(v) for v in (self.case_ids[index], self._formats[index], self._paths[index], self._frames[index], self._keys[index], self._indices[index])
         )
         digest = hashlib.sha256(source.encode()).hexdigest()[:32]
-        return self.cache_dir / digest[:2] / f"{digest}.npy"
+        return os.path.join(self.cache_dir, digest[:2], digest + CACHE_SUFFIX)
 
-    def _store(self, entry: Path, array: np.ndarray) -> None:
+    def _store(self, entry: str, array: np.ndarray) -> None:
         """Write ``array`` to ``entry`` atomically; a read-only DATA_DIR turns the cache off."""
         try:
-            entry.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=entry.parent, prefix=".tmp-", suffix=".npy")
+            folder = os.path.dirname(entry)
+            os.makedirs(folder, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=CACHE_SUFFIX)
             try:
                 with os.fdopen(fd, "wb") as fh:
-                    np.save(fh, array, allow_pickle=False)
+                    fh.write(np.ascontiguousarray(array, dtype=CACHE_DTYPE).tobytes())
                 os.replace(tmp, entry)
             finally:
                 if os.path.exists(tmp):
