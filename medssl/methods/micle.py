@@ -19,7 +19,7 @@ from medssl.methods.base import SSLMethod, register_method
 
 
 def patient_masked_nt_xent(
-    z1: torch.Tensor, z2: torch.Tensor, patient: torch.Tensor, temperature: float
+    z1: torch.Tensor, z2: torch.Tensor, patient: torch.Tensor, temperature: float, reduction: str = "mean"
 ) -> torch.Tensor:
     """NT-Xent over ``2B`` projections where same-patient pairs are not used as negatives.
 
@@ -27,7 +27,8 @@ def patient_masked_nt_xent(
     ``patient``: ``(B,)`` patient index of each row. Each of the ``2B`` anchors is scored against
     its positive and against every view of a *different* patient; itself and other views of its
     own patient are removed from the softmax denominator. With all patients distinct this equals
-    ``lightly.loss.NTXentLoss(temperature)(z1, z2)``. Returns a scalar (mean over the 2B anchors).
+    ``lightly.loss.NTXentLoss(temperature)(z1, z2)``. Returns the mean over the 2B anchors, or with
+    ``reduction="none"`` the ``(2B,)`` per-anchor losses (rows ``0..B-1``: anchors from ``z1``).
     """
     b = z1.shape[0]
     z = F.normalize(torch.cat([z1, z2]), dim=1)  # (2B, D)
@@ -38,7 +39,7 @@ def patient_masked_nt_xent(
     drop = pid[:, None] == pid[None, :]  # self + same-patient views
     drop[rows, positive] = False  # ... except the positive itself
     logits = logits.masked_fill(drop, float("-inf"))
-    return F.cross_entropy(logits, positive)
+    return F.cross_entropy(logits, positive, reduction=reduction)
 
 
 @register_method("micle")
