@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 from sklearn.linear_model import LogisticRegression
 
-from medssl.data import write_manifest
+from medssl.data import ErrorLog, write_manifest
+from medssl.data.imaging.npz import scan_npz
 
 NPZ = Path("imaging") / "pneumoniamnist_trainval.npz"
 
@@ -30,7 +31,6 @@ def build_real_scores(shared_data: Path, data_dir: Path, n_cases: int = 60, flag
     train_x = train_images.reshape(len(train_images), -1).astype(np.float32) / 255.0
     train_y = arrays["train_labels"][::6].reshape(-1)
     val_x = arrays["val_images"][:n_cases].reshape(n_cases, -1).astype(np.float32) / 255.0
-    val_y = arrays["val_labels"][:n_cases].reshape(-1)
 
     clf = LogisticRegression(max_iter=300).fit(train_x, train_y)
     proba = clf.predict_proba(val_x)
@@ -41,12 +41,11 @@ def build_real_scores(shared_data: Path, data_dir: Path, n_cases: int = 60, flag
     flagged[np.argsort(-score)[:flag_top]] = True
     model_id = hashlib.sha256(clf.coef_.tobytes() + clf.intercept_.tobytes()).hexdigest()[:16]
 
-    case_ids = [f"val-{i:05d}" for i in range(n_cases)]
-    manifest = pd.DataFrame({
-        "case_id": case_ids, "patient_id": case_ids, "domain": "imaging",
-        "label": [str(int(v)) for v in val_y], "split": "test",
-        "npz_path": str((shared_data / NPZ).resolve()), "npz_key": "val_images", "npz_index": np.arange(n_cases),
-    })
+    # The manifest is the real npz ingest's (medssl.data.imaging.npz.scan_npz), cut to these val images.
+    manifest = scan_npz(shared_data / NPZ, ErrorLog())
+    manifest = manifest[manifest["array_key"] == "val_images"].iloc[:n_cases].reset_index(drop=True)
+    case_ids = manifest["case_id"].tolist()
+    assert manifest["array_index"].tolist() == list(range(n_cases))
     write_manifest(manifest, data_dir)
     scores = pd.DataFrame({
         "case_id": case_ids, "patient_id": case_ids, "domain": "imaging",
@@ -57,4 +56,6 @@ def build_real_scores(shared_data: Path, data_dir: Path, n_cases: int = 60, flag
     })
     path = data_dir / "scores.parquet"
     scores.to_parquet(path, index=False)
+    # Pixel vectors as the embeddings file (medssl score --embeddings layout: case_id, embedding).
+    pd.DataFrame({"case_id": case_ids, "embedding": list(val_x)}).to_parquet(data_dir / "embeddings.parquet", index=False)
     return path

@@ -74,6 +74,18 @@ class Claim(Base):
     expires_at: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False)
 
 
+class RegisteredModel(Base):
+    """A fine-tuned model a data scientist registered for the nightly scoring job."""
+
+    __tablename__ = "registered_models"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    model_id: Mapped[str] = mapped_column(String(64), index=True, nullable=False)
+    path: Mapped[str] = mapped_column(Text, nullable=False)
+    registered_by: Mapped[str] = mapped_column(String(64), nullable=False)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, nullable=False)
+
+
 _APPEND_ONLY_MESSAGE = "review_events is append-only; record a new event (e.g. undo) instead"
 
 for _op in ("UPDATE", "DELETE"):

@@ -1,0 +1,84 @@
+"""Data scientists: fine-tune a pretrained encoder with the review decisions (or a labels CSV),
+see the metrics, and register the new model for scoring."""
+
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from app_state import engine, require_account
+from medssl.errors import MedsslError
+from medssl.review import decisions_to_labels
+from medssl.review.model_registry import register_model, registered_models
+
+acc = require_account(data_science=True)
+eng = engine()
+st.title("Fine-tune with few labels")
+
+checkpoint = st.text_input("Pretrained checkpoint (checkpoint.pt from `medssl pretrain`, or a model.pt)",
+                           value=os.environ.get("MEDSSL_CHECKPOINT", ""))
+data_dir = st.text_input("DATA_DIR (the ingested data the labels refer to)", value=os.environ.get("MEDSSL_DATA_DIR", ""))
+source = st.radio("Labels", ["review decisions", "uploaded CSV", "the manifest's own labels"], horizontal=True)
+uploaded = st.file_uploader("Labels CSV with columns case_id,label", type="csv") if source == "uploaded CSV" else None
+c1, c2 = st.columns(2)
+mode = c1.selectbox("Mode", ["linear", "knn", "full"], help="linear: logistic regression on frozen features "
+                    "(fast, robust with few labels); knn: nearest labelled cases; full: train the encoder too (slow)")
+shots = c2.number_input("Labels per class (0 = every label available)", min_value=0, value=0, step=1)
+out_dir = st.text_input("Output folder (RUN_DIR)", value=str(Path(checkpoint).parent / "finetune-app") if checkpoint else "")
+
+if st.button("Run fine-tune", type="primary"):
+    if not (checkpoint and data_dir and out_dir):
+        st.error("Fill in the checkpoint, DATA_DIR and output folder first.")
+        st.stop()
+    from medssl.train.finetune import FinetuneConfig, finetune
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    labels_csv = None
+    if source == "review decisions":
+        labels = decisions_to_labels(eng)
+        if labels.empty:
+            st.error("No review decision carries a label yet; review some cases or upload a CSV.")
+            st.stop()
+        labels_csv = out / "labels_from_review.csv"
+        labels.to_csv(labels_csv, index=False)
+    elif source == "uploaded CSV":
+        if uploaded is None:
+            st.error("Upload a labels CSV first.")
+            st.stop()
+        labels_csv = out / "labels_uploaded.csv"
+        labels_csv.write_bytes(uploaded.getvalue())
+    with st.status("Fine-tuning ...", expanded=True) as status:
+        try:
+            st.write("Loading the checkpoint, the data and the labels; fitting the classifier.")
+            config = FinetuneConfig(mode=mode, shots=int(shots) or None)
+            model_path = finetune(checkpoint, data_dir, out, config, labels_csv)
+            status.update(label="Fine-tune finished", state="complete")
+        except MedsslError as exc:
+            status.update(label="Fine-tune failed", state="error")
+            st.error(str(exc))
+            st.stop()
+    st.session_state["finetuned_model"] = str(model_path)
+
+model_path = st.session_state.get("finetuned_model")
+if model_path:
+    metrics_file = Path(model_path).parent / "metrics.json"
+    if metrics_file.is_file():
+        metrics = json.loads(metrics_file.read_text())
+        point = metrics.get("metrics", metrics)
+        shown = {k: v for k, v in point.items() if isinstance(v, (int, float))}
+        cols = st.columns(max(1, min(5, len(shown))))
+        for col, (name, value) in zip(cols, list(shown.items())[:5]):
+            col.metric(name.replace("_", " "), f"{value:.3f}")
+        with st.expander("All metrics"):
+            st.json(metrics)
+    st.write(f"Model file: `{model_path}`")
+    if st.button("Register this model for scoring"):
+        model_id = register_model(eng, model_path, acc.name)
+        st.success(f"Registered model {model_id}: score with `medssl score --model {model_path} ...`")
+
+st.subheader("Registered models")
+models = registered_models(eng)
+st.dataframe(models, hide_index=True) if not models.empty else st.caption("None yet.")

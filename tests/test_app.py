@@ -1,0 +1,139 @@
+"""The Streamlit review app, page by page, with streamlit.testing.v1.AppTest on a real score file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from medssl.review import add_user, case_events, case_state, import_scores, make_engine
+from review_scores import build_real_scores
+
+APP = str(Path(__file__).resolve().parents[1] / "apps" / "Home.py")
+TIMEOUT = 60
+
+
+@pytest.fixture(scope="module")
+def real_scores(shared_data: Path, tmp_path_factory) -> Path:
+    return build_real_scores(shared_data, tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture()
+def store(tmp_path: Path, real_scores: Path, monkeypatch) -> str:
+    url = f"sqlite:///{tmp_path / 'review.db'}"
+    engine = make_engine(url)
+    add_user(engine, "dr_lee", "clinician", "lee-password")
+    add_user(engine, "ana", "data_scientist", "ana-password")
+    import_scores(engine, real_scores)
+    monkeypatch.setenv("MEDSSL_DB", url)
+    monkeypatch.delenv("MEDSSL_EMBEDDINGS", raising=False)
+    return url
+
+
+def _signed_in(name: str, password: str) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    at.text_input[0].input(name)
+    at.text_input[1].input(password)
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _flagged(real_scores: Path) -> list[str]:
+    df = pd.read_parquet(real_scores)
+    return df[df["flagged"]].sort_values("anomaly_score", ascending=False)["case_id"].tolist()
+
+
+def test_signed_out_visitors_see_only_the_sign_in_page(store: str) -> None:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    assert [t.value for t in at.title] == ["medssl review"]
+    assert [t.label for t in at.text_input] == ["Name", "Password"]
+    with pytest.raises(ValueError, match=r"Known pages: \['[^,]*/apps/views/sign_in.py'\]"):
+        at.switch_page("views/queue.py")  # the only page registered for a visitor is the sign-in
+    at.text_input[0].input("dr_lee")
+    at.text_input[1].input("not-the-password")
+    at.button[0].click().run()
+    assert [e.value for e in at.error] == ["Wrong name or password."]
+    assert "account" not in at.session_state
+
+
+def test_queue_lists_the_flagged_cases_of_a_real_score_file(store: str, real_scores: Path) -> None:
+    at = _signed_in("dr_lee", "lee-password")
+    assert [t.value for t in at.title] == ["Review queue"]
+    assert at.caption[0].value == "12 flagged case(s) · page 1 of 1"
+    open_buttons = [b.key for b in at.button if b.key and b.key.startswith("open-")]
+    assert open_buttons == [f"open-{c}" for c in _flagged(real_scores)]
+    at.selectbox[2].set_value(10).run()  # ten per page -> two pages
+    assert at.caption[0].value == "12 flagged case(s) · page 1 of 2"
+    at.text_input[0].input(_flagged(real_scores)[4]).run()  # the patient filter
+    assert [b.key for b in at.button if b.key and b.key.startswith("open-")] == [f"open-{_flagged(real_scores)[4]}"]
+
+
+def test_a_decision_is_stored_and_shown_after_a_rerun(store: str, real_scores: Path) -> None:
+    top = _flagged(real_scores)[0]
+    at = _signed_in("dr_lee", "lee-password")
+    at.button(key=f"open-{top}").click().run()
+    assert not at.exception, at.exception
+    assert [t.value for t in at.title] == [f"Case {top}"]
+    assert at.slider[0].label.startswith("Level") and at.slider[1].label == "Window width"
+    assert len(at.get("image")) == 1  # the image itself
+    at.radio[0].set_value("assign_class")
+    at.text_input[0].input("1")
+    at.text_area[0].input("consolidation, left lower lobe")
+    at.button[0].click().run()  # the form's Save
+    assert not at.exception, at.exception
+    engine = make_engine(store)
+    state = case_state(engine, top)
+    assert (state.status, state.label, state.decided_by) == ("labelled", "1", "dr_lee")
+    assert [e.action for e in case_events(engine, top)] == ["claim", "assign_class"]
+    at.run()  # a plain rerun still shows it
+    assert "Status: **labelled**, label **1**" in [m.value for m in at.markdown]
+    trail = at.dataframe[0].value
+    assert trail[["reviewer", "action", "label", "note"]].to_dict("records") == [
+        {"reviewer": "dr_lee", "action": "assign_class", "label": "1", "note": "consolidation, left lower lobe"}]
+    next(b for b in at.button if b.label == "Undo last decision").click().run()
+    assert case_state(engine, top).status == "open"
+
+
+def test_clinicians_do_not_get_the_data_scientist_pages(store: str) -> None:
+    at = _signed_in("dr_lee", "lee-password")
+    with pytest.raises(ValueError, match="Could not find a navigation page") as info:
+        at.switch_page("views/finetune.py")
+    assert "queue.py" in str(info.value) and "embedding_map" not in str(info.value)
+    ds = _signed_in("ana", "ana-password")
+    ds.switch_page("views/finetune.py").run()
+    assert not ds.exception, ds.exception
+    assert [t.value for t in ds.title] == ["Fine-tune with few labels"]
+
+
+def test_embedding_map_and_similar_cases(store: str, real_scores: Path, monkeypatch) -> None:
+    monkeypatch.setenv("MEDSSL_EMBEDDINGS", str(real_scores.parent / "embeddings.parquet"))
+    flagged = _flagged(real_scores)
+    at = _signed_in("ana", "ana-password")
+    at.switch_page("views/embedding_map.py").run()
+    assert not at.exception, at.exception
+    assert at.caption[0].value == "60 cases; 12 flagged. Click a point to select it."
+    assert at.selectbox[0].options[0] == flagged[0]  # no point picked: highest score first
+    at.selectbox[0].set_value(flagged[1])
+    next(b for b in at.button if b.label == "Open case").click().run()
+    assert [t.value for t in at.title] == [f"Case {flagged[1]}"]
+
+
+def test_window_level_on_a_real_image(real_scores: Path) -> None:
+    import numpy as np
+
+    from medssl.data import read_manifest
+    from medssl.review.case_view import default_window, image_frames, window_level
+
+    row = read_manifest(real_scores.parent).iloc[0].to_dict()
+    frames = image_frames(row)
+    raw = np.load(Path(row["path"]))["val_images"][0]
+    assert frames.shape == (1, 28, 28) and np.array_equal(frames[0], raw.astype(np.float32))
+    shown = window_level(frames[0], center=127.5, width=255.0)  # the full 8-bit range: identity
+    assert np.array_equal(shown, raw)
+    narrow = window_level(frames[0], center=100.0, width=50.0)  # 75 -> 0, 125 -> 255, clipped outside
+    assert np.array_equal(narrow, np.round(np.clip((raw.astype(float) - 75.0) / 50.0, 0, 1) * 255).astype(np.uint8))
+    lo, hi = np.percentile(raw, [0.5, 99.5])
+    assert default_window(frames) == pytest.approx(((lo + hi) / 2, hi - lo))
