@@ -18,6 +18,8 @@ from medssl.errors import MedsslError
 # Each module defines ``register(subparsers)``; the parser it adds sets ``func=run``.
 COMMANDS: tuple[str, ...] = (
     "medssl.commands.ingest",
+    "medssl.commands.finetune",
+    "medssl.commands.evaluate",
     "medssl.commands.pretrain",
     "medssl.commands.app",
     "medssl.commands.users",

@@ -1,0 +1,85 @@
+"""``evaluate(model, data_dir, out)``: a fine-tuned model on labelled cases -> REPORT_JSON + plots.
+
+Rows evaluated: ``split == "test"`` when the manifest has test rows, else ``"val"``, else every
+row; ``split=`` overrides. Only rows with a label of one of the model's classes count; the report
+says which split was used and how many rows were left out.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medssl.checkpoints import file_sha256
+from medssl.data import get_domain, read_manifest
+from medssl.errors import DataError, LabelError
+from medssl.eval.report import build_report, write_json, write_plots
+from medssl.train.embed import resolve_device
+from medssl.train.labels import load_labels
+from medssl.train.model_file import load_model, predict_proba
+
+log = logging.getLogger(__name__)
+
+
+def choose_split(split_col: np.ndarray | None, requested: str | None) -> str:
+    """The split to evaluate: ``requested``, else "test" if present, else "val", else "all"."""
+    present = set() if split_col is None else set(split_col.tolist())
+    if requested is not None:
+        if requested != "all" and requested not in present:
+            raise DataError(
+                f"the manifest has no rows with split {requested!r} (splits present: {sorted(present) or 'none'}); "
+                "pick one of those or --split all"
+            )
+        return requested
+    for name in ("test", "val"):
+        if name in present:
+            return name
+    return "all"
+
+
+def evaluate(
+    model_path: str | Path,
+    data_dir: str | Path,
+    out_json: str | Path,
+    labels_csv: str | Path | None = None,
+    split: str | None = None,
+    n_boot: int = 1000,
+    device: str = "auto",
+) -> dict[str, Any]:
+    """Evaluate ``model_path`` on the labelled rows of ``data_dir``; writes the report and plots."""
+    dev = resolve_device(device)
+    model = load_model(model_path, device=dev)
+    manifest = read_manifest(data_dir)
+    labels = load_labels(manifest, labels_csv).to_numpy(dtype=object)
+    split_col = manifest["split"].astype(str).to_numpy() if "split" in manifest.columns else None
+    chosen = choose_split(split_col, split)
+    in_split = np.ones(len(manifest), bool) if chosen == "all" else split_col == chosen
+    known = np.array([lab in model.classes for lab in labels])
+    unknown = in_split & np.array([lab is not None for lab in labels]) & ~known
+    rows = np.flatnonzero(in_split & known)
+    if unknown.any():
+        log.warning("%d case(s) carry labels the model was not trained on and are left out", int(unknown.sum()))
+    if len(rows) == 0:
+        raise LabelError(
+            f"no cases of split {chosen!r} carry a label among the model's classes {model.classes}; "
+            "pass --labels CSV or choose another --split"
+        )
+    log.info("evaluating on %d labelled cases of split %r", len(rows), chosen)
+    sub = manifest.iloc[rows].reset_index(drop=True)
+    dataset = get_domain(model.meta["domain"]).make_dataset(Path(data_dir), sub, model.meta.get("preprocessing"))
+    proba = predict_proba(model, dataset, device=dev)
+    lookup = {c: i for i, c in enumerate(model.classes)}
+    y = np.array([lookup[labels[i]] for i in rows], dtype=np.int64)
+    out = Path(out_json)
+    plots = write_plots(y, proba, model.classes, out.parent)
+    report = build_report(
+        y, proba, model.classes, sub["patient_id"].tolist(), n_boot=n_boot,
+        split=chosen, model_id=file_sha256(model_path), mode=model.mode,
+        n_left_out_unknown_label=int(unknown.sum()), plots=plots,
+    )
+    write_json(report, out)
+    log.info("AUROC %s (95%% CI %s) on %d cases; report %s", report["metrics"]["auroc"], report["ci95"]["auroc"], report["n"], out)
+    return report

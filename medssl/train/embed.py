@@ -1,0 +1,49 @@
+"""Batched embedding of a domain dataset with an encoder (no gradients, eval mode)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from medssl.progress import progress
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; anything else is passed to ``torch.device``."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def embed(
+    encoder: nn.Module,
+    dataset: Dataset,
+    rows: Sequence[int] | None = None,
+    batch_size: int = 256,
+    device: torch.device | str = "cpu",
+    desc: str = "embedding",
+) -> torch.Tensor:
+    """Embeddings ``(N, num_features)`` float32 on the CPU of ``dataset`` (or of its ``rows``).
+
+    Item ``i`` of the dataset is one input tensor ``(*input_shape)``; the encoder is put in eval
+    mode (BatchNorm uses its running statistics) and restored to its previous mode afterwards.
+    """
+    data = dataset if rows is None else Subset(dataset, list(map(int, rows)))
+    n = len(data)
+    if n == 0:
+        return torch.zeros(0, int(encoder.num_features))
+    device = torch.device(device)
+    loader = DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=0)
+    was_training = encoder.training
+    encoder.eval()
+    out: list[torch.Tensor] = []
+    try:
+        with torch.inference_mode():
+            for batch in progress(loader, total=len(loader), desc=desc, unit="batch"):
+                out.append(encoder(batch.to(device)).float().cpu())
+    finally:
+        encoder.train(was_training)
+    return torch.cat(out)

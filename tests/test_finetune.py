@@ -1,0 +1,152 @@
+"""Fine-tune -> model file -> evaluate, end to end through the CLI on real PneumoniaMNIST images."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from medssl.checkpoints import Checkpoint, load_checkpoint, save_checkpoint
+from medssl.cli import main
+from medssl.data import get_domain, read_manifest
+from medssl.encoders import create_encoder
+from medssl.train.model_file import load_model, predict_proba
+
+ENCODER = {"name": "small_cnn", "kwargs": {"in_channels": 1, "width": 8}}
+
+
+@pytest.fixture(scope="module")
+def data_dir(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """120 train (40 normal, 80 pneumonia) + 80 val real images, ingested with `medssl ingest`."""
+    root = tmp_path_factory.mktemp("ft")
+    with np.load(shared_data / "imaging" / "pneumoniamnist_trainval.npz") as z:
+        ty, vy = z["train_labels"].ravel(), z["val_labels"].ravel()
+        tr = np.concatenate([np.flatnonzero(ty == 0)[:40], np.flatnonzero(ty == 1)[:80]])
+        va = np.concatenate([np.flatnonzero(vy == 0)[:30], np.flatnonzero(vy == 1)[:50]])
+        np.savez(root / "pneu.npz", train_images=z["train_images"][tr], train_labels=z["train_labels"][tr],
+                 val_images=z["val_images"][va], val_labels=z["val_labels"][va])
+    assert main(["ingest", "images", str(root / "pneu.npz"), "--format", "npz", "--out", str(root / "data")]) == 0
+    return root / "data"
+
+
+@pytest.fixture(scope="module")
+def encoder_ckpt(data_dir: Path) -> Path:
+    """A real small_cnn (random weights, BatchNorm statistics of the data) saved as kind "encoder"."""
+    manifest = read_manifest(data_dir)
+    dataset = get_domain("imaging").make_dataset(data_dir, manifest, None)
+    torch.manual_seed(0)
+    encoder = create_encoder(ENCODER["name"], **ENCODER["kwargs"])
+    with torch.no_grad():  # running BN statistics of the data, as a pretrained encoder has
+        encoder.train()
+        for _ in range(20):
+            encoder(torch.stack([dataset[i] for i in range(0, len(dataset), 2)]))
+    meta = {"encoder": ENCODER, "domain": "imaging", "preprocessing": dataset.preprocessing, "method": "none"}
+    return save_checkpoint(data_dir.parent / "enc.pt", Checkpoint("encoder", meta, {"encoder": encoder.state_dict()}))
+
+
+def _finetune(ckpt: Path, data_dir: Path, out: Path, *extra: str) -> Path:
+    assert main(["-q", "finetune", "--checkpoint", str(ckpt), "--data", str(data_dir), "--out", str(out), *extra]) == 0
+    return out / "model.pt"
+
+
+def _evaluate(model: Path, data_dir: Path, out: Path, *extra: str) -> dict:
+    assert main(["-q", "evaluate", "--model", str(model), "--data", str(data_dir), "--out", str(out),
+                 "--bootstrap", "200", *extra]) == 0
+    return json.loads(out.read_text())
+
+
+def test_linear_finetune_model_file_and_evaluate(encoder_ckpt: Path, data_dir: Path, tmp_path: Path) -> None:
+    model_path = _finetune(encoder_ckpt, data_dir, tmp_path / "run", "--label-fraction", "0.25", "--seed", "1")
+    ckpt = load_checkpoint(model_path, expect_kind="model")
+    assert set(ckpt.states) == {"encoder", "head"}
+    assert ckpt.states["head"]["weight"].shape == (2, 32)  # nn.Linear(num_features, n_classes)
+    assert torch.equal(ckpt.states["encoder"]["features.0.0.weight"],
+                       load_checkpoint(encoder_ckpt).states["encoder"]["features.0.0.weight"])  # frozen
+    meta = ckpt.meta
+    assert meta["classes"] == ["0", "1"] and meta["mode"] == "linear" and meta["seed"] == 1
+    assert meta["n_labelled"] == 30 and meta["label_source"] == "manifest"
+    assert meta["encoder"] == ENCODER and meta["domain"] == "imaging"
+    assert meta["metrics"]["n"] == 80  # the manifest's val split
+    assert meta["scorer"]["name"] == "knn" and any(k.startswith("scorer/") for k in ckpt.tensors)
+    assert load_model(model_path).scorer.score(torch.zeros(1, 32)).shape == (1,)
+    assert (tmp_path / "run" / "config.yaml").read_text().startswith("mode: linear")
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["n_labelled"] == 30
+
+    report = _evaluate(model_path, data_dir, tmp_path / "rep" / "report.json")
+    assert report["n"] == 80 and report["split"] == "val"
+    assert report["metrics"]["per_class"]["0"]["support"] == 30
+    assert report["metrics"]["auroc"] == pytest.approx(meta["metrics"]["auroc"])
+    lo, hi = report["ci95"]["auroc"]
+    assert lo <= report["metrics"]["auroc"] <= hi
+    for png in ("roc.png", "pr.png", "confusion.png"):
+        assert (tmp_path / "rep" / png).stat().st_size > 1000
+
+
+def test_perfect_and_random_labels_give_auroc_1_and_half(encoder_ckpt: Path, data_dir: Path, tmp_path: Path) -> None:
+    """Labels built from the model's own scores are ranked perfectly; labels drawn at random are not."""
+    model_path = _finetune(encoder_ckpt, data_dir, tmp_path / "run", "--shots", "10")
+    model = load_model(model_path)
+    manifest = read_manifest(data_dir)
+    val = manifest[manifest.split == "val"].reset_index(drop=True)
+    proba = predict_proba(model, get_domain("imaging").make_dataset(data_dir, val, model.meta["preprocessing"]))
+    perfect = np.where(proba[:, 1] > np.median(proba[:, 1]), "1", "0")
+    pd.DataFrame({"case_id": val.case_id, "label": perfect}).to_csv(tmp_path / "perfect.csv", index=False)
+    report = _evaluate(model_path, data_dir, tmp_path / "p.json", "--labels", str(tmp_path / "perfect.csv"))
+    assert report["metrics"]["auroc"] == 1.0 and report["ci95"]["auroc"] == pytest.approx([1.0, 1.0])
+    aucs = []
+    for seed in range(5):
+        rand = np.random.default_rng(seed).permutation(perfect)
+        pd.DataFrame({"case_id": val.case_id, "label": rand}).to_csv(tmp_path / "r.csv", index=False)
+        aucs.append(_evaluate(model_path, data_dir, tmp_path / "r.json", "--labels", str(tmp_path / "r.csv"))["metrics"]["auroc"])
+    assert abs(np.mean(aucs) - 0.5) < 0.08 and max(aucs) < 0.75
+
+
+def test_knn_model_evaluates_and_can_be_finetuned_again(encoder_ckpt: Path, data_dir: Path, tmp_path: Path) -> None:
+    knn_path = _finetune(encoder_ckpt, data_dir, tmp_path / "knn", "--mode", "knn", "--shots", "15")
+    ckpt = load_checkpoint(knn_path)
+    assert ckpt.tensors["knn/embeddings"].shape == (30, 32) and ckpt.meta["knn"]["k"] == 20
+    report = _evaluate(knn_path, data_dir, tmp_path / "knn.json")
+    assert report["mode"] == "knn" and 0.0 <= report["metrics"]["auroc"] <= 1.0
+    again = _finetune(knn_path, data_dir, tmp_path / "again", "--mode", "linear", "--label-fraction", "0.5")
+    meta = load_checkpoint(again).meta
+    assert meta["source_checkpoint"]["kind"] == "model" and meta["n_labelled"] == 60
+    assert _evaluate(again, data_dir, tmp_path / "again.json")["n"] == 80
+
+
+def test_full_finetune_trains_encoder_with_early_stopping_log(encoder_ckpt: Path, data_dir: Path, tmp_path: Path) -> None:
+    (tmp_path / "ft.yaml").write_text("min_steps: 4\nbatch_size: 32\npatience: 2\n")
+    model_path = _finetune(encoder_ckpt, data_dir, tmp_path / "full", "--mode", "full", "--epochs", "3",
+                           "--label-fraction", "0.5", "--config", str(tmp_path / "ft.yaml"))
+    after = load_checkpoint(model_path).states["encoder"]["features.0.0.weight"]
+    before = load_checkpoint(encoder_ckpt).states["encoder"]["features.0.0.weight"]
+    assert not torch.equal(after, before)
+    log = json.loads((tmp_path / "full" / "metrics.json").read_text())["training"]
+    assert 1 <= log["epochs_run"] <= 3 and 1 <= log["best_epoch"] <= log["epochs_run"]
+    assert log["n_train"] == 60 and log["n_val"] == 80
+    assert all(np.isfinite(h["train_loss"]) for h in log["history"])
+
+
+@pytest.mark.parametrize(
+    "csv_text, extra, message",
+    [
+        ("case_id,label\nnot-a-case,1\n", [], "not in the manifest"),
+        ("id,label\ntrain:0,1\n", [], "neither a case_id nor a patient_id"),
+        ("case_id,label\ntrain:0,1\ntrain:1,\n", [], "missing label"),
+        ("case_id,label\ntrain:0,1\ntrain:1,1\n", [], "single class"),
+        (None, ["--shots", "41"], "fewer for class"),
+    ],
+)
+def test_bad_labels_give_clear_nonzero_exit(encoder_ckpt: Path, data_dir: Path, tmp_path: Path, capsys,
+                                            csv_text: str | None, extra: list[str], message: str) -> None:
+    args = ["finetune", "--checkpoint", str(encoder_ckpt), "--data", str(data_dir), "--out", str(tmp_path / "r"), *extra]
+    if csv_text is not None:
+        (tmp_path / "l.csv").write_text(csv_text)
+        args += ["--labels", str(tmp_path / "l.csv")]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("medssl: error:") and message in err[0]
+    assert not (tmp_path / "r" / "model.pt").exists()
