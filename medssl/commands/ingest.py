@@ -9,6 +9,7 @@ import importlib
 INGEST_COMMANDS: tuple[str, ...] = (
     "medssl.commands.ingest_dicom",
     "medssl.commands.ingest_ehr",
+    "medssl.commands.ingest_signals",
     "medssl.commands.ingest_images",
 )
 

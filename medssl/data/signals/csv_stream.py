@@ -1,0 +1,71 @@
+"""CSV sensor streams (one row per time point, one column per channel) -> fixed windows.
+
+Rows are grouped by ``--patient-col`` (one stream per patient/device; the whole file when
+absent), sorted by ``--time-col``, and cut into windows of ``window`` rows every ``stride`` rows.
+Rows with an unparseable time or a non-numeric channel value are dropped and counted.
+case_id = ``file:patient:first_row``; label = the most frequent ``--label-col`` value in the window.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from medssl.data.ehr.long_csv import parse_times
+from medssl.data.manifest import ErrorLog
+from medssl.errors import ReaderError
+
+
+def read_stream_csv(
+    path: Path, time_col: str, window: int, stride: int, errors: ErrorLog,
+    channels: list[str] | None = None, patient_col: str | None = None, label_col: str | None = None,
+) -> tuple[np.ndarray, pd.DataFrame]:
+    """Windows ``(n, C, window)`` float32 and their manifest rows. Raises ``ReaderError`` for a bad file."""
+    try:
+        raw = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        raise ReaderError(str(path), "empty file (expected a header row and one row per time point)") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise ReaderError(str(path), f"not a readable CSV ({str(exc).splitlines()[0]})") from None
+    named = {"--time-col": time_col, "--patient-col": patient_col, "--label-col": label_col}
+    missing = [f"{flag} {col!r}" for flag, col in named.items() if col and col not in raw.columns]
+    missing += [f"--channels {c!r}" for c in channels or [] if c not in raw.columns]
+    if missing:
+        raise ReaderError(str(path), f"no column(s) {', '.join(missing)}; columns are {list(raw.columns)}")
+    if raw.empty:
+        raise ReaderError(str(path), "header but no rows")
+    if channels is None:
+        others = [c for c in raw.columns if c not in (time_col, patient_col, label_col)]
+        channels = [c for c in others if pd.to_numeric(raw[c].str.strip(), errors="coerce").notna().mean() > 0.5]
+        if not channels:
+            raise ReaderError(str(path), "no numeric channel columns found; name them with --channels")
+    patients = raw[patient_col].astype(str) if patient_col else pd.Series(path.stem, index=raw.index)
+    times = parse_times(raw[time_col], patients)
+    values = raw[channels].apply(lambda s: pd.to_numeric(s.str.strip(), errors="coerce"))
+    bad_time, bad_value = times.isna(), values.isna().any(axis=1) & times.notna()
+    if bad_time.any():
+        errors.add(path, "unknown time format (expected numbers, HH:MM or ISO dates); row dropped", count=int(bad_time.sum()))
+    if bad_value.any():
+        errors.add(path, "channel value is not a number; row dropped", count=int(bad_value.sum()))
+    good = ~(bad_time | bad_value)
+    frame = pd.DataFrame({"_patient": patients, "_time": times}).join(values)[good]
+    if label_col:
+        frame["_label"] = raw.loc[good, label_col].replace("", None)
+    windows, rows = [], []
+    for patient, stream in frame.sort_values(["_patient", "_time"], kind="stable").groupby("_patient", sort=True):
+        data = stream[channels].to_numpy(np.float32).T  # (C, n_rows)
+        for start in range(0, data.shape[1] - window + 1, stride):
+            windows.append(data[:, start:start + window])
+            label = None
+            if label_col:
+                counts = stream["_label"].iloc[start:start + window].value_counts()
+                label = str(counts.index[0]) if len(counts) else None
+            rows.append({"case_id": f"{path.stem}:{patient}:{start}", "patient_id": str(patient),
+                         "label": label, "start": start, "channels": ",".join(channels)})
+        if data.shape[1] < window:
+            errors.add(path, f"a stream has {data.shape[1]} valid rows, fewer than --window {window}; skipped", count=1)
+    if not windows:
+        return np.zeros((0, len(channels), window), np.float32), pd.DataFrame(rows)
+    return np.stack(windows), pd.DataFrame(rows)
