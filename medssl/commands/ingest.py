@@ -11,6 +11,7 @@ INGEST_COMMANDS: tuple[str, ...] = (
     "medssl.commands.ingest_ehr",
     "medssl.commands.ingest_signals",
     "medssl.commands.ingest_images",
+    "medssl.commands.ingest_transactions",
 )
 
 

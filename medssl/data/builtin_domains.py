@@ -10,6 +10,7 @@ import importlib
 _MODULES: tuple[str, ...] = (
     "medssl.data.imaging.domain",
     "medssl.data.ehr.domain",
+    "medssl.data.transactions.domain",
     "medssl.data.signals.domain",
 )
 

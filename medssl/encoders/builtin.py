@@ -8,6 +8,9 @@ _MODULES: tuple[str, ...] = (
     # "medssl.encoders.image_cnn",
     "medssl.encoders.small_cnn",
     "medssl.encoders.image_resnet",
+    "medssl.encoders.tabular_mlp",
+    "medssl.encoders.ft_transformer",
+    "medssl.encoders.sequence",
 )
 
 for _name in _MODULES:

@@ -10,6 +10,8 @@ _MODULES: tuple[str, ...] = (
     "medssl.methods.byol",
     "medssl.methods.dino",
     "medssl.methods.micle",
+    "medssl.methods.scarf",
+    "medssl.methods.vime",
 )
 
 for _name in _MODULES:
