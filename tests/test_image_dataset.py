@@ -187,3 +187,14 @@ def test_augment_options_are_checked_and_applied() -> None:
         make_image_augment({"hue": 0.1})
     with pytest.raises(ConfigError, match="probability"):
         make_image_augment({"noise_prob": 2})
+
+
+def test_robust_scaling_falls_back_to_min_max_for_nearly_uniform_images() -> None:
+    from medssl.data.imaging.dataset import scale_intensity
+
+    prep = resolve_preprocessing(pd.DataFrame({"source_format": ["image"]}), None)
+    img = np.zeros((28, 28), dtype=np.float32)
+    img[3, 4] = 200.0  # one bright pixel: both percentiles are 0
+    out = scale_intensity(img, prep)
+    assert out[3, 4] == 1.0 and out.sum() == 1.0
+    assert not scale_intensity(np.full((4, 4), 7.0, dtype=np.float32), prep).any()

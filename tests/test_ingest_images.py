@@ -95,7 +95,9 @@ def test_png_jpeg_folder_with_metadata_rejects_bad_rows_and_goes_on(shared_data:
     assert "not found" in reasons[str(src / "P099" / "missing.png")]
     assert any("no image in column 'file'" in r for r in reasons.values())
     row = df.set_index("case_id").loc["P001/img7.png"]
-    assert (row["patient_id"], row["label"], row["rows"], row["columns"]) == ("P001", "normal" if _real_images(shared_data, 8)[1][7] == 0 else "pneumonia", 28, 28)
+    expected_label = meta.set_index("file").loc["P001/img7.png", "finding"]
+    assert (row["patient_id"], row["label"], row["rows"], row["columns"]) == ("P001", expected_label, 28, 28)
+    assert df["label"].value_counts().to_dict() == meta[meta["file"] != "P000/img1.png"]["finding"].value_counts().to_dict()
     assert row["path"] == str((src / "P001" / "img7.png").resolve()) and row["source_format"] == "image"
     # patient-level splits on the real output: every patient in exactly one split, all three used
     assert (df.groupby("patient_id")["split"].nunique() == 1).all()
@@ -150,3 +152,19 @@ def test_folder_without_metadata_labels_only_when_asked(shared_data: Path, tmp_p
     for i, label in enumerate(labels):
         folder = "PNEUMONIA" if label else "NORMAL"
         assert named.loc[f"{folder}/{i}.png", "label"] == folder
+
+
+def test_exif_orientation_is_applied(shared_data: Path, tmp_path: Path) -> None:
+    from PIL import Image
+
+    from medssl.data.imaging.images import read_image_pixels
+
+    images, _ = _real_images(shared_data, 2)
+    wide = Image.fromarray(np.concatenate([images[0], images[1]], axis=1))  # 28 rows x 56 columns
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: "rotate 90 degrees clockwise to display"
+    wide.save(tmp_path / "tagged.jpg", exif=exif, quality=95)
+    pixels, meta = read_image_pixels(tmp_path / "tagged.jpg")
+    assert pixels.shape == (56, 28) and (meta["rows"], meta["columns"]) == (56, 28)
+    upright = np.rot90(np.concatenate([images[0], images[1]], axis=1), k=-1)
+    assert np.abs(pixels - upright).mean() < 4

@@ -11,7 +11,8 @@ Intensity scaling (``preprocessing["intensity"]``):
   - ``"robust"`` (default): per image, values at the ``percentiles`` (default 0.5 and 99.5) map to
     0 and 1 and everything outside is clipped. A few hot or dead pixels (burned-in text, collimator
     edges) cannot squash the contrast of the rest, and scanners with different bit depths land on
-    the same scale. A constant image becomes all zeros.
+    the same scale. If both percentiles are equal (an almost uniform image) the plain minimum and
+    maximum are used instead; a constant image becomes all zeros.
   - ``"window"``: a fixed window ``[center, width]`` in the source's units (Hounsfield units for
     CT), e.g. ``[40, 400]`` for soft tissue: ``center - width/2 -> 0``, ``center + width/2 -> 1``.
     Set by giving ``preprocessing={"window": [40, 400]}``.
@@ -23,7 +24,9 @@ source (path, frame, array); file names never contain ids in clear. A ``preproce
 folder says what its entries hold. Entries are written to a temporary file and renamed, so a crash
 never leaves a half-written entry (and an entry of the wrong length is recomputed), and
 DataLoader workers (``num_workers > 0``) can fill the cache concurrently. A second epoch, or another
-run with the same preprocessing, reads the cache instead of decoding.
+run with the same preprocessing, reads the cache instead of decoding. Entries are keyed by where a
+case comes from, not by the file's content: if files are replaced in place, delete
+``DATA_DIR/cache/imaging`` (or ingest into a new DATA_DIR).
 """
 
 from __future__ import annotations
@@ -121,6 +124,8 @@ def scale_intensity(pixels: np.ndarray, preprocessing: dict[str, Any]) -> np.nda
         if finite.size == 0:
             return np.zeros_like(pixels)
         lo, hi = (float(v) for v in np.percentile(finite, preprocessing["percentiles"]))
+        if not hi > lo:  # e.g. a mostly black image with a few bright pixels: plain min-max
+            lo, hi = float(finite.min()), float(finite.max())
     if not hi > lo:
         return np.zeros_like(pixels)
     out = (np.nan_to_num(pixels, nan=lo) - lo) / (hi - lo)

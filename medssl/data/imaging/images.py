@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from medssl.data.manifest import ErrorLog
 from medssl.errors import DataError, ReaderError
@@ -32,15 +32,18 @@ def read_image_pixels(path: str | Path) -> tuple[np.ndarray, dict[str, Any]]:
 
     Returns ``(pixels, meta)``: ``pixels`` float32 ``(H, W)`` in the file's own value range
     (0-255 for 8-bit, 0-65535 for 16-bit PNG); colour (RGB, palette, with or without alpha) is
-    converted to luminance (ITU-R 601, Pillow's ``convert("L")``). ``meta``: ``mode``, ``rows``,
+    converted to luminance (ITU-R 601, Pillow's ``convert("L")``); an EXIF orientation tag is
+    applied. ``meta``: ``mode``, ``rows``,
     ``columns``, ``format``. Raises ``ReaderError`` for a missing, truncated or non-image file.
     """
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                img.load()  # full decode: a truncated file fails here, not later
-                mode, fmt = img.mode, img.format
+            with Image.open(path) as opened:
+                opened.load()  # full decode: a truncated file fails here, not later
+                fmt = opened.format
+                img = ImageOps.exif_transpose(opened)  # photos/exports tagged "rotated" come out upright
+                mode = img.mode
                 if mode in ("I;16", "I;16B", "I;16L", "I", "F", "L"):
                     pixels = np.asarray(img)
                 else:  # RGB, RGBA, P, LA, 1, CMYK, YCbCr ...
