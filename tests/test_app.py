@@ -137,3 +137,42 @@ def test_window_level_on_a_real_image(real_scores: Path) -> None:
     assert np.array_equal(narrow, np.round(np.clip((raw.astype(float) - 75.0) / 50.0, 0, 1) * 255).astype(np.uint8))
     lo, hi = np.percentile(raw, [0.5, 99.5])
     assert default_window(frames) == pytest.approx(((lo + hi) / 2, hi - lo))
+
+
+@pytest.mark.slow
+def test_fine_tune_page_runs_a_small_job_and_registers_the_model(shared_data: Path, tmp_path: Path, monkeypatch) -> None:
+    pytest.importorskip("medssl.train.finetune", reason="fine-tuning (issue #4) has not landed")
+    import json
+
+    from medssl.data import ErrorLog, write_manifest
+    from medssl.data.imaging.npz import scan_npz
+    from medssl.review.model_registry import registered_models
+    from medssl.train.pretrain import pretrain
+
+    manifest = scan_npz(shared_data / "imaging" / "pneumoniamnist_trainval.npz", ErrorLog())
+    manifest = pd.concat([manifest[manifest["split"] == "train"].iloc[::20],
+                          manifest[manifest["split"] == "val"].iloc[::5]], ignore_index=True)
+    write_manifest(manifest, tmp_path / "data")
+    checkpoint = pretrain(tmp_path / "data", tmp_path / "pretrain",
+                          {"max_steps": 1, "batch_size": 16, "accelerator": "cpu"})
+    url = f"sqlite:///{tmp_path / 'review.db'}"
+    add_user(make_engine(url), "ana", "data_scientist", "ana-password")
+    monkeypatch.setenv("MEDSSL_DB", url)
+
+    at = _signed_in("ana", "ana-password")
+    at.switch_page("views/finetune.py").run()
+    at.text_input[0].input(str(checkpoint))
+    at.text_input[1].input(str(tmp_path / "data")).run()
+    at.radio[0].set_value("the manifest's own labels")
+    at.number_input[0].set_value(10)  # ten labels per class
+    at.text_input[2].input(str(tmp_path / "ft")).run()
+    next(b for b in at.button if b.label == "Run fine-tune").click().run(timeout=600)
+    assert not at.exception and not at.error, (at.exception, at.error)
+    metrics = json.loads((tmp_path / "ft" / "metrics.json").read_text())
+    assert metrics["n_labelled"] == 20 and metrics["mode"] == "linear"
+    shown = {m.label: m.value for m in at.metric}
+    assert shown["auroc"] == f"{metrics['validation']['auroc']:.3f}"
+    next(b for b in at.button if b.label == "Register this model for scoring").click().run()
+    models = registered_models(make_engine(url))
+    assert models[["path", "registered_by"]].to_dict("records") == [
+        {"path": str((tmp_path / "ft" / "model.pt").resolve()), "registered_by": "ana"}]

@@ -67,11 +67,12 @@ if model_path:
     metrics_file = Path(model_path).parent / "metrics.json"
     if metrics_file.is_file():
         metrics = json.loads(metrics_file.read_text())
-        point = metrics.get("metrics", metrics)
-        shown = {k: v for k, v in point.items() if isinstance(v, (int, float))}
-        cols = st.columns(max(1, min(5, len(shown))))
-        for col, (name, value) in zip(cols, list(shown.items())[:5]):
-            col.metric(name.replace("_", " "), f"{value:.3f}")
+        point = metrics.get("validation") or metrics.get("metrics") or {}
+        shown = [k for k in ("auroc", "auprc", "accuracy", "balanced_accuracy", "macro_f1") if k in point]
+        st.caption(f"Validation metrics on {point.get('n', '?')} cases, trained with "
+                   f"{metrics.get('n_labelled', '?')} labels ({metrics.get('mode', mode)})")
+        for col, name in zip(st.columns(max(1, len(shown))), shown):
+            col.metric(name.replace("_", " "), f"{point[name]:.3f}")
         with st.expander("All metrics"):
             st.json(metrics)
     st.write(f"Model file: `{model_path}`")
