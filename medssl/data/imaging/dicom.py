@@ -60,8 +60,8 @@ def read_dicom_dataset(path: str | Path) -> tuple[Dataset, bool]:
     path = str(path)
     try:
         return pydicom.dcmread(path, force=False), True
-    except InvalidDicomError as exc:
-        first_error = str(exc)
+    except InvalidDicomError:
+        pass
     except Exception as exc:  # pydicom raises many types for damaged files
         raise ReaderError(path, f"unreadable DICOM: {type(exc).__name__}: {exc}") from None
     try:
@@ -70,7 +70,7 @@ def read_dicom_dataset(path: str | Path) -> tuple[Dataset, bool]:
     except OSError as exc:
         raise ReaderError(path, f"cannot open file: {exc}") from None
     if not _looks_like_raw_dataset(head):
-        raise ReaderError(path, f"not a DICOM file ({first_error.split('.')[0]})")
+        raise ReaderError(path, "not a DICOM file: no 'DICM' marker at byte 128 and no DICOM data element at the start")
     try:
         ds = pydicom.dcmread(path, force=True)
         _ = ds.get("SOPInstanceUID")  # forces parsing of the deferred header
@@ -103,11 +103,11 @@ def frame_count(ds: Dataset) -> int:
 
 
 def _stored_range(ds: Dataset) -> np.ndarray:
-    """Smallest and largest storable value, shape (2,), from BitsStored and PixelRepresentation."""
+    """Smallest and largest storable value, int64 shape (2,), from BitsStored and PixelRepresentation."""
     bits = int(ds.get("BitsStored") or ds.get("BitsAllocated") or 16)
     if int(ds.get("PixelRepresentation") or 0):
-        return np.array([-(2 ** (bits - 1)), 2 ** (bits - 1) - 1], dtype=np.float64)
-    return np.array([0, 2**bits - 1], dtype=np.float64)
+        return np.array([-(2 ** (bits - 1)), 2 ** (bits - 1) - 1], dtype=np.int64)
+    return np.array([0, 2**bits - 1], dtype=np.int64)
 
 
 def _grey(arr: np.ndarray, ds: Dataset, pi: str) -> tuple[np.ndarray, bool]:
@@ -136,10 +136,11 @@ def dicom_pixels(ds: Dataset, frame: int | None = None, voi: bool = False) -> np
     if not colour:
         lo_hi = _stored_range(ds)
         arr = apply_modality_lut(arr, ds)
-        lo_hi = np.asarray(apply_modality_lut(lo_hi, ds), dtype=np.float64)
+        lo_hi = np.asarray(apply_modality_lut(lo_hi, ds)).astype(arr.dtype)  # same dtype as the image
         if voi:
             arr = apply_voi_lut(arr, ds)
-            lo_hi = np.asarray(apply_voi_lut(lo_hi, ds), dtype=np.float64)
+            lo_hi = np.asarray(apply_voi_lut(lo_hi, ds))
+        lo_hi = lo_hi.astype(np.float64)
         if pi == "MONOCHROME1":
             arr = (lo_hi.min() + lo_hi.max()) - np.asarray(arr, dtype=np.float64)
     out = np.asarray(arr, dtype=np.float32)
