@@ -176,3 +176,33 @@ def test_fine_tune_page_runs_a_small_job_and_registers_the_model(shared_data: Pa
     models = registered_models(make_engine(url))
     assert models[["path", "registered_by"]].to_dict("records") == [
         {"path": str((tmp_path / "ft" / "model.pt").resolve()), "registered_by": "ana"}]
+
+
+def test_medssl_app_imports_scores_and_serves(tmp_path: Path, real_scores: Path) -> None:
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from medssl.review import count_cases
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"sqlite:///{tmp_path / 'review.db'}"
+    proc = subprocess.Popen([sys.executable, "-m", "medssl", "app", "--db", url, "--scores", str(real_scores),
+                             "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline, health = time.time() + 90, None
+        while time.time() < deadline and proc.poll() is None:
+            try:
+                health = urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2).read()
+                break
+            except OSError:
+                time.sleep(0.5)
+        assert health == b"ok", proc.stderr.read() if proc.poll() is not None else "no answer"
+        assert count_cases(make_engine(url)) == 60
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
