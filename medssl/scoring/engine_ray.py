@@ -154,7 +154,7 @@ def run_ray(
             ChunkScorer,
             batch_size=1,
             batch_format="numpy",
-            concurrency=pool,
+            compute=ray.data.ActorPoolStrategy(size=pool),
             num_cpus=1,
             fn_constructor_args=(str(model_path), str(data_dir), manifest_box, scorer, batch_size, device),
         )
