@@ -1,0 +1,99 @@
+"""End to end in a real browser: headless Chromium against `medssl app` on 127.0.0.1.
+
+Signs in, opens the top flagged case of a real score file, records a decision, reads it back from
+the store, and saves a screenshot. Needs Debian's chromium + chromium-driver and selenium:
+    apt-get install -y chromium chromium-driver && pip install selenium
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from medssl.review import add_user, case_events, case_state, make_engine
+from review_scores import build_real_scores
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+
+pytestmark = pytest.mark.skipif(
+    not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()),
+    reason="headless browser test needs Debian's chromium and chromium-driver "
+    "(apt-get install -y chromium chromium-driver)",
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_healthy(port: int, proc: subprocess.Popen, seconds: float = 120) -> None:
+    deadline = time.time() + seconds
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            if urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2).read() == b"ok":
+                return
+        except OSError:
+            time.sleep(0.5)
+    raise AssertionError("medssl app did not come up")
+
+
+@pytest.mark.slow
+def test_browser_sign_in_open_case_and_decide(shared_data: Path, tmp_path: Path) -> None:
+    webdriver = pytest.importorskip("selenium.webdriver", reason="pip install selenium")
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    scores = build_real_scores(shared_data, tmp_path / "data")
+    df = pd.read_parquet(scores)
+    top = df[df["flagged"]].sort_values("anomaly_score", ascending=False)["case_id"].iloc[0]
+    url = f"sqlite:///{tmp_path / 'review.db'}"
+    add_user(make_engine(url), "dr_lee", "clinician", "lee-password")
+    port = _free_port()
+    app = subprocess.Popen([sys.executable, "-m", "medssl", "app", "--db", url, "--scores", str(scores),
+                            "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage", "--window-size=1400,1000", f"--user-data-dir={tmp_path / 'chromium'}"):
+        options.add_argument(flag)
+    driver = None
+    try:
+        _wait_healthy(port, app)
+        driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=CHROMEDRIVER), options=options)
+        wait = WebDriverWait(driver, 90)
+        driver.get(f"http://127.0.0.1:{port}/")
+        wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, 'input[aria-label="Name"]'))).send_keys("dr_lee")
+        driver.find_element(By.CSS_SELECTOR, 'input[aria-label="Password"]').send_keys("lee-password")
+        driver.find_element(By.XPATH, "//button[normalize-space(.)='Sign in']").click()
+        wait.until(EC.presence_of_element_located((By.XPATH, "//h1[contains(., 'Review queue')]")))
+        wait.until(EC.element_to_be_clickable((By.XPATH, "(//button[normalize-space(.)='Open'])[1]"))).click()
+        wait.until(EC.presence_of_element_located((By.XPATH, f"//h1[contains(., 'Case {top}')]")))
+        wait.until(EC.element_to_be_clickable((By.XPATH, "//label[contains(., 'Dismiss (false alarm)')]"))).click()
+        driver.find_element(By.CSS_SELECTOR, 'textarea[aria-label="Note"]').send_keys("artefact, not a finding")
+        driver.find_element(By.XPATH, "//button[normalize-space(.)='Save']").click()
+        wait.until(EC.presence_of_element_located((By.XPATH, "//*[contains(text(), 'Status: ')]/strong[text()='dismissed']")))
+        assert driver.save_screenshot(str(tmp_path / "review_app.png"))
+    finally:
+        if driver is not None:
+            driver.quit()
+        app.terminate()
+        app.wait(timeout=30)
+
+    engine = make_engine(url)
+    assert case_state(engine, top).status == "dismissed"
+    decision = [e for e in case_events(engine, top) if e.action == "dismiss"]
+    assert [(e.reviewer, e.note) for e in decision] == [("dr_lee", "artefact, not a finding")]
+    assert (tmp_path / "review_app.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
