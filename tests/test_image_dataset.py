@@ -198,3 +198,24 @@ def test_robust_scaling_falls_back_to_min_max_for_nearly_uniform_images() -> Non
     out = scale_intensity(img, prep)
     assert out[3, 4] == 1.0 and out.sum() == 1.0
     assert not scale_intensity(np.full((4, 4), 7.0, dtype=np.float32), prep).any()
+
+
+def test_dicom_ingested_with_voi_is_read_with_its_window(tmp_path: Path) -> None:
+    pytest.importorskip("pydicom")
+    from pydicom.data import get_testdata_file
+
+    from medssl.cli import main
+    from medssl.data import read_manifest
+    from medssl.data.imaging.dicom import read_dicom_pixels
+
+    src = tmp_path / "src"
+    src.mkdir()
+    shutil.copy(get_testdata_file("MR_small.dcm"), src / "mr.dcm")  # 64 x 64, WindowCenter 600 / Width 1600
+    for flag, name in (([], "plain"), (["--voi"], "voi")):
+        assert main(["ingest", "dicom", str(src), "--out", str(tmp_path / name), "--workers", "1", *flag]) == 0
+    plain_rows, voi_rows = read_manifest(tmp_path / "plain"), read_manifest(tmp_path / "voi")
+    plain = ImagingDataset(tmp_path / "plain", plain_rows, {"size": 64})[0][0].numpy()
+    windowed = ImagingDataset(tmp_path / "voi", voi_rows, {"size": 64})[0][0].numpy()
+    np.testing.assert_allclose(plain, _robust(read_dicom_pixels(src / "mr.dcm", frame=0)[0]), atol=1e-6)
+    np.testing.assert_allclose(windowed, _robust(read_dicom_pixels(src / "mr.dcm", frame=0, voi=True)[0]), atol=1e-6)
+    assert np.abs(plain - windowed).max() > 0.1

@@ -1,7 +1,8 @@
 """The imaging Dataset: item i = one grey image ``(1, S, S)`` float32 in [0, 1] for manifest row i.
 
 Pipeline per case (``source_format`` of the row):
-  decode ("dicom": ``read_dicom_pixels`` with the modality LUT, i.e. Hounsfield units for CT;
+  decode ("dicom": ``read_dicom_pixels`` with the modality LUT, i.e. Hounsfield units for CT, and
+  the file's VOI LUT / window only for rows ingested with ``--voi`` (manifest column ``voi``);
   "image": PNG/JPEG luminance; "npz": one image of a MedMNIST array, loaded once per worker)
   -> intensity scaling to [0, 1]
   -> zero-pad to a square (MONAI ``SpatialPad``, centred, so the aspect ratio is kept)
@@ -175,6 +176,8 @@ class ImagingDataset(Dataset):
         self._frames: list[int] = _int_column(manifest, "frame")
         self._keys: list[str] = manifest["array_key"].astype(str).tolist() if "array_key" in manifest else [""] * len(manifest)
         self._indices: list[int] = _int_column(manifest, "array_index")
+        # DICOM ingested with --voi: read with the file's own VOI LUT / window (manifest column "voi")
+        self._voi: list[bool] = manifest["voi"].fillna(False).astype(bool).tolist() if "voi" in manifest else [False] * len(manifest)
         self.cache_dir: Path | None = Path(data_dir) / "cache" / "imaging" / preprocessing_key(self.preprocessing) if cache else None
         self._arrays: dict[tuple[str, str], np.ndarray] = {}  # npz arrays, loaded once per process
         if self.cache_dir is not None:
@@ -218,7 +221,7 @@ class ImagingDataset(Dataset):
                 return read_image_pixels(path)[0]
             from medssl.data.imaging.dicom import read_dicom_pixels  # written alongside; imported lazily
 
-            pixels, _ = read_dicom_pixels(path, frame=self._frames[index])
+            pixels, _ = read_dicom_pixels(path, frame=self._frames[index], voi=self._voi[index])
             return pixels
         except ReaderError as exc:
             raise ReaderError(exc.path, f"case {self.case_ids[index]!r}: {exc.reason}") from None
@@ -229,7 +232,8 @@ class ImagingDataset(Dataset):
         if self.cache_dir is None:
             return None
         source = "\0".join(
-            str(v) for v in (self.case_ids[index], self._formats[index], self._paths[index], self._frames[index], self._keys[index], self._indices[index])
+            str(v)
+            for v in (self.case_ids[index], self._formats[index], self._paths[index], self._frames[index], self._keys[index], self._indices[index], self._voi[index])
         )
         digest = hashlib.sha256(source.encode()).hexdigest()[:32]
         return os.path.join(self.cache_dir, digest[:2], digest + CACHE_SUFFIX)
