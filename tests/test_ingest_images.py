@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from medssl.cli import main
 from medssl.data import read_errors, read_manifest
