@@ -20,10 +20,12 @@ COMMANDS: tuple[str, ...] = (
     "medssl.commands.ingest",
     "medssl.commands.finetune",
     "medssl.commands.evaluate",
+    "medssl.commands.label_efficiency",
     "medssl.commands.pretrain",
     "medssl.commands.app",
     "medssl.commands.users",
     "medssl.commands.score",
+    "medssl.commands.demo",
 )
 
 DESCRIPTION = """\

@@ -118,7 +118,7 @@ def test_knn_model_evaluates_and_can_be_finetuned_again(encoder_ckpt: Path, data
 
 
 def test_full_finetune_trains_encoder_with_early_stopping_log(encoder_ckpt: Path, data_dir: Path, tmp_path: Path) -> None:
-    (tmp_path / "ft.yaml").write_text("min_steps: 4\nbatch_size: 32\npatience: 2\n")
+    (tmp_path / "ft.yaml").write_text("min_steps_per_epoch: 2\nbatch_size: 32\npatience: 2\n")
     model_path = _finetune(encoder_ckpt, data_dir, tmp_path / "full", "--mode", "full", "--epochs", "3",
                            "--label-fraction", "0.5", "--config", str(tmp_path / "ft.yaml"))
     after = load_checkpoint(model_path).states["encoder"]["features.0.0.weight"]
@@ -150,3 +150,20 @@ def test_bad_labels_give_clear_nonzero_exit(encoder_ckpt: Path, data_dir: Path, 
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("medssl: error:") and message in err[0]
     assert not (tmp_path / "r" / "model.pt").exists()
+
+
+def test_label_efficiency_curve_files(encoder_ckpt: Path, data_dir: Path, tmp_path: Path) -> None:
+    (tmp_path / "ft.yaml").write_text("min_steps_per_epoch: 2\nbatch_size: 32\n")
+    out = tmp_path / "curve"
+    assert main(["-q", "label-efficiency", "--checkpoint", str(encoder_ckpt), "--data", str(data_dir), "--out", str(out),
+                 "--fractions", "0.25,1.0", "--seeds", "0", "--modes", "linear,knn", "--epochs", "1",
+                 "--config", str(tmp_path / "ft.yaml")]) == 0
+    table = pd.read_csv(out / "label_efficiency.csv")
+    assert sorted(table.method.unique()) == ["ssl_knn", "ssl_linear", "supervised"]
+    assert table.groupby("fraction").n_labelled.first().to_dict() == {0.25: 30, 1.0: 120}
+    assert table.auroc.between(0, 1).all() and (table.loc[table.method == "supervised", "epochs_run"] == 1).all()
+    payload = json.loads((out / "label_efficiency.json").read_text())
+    assert payload["eval_split"] == "val" and payload["n_eval"] == 80 and len(payload["summary"]) == 6
+    assert (out / "label_efficiency.png").stat().st_size > 1000
+    assert main(["label-efficiency", "--checkpoint", str(encoder_ckpt), "--data", str(data_dir), "--out", str(out),
+                 "--fractions", "0.001"]) == 2  # 0.1% of 120 cases is below one per class

@@ -33,7 +33,7 @@ from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.class_weight import compute_class_weight
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 from medssl.checkpoints import Checkpoint, load_checkpoint, save_checkpoint
 from medssl.config import StrictConfig, save_config
@@ -57,8 +57,8 @@ class FinetuneConfig(StrictConfig):
     shots: int | None = None  # labelled cases per class
     seed: int = 0
     init: Literal["pretrained", "random"] = "pretrained"  # random = supervised-from-scratch baseline
-    epochs: int = 30  # full mode: maximum epochs ...
-    min_steps: int = 300  # ... raised so that training sees at least this many optimizer steps
+    epochs: int = 30  # full mode: maximum epochs
+    min_steps_per_epoch: int = 10  # small subsets are resampled (with replacement) to this many batches
     patience: int = 5  # epochs without validation improvement before stopping
     batch_size: int = 64
     lr_head: float = 1e-3
@@ -216,12 +216,15 @@ def train_full(
         weight_decay=config.weight_decay,
     )
     bs = min(config.batch_size, len(train_rows))
-    loader = DataLoader(
-        _Labelled(dataset, train_rows, y_train), batch_size=bs, shuffle=True, drop_last=len(train_rows) > bs,
-        generator=torch.Generator().manual_seed(config.seed),
-    )
+    gen = torch.Generator().manual_seed(config.seed)
+    pairs = _Labelled(dataset, train_rows, y_train)
+    if len(train_rows) // bs < config.min_steps_per_epoch:  # tiny subset: an epoch = a fixed number of draws
+        sampler = RandomSampler(pairs, replacement=True, num_samples=config.min_steps_per_epoch * bs, generator=gen)
+        loader = DataLoader(pairs, batch_size=bs, sampler=sampler, drop_last=True)
+    else:
+        loader = DataLoader(pairs, batch_size=bs, shuffle=True, drop_last=True, generator=gen)
     steps_per_epoch = len(loader)
-    epochs = max(config.epochs, math.ceil(config.min_steps / steps_per_epoch))
+    epochs = config.epochs
     can_validate = len(val_rows) > 0 and len(np.unique(y_val)) == n_classes
     if not can_validate:
         log.warning("no validation cases of every class: training %d epochs without early stopping", epochs)

@@ -1,0 +1,97 @@
+"""Label efficiency on PneumoniaMNIST: does SSL with 1% of labels match supervised with 10%?
+
+1. ingest ../shared/data/imaging/pneumoniamnist_trainval.npz (train 3882 / val 524 images);
+2. pretrain a small CNN with SimCLR on the train split, labels unused (a CPU budget of steps);
+3. for 1% (seeds 0,1,2), 10% (seeds 0,1,2) and 100% (seed 0) of the train labels, drawn the same
+   way for every method: SSL linear probe, SSL full fine-tune, and the same CNN trained from
+   scratch on the same labels; all measured by AUROC on the val split (early stopping holds out
+   labelled train patients, never val);
+4. writes benchmarks/results/label_efficiency_pneumonia.{json,png,csv} and prints the table.
+
+Target: mean AUROC of SSL (best of linear / full) at 1% >= supervised-from-scratch at 10%.
+
+    .venv/bin/python benchmarks/label_efficiency_pneumonia.py [--pretrain-steps 300] [--work DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+NPZ = REPO.parent / "shared" / "data" / "imaging" / "pneumoniamnist_trainval.npz"
+RESULTS = REPO / "benchmarks" / "results"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work", type=Path, default=Path("/tmp/medssl_bench_pneu"), help="scratch folder (data, runs)")
+    parser.add_argument("--pretrain-steps", type=int, default=300)
+    parser.add_argument("--pretrain-batch", type=int, default=128)
+    parser.add_argument("--epochs", type=int, default=20, help="max epochs of full fine-tuning / from scratch")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds at 1%% and 10%%")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+
+    from medssl.cli import main as cli
+    from medssl.eval.label_efficiency import run_label_efficiency, summarize
+    from medssl.train.finetune import FinetuneConfig
+    from medssl.train.pretrain import pretrain
+    from medssl.train.pretrain_config import PretrainConfig
+
+    work = args.work
+    data_dir, run_dir = work / "data", work / "pretrain"
+    timings: dict[str, float] = {}
+    if not (data_dir / "manifest.parquet").is_file():
+        t = time.perf_counter()
+        assert cli(["-q", "ingest", "images", str(NPZ), "--format", "npz", "--out", str(data_dir)]) == 0
+        timings["ingest_s"] = time.perf_counter() - t
+    pre_cfg = PretrainConfig(
+        method="simclr", encoder="small_cnn", epochs=1000, max_steps=args.pretrain_steps,
+        batch_size=args.pretrain_batch, lr=2e-3, warmup_epochs=0.5, seed=0, accelerator="cpu",
+    )
+    done = run_dir / "DONE.json"
+    if not done.is_file() or json.loads(done.read_text())["config"] != pre_cfg.model_dump(mode="json"):
+        shutil.rmtree(run_dir, ignore_errors=True)
+        t = time.perf_counter()
+        pretrain(data_dir, run_dir, pre_cfg)
+        done.write_text(json.dumps({"config": pre_cfg.model_dump(mode="json"), "seconds": time.perf_counter() - t}))
+    timings["pretrain_s"] = json.loads(done.read_text())["seconds"]
+
+    ft_cfg = FinetuneConfig(epochs=args.epochs, patience=5, batch_size=64, min_steps_per_epoch=10)
+    seeds = list(range(args.seeds))
+    t = time.perf_counter()
+    table = run_label_efficiency(
+        run_dir / "checkpoint.pt", data_dir, RESULTS / "label_efficiency_pneumonia", fractions=[0.01, 0.1, 1.0],
+        seeds=seeds, seeds_for_fraction={1.0: [0]}, modes=["linear", "full"], supervised=True, base_config=ft_cfg,
+    )
+    timings["curves_s"] = time.perf_counter() - t
+    summary = summarize(table)
+    mean = summary.set_index(["method", "fraction"])["auroc_mean"]
+    ssl_1 = max(mean[("ssl_linear", 0.01)], mean[("ssl_full", 0.01)])
+    sup_10 = mean[("supervised", 0.1)]
+    result = {
+        "benchmark": "label_efficiency_pneumonia",
+        "eval": "AUROC on the PneumoniaMNIST val split (524 images), never used for training or early stopping",
+        "pretrain": pre_cfg.model_dump(mode="json"),
+        "finetune": ft_cfg.model_dump(mode="json"),
+        "timings_s": {k: round(v, 1) for k, v in timings.items()},
+        "summary": json.loads(summary.to_json(orient="records")),
+        "runs": json.loads(table.to_json(orient="records")),
+        "target": {"ssl_1pct_auroc": ssl_1, "supervised_10pct_auroc": sup_10, "met": bool(ssl_1 >= sup_10),
+                   "ratio_ssl1_over_sup10": ssl_1 / sup_10},
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "label_efficiency_pneumonia.json").write_text(json.dumps(result, indent=2) + "\n")
+    shutil.copy(RESULTS / "label_efficiency_pneumonia" / "label_efficiency.png", RESULTS / "label_efficiency_pneumonia.png")
+    shutil.copy(RESULTS / "label_efficiency_pneumonia" / "label_efficiency.csv", RESULTS / "label_efficiency_pneumonia.csv")
+    print(summary.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print(f"target: SSL@1% {ssl_1:.3f} vs supervised@10% {sup_10:.3f} -> {'MET' if ssl_1 >= sup_10 else 'MISSED'}")
+
+
+if __name__ == "__main__":
+    main()
