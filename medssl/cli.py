@@ -25,7 +25,6 @@ COMMANDS: tuple[str, ...] = (
     "medssl.commands.app",
     "medssl.commands.users",
     "medssl.commands.score",
-    "medssl.commands.demo",
 )
 
 DESCRIPTION = """\
