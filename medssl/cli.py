@@ -25,6 +25,7 @@ COMMANDS: tuple[str, ...] = (
     "medssl.commands.app",
     "medssl.commands.users",
     "medssl.commands.score",
+    "medssl.commands.demo",
 )
 
 DESCRIPTION = """\
