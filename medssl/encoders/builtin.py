@@ -11,6 +11,8 @@ _MODULES: tuple[str, ...] = (
     "medssl.encoders.tabular_mlp",
     "medssl.encoders.ft_transformer",
     "medssl.encoders.sequence",
+    "medssl.encoders.series_tcn",
+    "medssl.encoders.series_gru",
 )
 
 for _name in _MODULES:

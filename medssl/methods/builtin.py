@@ -12,6 +12,7 @@ _MODULES: tuple[str, ...] = (
     "medssl.methods.micle",
     "medssl.methods.scarf",
     "medssl.methods.vime",
+    "medssl.methods.ts2vec",
 )
 
 for _name in _MODULES:
