@@ -91,9 +91,18 @@ def inspect_chunk(paths: list[str], voi: bool, key: str | None) -> list[FileResu
         return [inspect_dicom_file(p, voi, key) for p in paths]
 
 
+def _file_size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
+
+
 def _chunks(paths: list[str], workers: int) -> list[list[str]]:
-    size = max(1, min(16, math.ceil(len(paths) / (workers * 4))))
-    return [paths[i : i + size] for i in range(0, len(paths), size)]
+    """Largest files first in small chunks, so no worker is left alone with the big ones at the end."""
+    ordered = sorted(paths, key=_file_size, reverse=True)
+    size = max(1, min(8, math.ceil(len(paths) / (workers * 8))))
+    return [ordered[i : i + size] for i in range(0, len(ordered), size)]
 
 
 def _run_pool(paths: list[str], workers: int, voi: bool, key: str | None) -> Iterator[FileResult]:
