@@ -70,14 +70,14 @@ def test_linear_finetune_model_file_and_evaluate(encoder_ckpt: Path, data_dir: P
     assert meta["classes"] == ["0", "1"] and meta["mode"] == "linear" and meta["seed"] == 1
     assert meta["n_labelled"] == 30 and meta["label_source"] == "manifest"
     assert meta["encoder"] == ENCODER and meta["domain"] == "imaging"
-    assert meta["metrics"]["n"] == 80  # the manifest's val split
+    assert meta["metrics"]["n"] == 80 and meta["validation"] == "val"  # the manifest's val split
     assert meta["scorer"]["name"] == "knn" and any(k.startswith("scorer/") for k in ckpt.tensors)
     assert load_model(model_path).scorer.score(torch.zeros(1, 32)).shape == (1,)
     assert (tmp_path / "run" / "config.yaml").read_text().startswith("mode: linear")
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["n_labelled"] == 30
 
     report = _evaluate(model_path, data_dir, tmp_path / "rep" / "report.json")
-    assert report["n"] == 80 and report["split"] == "val"
+    assert report["n"] == 80 and report["split"] == "val" and "caution" not in report
     assert report["metrics"]["per_class"]["0"]["support"] == 30
     assert report["metrics"]["auroc"] == pytest.approx(meta["metrics"]["auroc"])
     lo, hi = report["ci95"]["auroc"]
@@ -126,7 +126,9 @@ def test_full_finetune_trains_encoder_with_early_stopping_log(encoder_ckpt: Path
     assert not torch.equal(after, before)
     log = json.loads((tmp_path / "full" / "metrics.json").read_text())["training"]
     assert 1 <= log["epochs_run"] <= 3 and 1 <= log["best_epoch"] <= log["epochs_run"]
-    assert log["n_train"] == 60 and log["n_val"] == 80
+    assert log["n_train"] == 60 and log["n_val"] == 80 and log["validation"] == "val"
+    report = _evaluate(model_path, data_dir, tmp_path / "full.json")
+    assert "early-stopping" in report["caution"]  # val chose the epoch: the report says so
     assert all(np.isfinite(h["train_loss"]) for h in log["history"])
 
 

@@ -68,6 +68,13 @@ def evaluate(
             "pass --labels CSV or choose another --split"
         )
     log.info("evaluating on %d labelled cases of split %r", len(rows), chosen)
+    context: dict[str, Any] = {}
+    if chosen == "val" and model.mode == "full" and model.meta.get("validation") == "val":
+        context["caution"] = (
+            "the val split also chose the early-stopping epoch of this model: these numbers are optimistic; "
+            "evaluate on a test split for an unbiased estimate"
+        )
+        log.warning(context["caution"])
     sub = manifest.iloc[rows].reset_index(drop=True)
     dataset = get_domain(model.meta["domain"]).make_dataset(Path(data_dir), sub, model.meta.get("preprocessing"))
     proba = predict_proba(model, dataset, device=dev)
@@ -78,7 +85,7 @@ def evaluate(
     report = build_report(
         y, proba, model.classes, sub["patient_id"].tolist(), n_boot=n_boot,
         split=chosen, model_id=file_sha256(model_path), mode=model.mode,
-        n_left_out_unknown_label=int(unknown.sum()), plots=plots,
+        n_left_out_unknown_label=int(unknown.sum()), plots=plots, **context,
     )
     write_json(report, out)
     log.info("AUROC %s (95%% CI %s) on %d cases; report %s", report["metrics"]["auroc"], report["ci95"]["auroc"], report["n"], out)

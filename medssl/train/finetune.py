@@ -299,7 +299,9 @@ def fit_classifier(
     if val_rows is None and data.split is not None:
         val_rows = np.flatnonzero((data.split == "val") & pd.notna(data.labels))
     train_rows = subset
+    validation = "val" if val_rows is not None and len(val_rows) else "none"
     if (val_rows is None or len(val_rows) == 0) and config.mode == "full":
+        validation = "held-out labelled patients"
         train_rows, val_rows = validation_split(subset, data.patient_ids, data.labels, config.val_fraction, config.seed)
         log.info("early stopping on %d held-out labelled cases (%d left to train on)", len(val_rows), len(train_rows))
     val_rows = _known(data, np.asarray(val_rows if val_rows is not None else [], dtype=np.int64), classes)
@@ -336,7 +338,7 @@ def fit_classifier(
         )
         proba = FineTunedModel(encoder, head, classes, {}, knn).proba_from_embeddings(emb_val)
         metrics = {"n": int(len(val_rows)), **classification_metrics(y_val, proba, classes)}
-    train_log.update(n_train=int(len(train_rows)), n_val=int(len(val_rows)))
+    train_log.update(n_train=int(len(train_rows)), n_val=int(len(val_rows)), validation=validation)
     return FitResult(encoder, head, classes, knn, metrics, train_log)
 
 
@@ -393,6 +395,7 @@ def finetune(
         "label_source": data.label_source,
         "n_labelled": int(len(subset)),
         "metrics": result.metrics,
+        "validation": result.train_log["validation"],  # rows behind "metrics" (and early stopping in full mode)
         "config": config.model_dump(mode="json"),
     }
     ckpt = model_checkpoint(
