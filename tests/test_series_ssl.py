@@ -118,12 +118,12 @@ def beats(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_ts2vec_loss_falls_on_real_beats(beats: Path) -> None:
     m = read_manifest(beats)
     ds = get_domain("signals").make_dataset(beats, m, None)
-    rows = np.random.default_rng(0).choice(len(ds), 64, replace=False)
-    x = torch.stack([ds[int(i)] for i in rows])
+    rows = np.random.default_rng(0).choice(len(ds), 32, replace=False)
+    x = torch.stack([ds[int(i)] for i in rows])[..., ::3]  # 84 steps at 120 Hz keep the test quick
     torch.manual_seed(0)
-    enc = create_encoder("ts2vec_tcn", in_channels=2, hidden=16, num_features=32, depth=4, dropout=0.0)
+    enc = create_encoder("ts2vec_tcn", in_channels=2, hidden=16, num_features=32, depth=3, dropout=0.0)
     method = create_method("ts2vec", enc)
-    batch = {"view1": x, "view2": x, "patient": torch.zeros(64, dtype=torch.long), "index": torch.arange(64)}
+    batch = {"view1": x, "view2": x, "patient": torch.zeros(32, dtype=torch.long), "index": torch.arange(32)}
 
     def fixed_loss() -> float:
         torch.manual_seed(123)  # same crops and masks before and after training
@@ -132,7 +132,7 @@ def test_ts2vec_loss_falls_on_real_beats(beats: Path) -> None:
 
     before = fixed_loss()
     opt = torch.optim.AdamW(method.parameters(), lr=3e-3)
-    for _ in range(25):
+    for _ in range(15):
         opt.zero_grad()
         loss = method.training_loss(batch)
         loss.backward()
