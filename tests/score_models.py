@@ -31,12 +31,11 @@ SCORE_COLUMNS = [
 
 
 def npz_data_dir(shared_data: Path, data_dir: Path, n_train: int, n_val: int) -> pd.DataFrame:
-    """Write a DATA_DIR with the first ``n_train`` train and ``n_val`` val PneumoniaMNIST cases."""
+    """Write a DATA_DIR with ``n_train`` train (half normal, half pneumonia) and the first ``n_val`` val cases."""
     full = scan_npz(shared_data / NPZ, ErrorLog())
-    manifest = pd.concat(
-        [full[full["split"] == "train"].iloc[:n_train], full[full["split"] == "val"].iloc[:n_val]],
-        ignore_index=True,
-    )
+    train = full[full["split"] == "train"]
+    train = pd.concat([train[train["label"] == 0].iloc[: n_train // 2], train[train["label"] == 1].iloc[: n_train - n_train // 2]])
+    manifest = pd.concat([train.sort_index(), full[full["split"] == "val"].iloc[:n_val]], ignore_index=True)
     write_manifest(manifest, data_dir)
     return manifest
 

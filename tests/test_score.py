@@ -16,6 +16,7 @@ import torch
 
 from medssl.checkpoints import file_sha256, load_checkpoint
 from medssl.cli import main
+from medssl.data import get_domain
 from medssl.encoders.registry import create_encoder
 from medssl.scoring.scorers import create_scorer, load_scorer
 from score_models import (
@@ -200,3 +201,23 @@ def test_bad_flags_give_a_clear_error(cxr, capsys) -> None:
     assert "--chunk-size" in capsys.readouterr().err
     assert _score(model, root / "nowhere", root / "bad.parquet") == 2
     assert "manifest.parquet does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("mode", ["linear", "knn"])
+def test_scores_a_real_finetuned_model_as_finetune_predicts(cxr, mode) -> None:
+    from medssl.train.model_file import load_model, predict_proba
+
+    root, manifest, _, encoder = cxr
+    run = root / f"ft_{mode}"
+    assert main(["finetune", "--checkpoint", str(encoder), "--data", str(root / "data"), "--out", str(run),
+                 "--mode", mode, "--seed", "0"]) == 0
+    out = root / f"ft_{mode}.parquet"
+    assert _score(run / "model.pt", root / "data", out, "--chunk-size", "64") == 0
+    df = pd.read_parquet(out)
+    ft = load_model(run / "model.pt")
+    ds = get_domain("imaging").make_dataset(root / "data", manifest, ft.meta["preprocessing"])
+    proba = predict_proba(ft, ds)
+    assert df["predicted_label"].tolist() == [ft.classes[i] for i in proba.argmax(axis=1)]
+    np.testing.assert_allclose(df["predicted_proba"].to_numpy(), proba.max(axis=1), rtol=1e-5)
+    emb = embed_all(ft.encoder, root / "data", manifest)
+    np.testing.assert_allclose(df["anomaly_score"].to_numpy(), ft.scorer.score(emb), rtol=1e-6, atol=1e-9)

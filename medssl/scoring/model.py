@@ -67,6 +67,7 @@ class ScoringModel:
     scorer_name: str | None
     scorer_kwargs: dict[str, Any] = field(default_factory=dict)
     device: torch.device = torch.device("cpu")
+    knn: Any | None = None  # medssl.train.model_file.KnnMemory of a "knn"-mode fine-tune
 
     @property
     def domain(self) -> str:
@@ -99,12 +100,15 @@ class ScoringModel:
     def predict(self, emb: torch.Tensor) -> tuple[np.ndarray, np.ndarray] | None:
         """``(labels (B,) object, proba (B,) float64)`` of the most likely class, or ``None`` without a head.
 
-        ``proba`` is the softmax probability of the predicted label.
+        ``proba`` is the probability of the predicted label: the head's softmax, or for a model
+        fine-tuned in "knn" mode the same labelled-neighbour vote that ``medssl evaluate`` uses.
         """
         if self.head is None:
             return None
-        logits = self.head(emb.to(self.device)).float().cpu()
-        proba = torch.softmax(logits, dim=1)
+        if self.knn is not None:
+            proba = torch.from_numpy(self.knn.predict_proba(emb.cpu(), len(self.classes)))
+        else:
+            proba = torch.softmax(self.head(emb.to(self.device)).double().cpu(), dim=1)
         best_p, best = proba.max(dim=1)
         labels = np.asarray([self.classes[i] for i in best.tolist()], dtype=object)
         return labels, best_p.double().numpy()
@@ -150,6 +154,15 @@ def _load_scorer(ckpt: Checkpoint) -> tuple[Any | None, str | None, dict[str, An
     return restore_scorer(name, kwargs, state), name, kwargs
 
 
+def _load_knn(ckpt: Checkpoint) -> Any | None:
+    """The labelled-embedding memory of a model fine-tuned with ``--mode knn`` (else ``None``)."""
+    if "knn/embeddings" not in ckpt.tensors or not isinstance(ckpt.meta.get("knn"), dict):
+        return None
+    from medssl.train.model_file import KnnMemory
+
+    return KnnMemory(ckpt.tensors["knn/embeddings"], ckpt.tensors["knn/labels"], int(ckpt.meta["knn"]["k"]))
+
+
 def load_scoring_model(path: str | Path, device: str = "auto") -> ScoringModel:
     """Load any medssl model file (kind "model" or "encoder") for scoring.
 
@@ -188,4 +201,5 @@ def load_scoring_model(path: str | Path, device: str = "auto") -> ScoringModel:
         scorer_name=scorer_name,
         scorer_kwargs=scorer_kwargs,
         device=dev,
+        knn=_load_knn(ckpt) if head is not None else None,
     )
