@@ -113,7 +113,7 @@ def _run_domain(d: DemoDomain, out: Path) -> Path | None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the demo pipeline, create the demo reviewer, and serve the app (unless --no-serve)."""
-    from medssl.review import add_user, get_user, import_scores, make_engine
+    from medssl.review import add_user, import_scores, list_users, make_engine
 
     if not SAMPLE_DIR.is_dir():
         raise DataError(f"the bundled sample folder {SAMPLE_DIR} is missing; run the demo from a source checkout")
@@ -141,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
         log.info("demo: %d %s cases in the review queue", n, name)
     password = secrets.token_urlsafe(9)
     reviewer = "demo_reviewer"
-    if get_user(engine, reviewer) is None:
+    if reviewer not in {u.name for u in list_users(engine)}:
         add_user(engine, reviewer, "admin", password)
     else:  # a second demo run keeps the first account: say so instead of printing a wrong password
         password = "(unchanged from the first demo run; delete demo_out/review.db to get a new one)"

@@ -1,0 +1,26 @@
+"""`medssl demo` end to end on the bundled sample (without serving the app)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from medssl.cli import main
+from medssl.review import authenticate, count_cases, list_queue, make_engine
+
+
+@pytest.mark.slow
+def test_demo_runs_the_loop_on_the_bundled_sample(tmp_path, capsys) -> None:
+    out = tmp_path / "demo"
+    code = main(["demo", "--no-serve", "--out", str(out), "--epochs", "1", "--domains", "imaging,transactions"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    password = printed.split("Password:")[1].split()[0]
+    engine = make_engine(f"sqlite:///{out / 'review.db'}")
+    assert authenticate(engine, "demo_reviewer", password) is not None
+    imaging = pd.read_parquet(out / "imaging" / "scores.parquet")
+    assert len(imaging) == 520  # 400 train + 120 val images in datasets/imaging
+    assert imaging["predicted_label"].notna().all()  # a fine-tuned head predicted every case
+    assert int(imaging["flagged"].sum()) == 20
+    assert count_cases(engine) == 520 + 1000
+    assert list_queue(engine).total == 40  # 20 flagged per domain
