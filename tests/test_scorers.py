@@ -9,6 +9,8 @@ import torch
 from medssl.checkpoints import Checkpoint, load_checkpoint, save_checkpoint
 from medssl.errors import ConfigError, DataError, UnknownNameError
 from medssl.scoring.scorers import (
+    ECODScorer,
+    EnsembleScorer,
     KNNDistanceScorer,
     MahalanobisScorer,
     ReconstructionScorer,
@@ -18,6 +20,9 @@ from medssl.scoring.scorers import (
 )
 
 SCORER_KW = {
+    "ecod": {},
+    "ensemble": {"members": [("ecod", {}), ("knn", {"k": 5}), ("iforest", {"n_estimators": 50})]},
+    "iforest": {"n_estimators": 50},
     "knn": {"k": 5},
     "mahalanobis": {},
     "reconstruction": {"n_components": 3},
@@ -31,8 +36,8 @@ def _cloud(n: int = 300, d: int = 8, seed: int = 0) -> np.ndarray:
     return rng.normal(size=(n, 3)) @ basis + 0.1 * rng.normal(size=(n, d))
 
 
-def test_registry_lists_all_three() -> None:
-    assert list_scorers() == ["knn", "mahalanobis", "reconstruction"]
+def test_registry_lists_every_scorer() -> None:
+    assert list_scorers() == ["ecod", "ensemble", "iforest", "knn", "mahalanobis", "reconstruction"]
     with pytest.raises(UnknownNameError, match="Did you mean 'knn'"):
         create_scorer("kmn")
 
@@ -52,7 +57,7 @@ def test_obvious_outlier_gets_top_score_and_percentile_100(name: str) -> None:
     assert np.median(p[:20]) < 90
 
 
-@pytest.mark.parametrize("name", sorted(SCORER_KW))
+@pytest.mark.parametrize("name", sorted(set(SCORER_KW) - {"ensemble"}))  # ensemble: means of ranks tie
 def test_reference_percentiles_are_uniform(name: str) -> None:
     ref = _cloud()
     scorer = create_scorer(name, **SCORER_KW[name]).fit(ref)
@@ -122,3 +127,49 @@ def test_bad_inputs_raise_clear_errors() -> None:
         KNNDistanceScorer(k=1).fit(np.eye(2)).score(np.zeros((1, 3)))
     with pytest.raises(ConfigError, match="normalize"):
         KNNDistanceScorer(normalize="zscore")
+
+
+def test_ecod_matches_hand_computed_tail_probabilities() -> None:
+    # column 0: 1, 2, 3, 4 (skewness 0 -> right tail is the "auto" tail); column 1: 0, 0, 0, 8
+    # (right-skewed). n = 4, tails use (count + 1) / (n + 1) = (count + 1) / 5.
+    ref = np.array([[1.0, 0.0], [2.0, 0.0], [3.0, 0.0], [4.0, 8.0]])
+    scorer = ECODScorer().fit(ref)
+    # query (0, 0): col 0 left 1/5, right 5/5; col 1 left (3+1)/5, right (4+1)/5
+    #   left sum = log 5 + log(5/4); right sum = 0 + 0; auto = right -> max = log 5 + log 1.25
+    # query (2.5, 9): col 0 left 3/5, right 3/5; col 1 left 5/5, right 1/5
+    #   left = log(5/3); right = log(5/3) + log 5; auto = right -> max = log(5/3) + log 5
+    s = scorer.score(np.array([[0.0, 0.0], [2.5, 9.0]]))
+    np.testing.assert_allclose(s, [np.log(5) + np.log(1.25), np.log(5 / 3) + np.log(5)], rtol=1e-12)
+    # a left-skewed column uses its left tail as "auto": column -(0, 0, 0, 8), query -9 -> log 5
+    flipped = ECODScorer().fit(-ref[:, 1:])
+    np.testing.assert_allclose(flipped.score(np.array([[-9.0]])), [np.log(5)], rtol=1e-12)
+    assert flipped.left_skewed_.tolist() == [True] and scorer.left_skewed_.tolist() == [False, False]
+
+
+def test_ecod_adds_evidence_over_dimensions() -> None:
+    ref = _cloud(200, 6)
+    one_dim = ref.mean(0).copy()
+    one_dim[0] = ref[:, 0].max() + 1.0
+    all_dims = ref.max(0) + 1.0
+    s = ECODScorer().fit(ref).score(np.vstack([ref.mean(0), one_dim, all_dims]))
+    assert s[0] < s[1] < s[2]
+    np.testing.assert_allclose(s[2], 6 * np.log(201), rtol=1e-12)  # beyond every value in all 6 columns
+
+
+def test_ensemble_members_on_column_blocks_and_rank_average() -> None:
+    rng = np.random.default_rng(0)
+    ref = np.hstack([_cloud(300, 4), rng.normal(size=(300, 3))])
+    ens = EnsembleScorer(members=[("ecod", {}), ("knn", {"k": 5})], columns=[(0, 4), (4, 7)]).fit(ref)
+    assert ens.members[0].sorted_.shape == (300, 4) and ens.members[1].reference_.shape == (300, 3)
+    q = np.vstack([ref[:5], np.r_[ref[0, :4], 30.0, 30.0, 30.0]])
+    expected = np.mean([ens.members[0].percentile(ens.members[0].score(q[:, :4])),
+                        ens.members[1].percentile(ens.members[1].score(q[:, 4:]))], axis=0)
+    np.testing.assert_allclose(ens.score(q), expected)
+    assert ens.score(q)[-1] >= 50.0  # knn member alone puts the last row at percentile 100
+    back = load_scorer("ensemble", ens.state_dict())
+    assert back.columns == [(0, 4), (4, 7)] and [m.name for m in back.members] == ["ecod", "knn"]
+    np.testing.assert_array_equal(back.score(q), ens.score(q))
+    with pytest.raises(ConfigError, match="one per member"):
+        EnsembleScorer(members=[("ecod", {})], columns=[(0, 1), (1, 2)])
+    with pytest.raises(ConfigError, match="another ensemble"):
+        EnsembleScorer(members=[("ensemble", {})])

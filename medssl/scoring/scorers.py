@@ -1,4 +1,5 @@
-"""Anomaly scorers on embeddings: kNN distance, Mahalanobis distance, reconstruction error.
+"""Anomaly scorers on embeddings: kNN distance, Mahalanobis distance, reconstruction error,
+ECOD tail probabilities, IsolationForest, and a rank-averaging ensemble of these.
 
 Domain-agnostic: a scorer sees only an ``(N, D)`` matrix of embeddings (numpy or torch), never
 images, series or table columns. Every scorer has the same face::
@@ -27,6 +28,7 @@ import numpy as np
 import torch
 from sklearn.covariance import EmpiricalCovariance, LedoitWolf
 from sklearn.decomposition import PCA
+from sklearn.ensemble import IsolationForest
 from sklearn.neighbors import NearestNeighbors
 
 from medssl.errors import ConfigError, DataError
@@ -323,9 +325,163 @@ class ReconstructionScorer(AnomalyScorer):
         return obj
 
 
+@_register
+class ECODScorer(AnomalyScorer):
+    """ECOD (Li et al. 2022): empirical-CDF tail probabilities per dimension, no hyperparameters.
+
+    For each dimension ``j`` of the reference ``R`` (``n`` rows) and a query value ``x``:
+    ``left = (#{R_j <= x} + 1) / (n + 1)`` and ``right = (#{R_j >= x} + 1) / (n + 1)`` (plus-one
+    smoothing, so a value beyond every reference value gets ``1 / (n + 1)``, never 0). The score
+    is ``max(sum_j -log left_j, sum_j -log right_j, sum_j -log auto_j)`` where ``auto_j`` is the
+    left tail for dimensions whose reference skewness is negative and the right tail otherwise.
+    Scores are additive over dimensions, so a case extreme in several features ranks first.
+    """
+
+    name = "ecod"
+
+    def __init__(self, normalize: str = "none") -> None:
+        super().__init__(normalize)
+        self.sorted_: np.ndarray | None = None  # (n, D) reference, each column sorted
+        self.left_skewed_: np.ndarray | None = None  # (D,) bool: skewness < 0
+
+    def _fit(self, x: np.ndarray) -> np.ndarray:
+        self.sorted_ = np.sort(x, axis=0)
+        centred = x - x.mean(axis=0)
+        m2, m3 = (centred**2).mean(axis=0), (centred**3).mean(axis=0)
+        # sign of the sample skewness m3 / m2^1.5 = sign of m3 (constant columns: m3 = 0 -> right tail)
+        self.left_skewed_ = m3 < 0
+        return self._score(x)
+
+    def _score(self, x: np.ndarray) -> np.ndarray:
+        n, d = self.sorted_.shape
+        left = np.empty_like(x)
+        right = np.empty_like(x)
+        for j in range(d):
+            col = self.sorted_[:, j]
+            left[:, j] = np.searchsorted(col, x[:, j], side="right")
+            right[:, j] = n - np.searchsorted(col, x[:, j], side="left")
+        o_left = -np.log((left + 1.0) / (n + 1.0))
+        o_right = -np.log((right + 1.0) / (n + 1.0))
+        o_auto = np.where(self.left_skewed_, o_left, o_right)
+        return np.maximum.reduce([o_left.sum(axis=1), o_right.sum(axis=1), o_auto.sum(axis=1)])
+
+    def _state(self) -> dict[str, torch.Tensor]:
+        return {"sorted": _t(self.sorted_), "left_skewed": _t(self.left_skewed_.astype(np.float64))}
+
+    @classmethod
+    def _from_state(cls, state: dict[str, torch.Tensor], **kwargs: Any) -> "ECODScorer":
+        obj = cls()
+        obj.sorted_ = state["sorted"].double().numpy()
+        obj.left_skewed_ = state["left_skewed"].numpy() > 0.5
+        return obj
+
+
+@_register
+class IsolationForestScorer(AnomalyScorer):
+    """scikit-learn's IsolationForest fitted on the reference; score = ``-score_samples`` (higher =
+    more anomalous). The state holds the reference and the hyperparameters; loading refits the
+    forest with the same ``random_state`` on the same rows, which rebuilds identical trees."""
+
+    name = "iforest"
+
+    def __init__(self, n_estimators: int = 100, random_state: int = 0, normalize: str = "none") -> None:
+        super().__init__(normalize)
+        if int(n_estimators) < 1:
+            raise ConfigError(f"n_estimators must be a positive number of trees, got {n_estimators}")
+        self.n_estimators, self.random_state = int(n_estimators), int(random_state)
+        self.reference_: np.ndarray | None = None
+        self._forest: IsolationForest | None = None
+
+    def _forest_fit(self) -> IsolationForest:
+        if self._forest is None:
+            self._forest = IsolationForest(n_estimators=self.n_estimators, random_state=self.random_state,
+                                           n_jobs=1).fit(self.reference_)
+        return self._forest
+
+    def _fit(self, x: np.ndarray) -> np.ndarray:
+        self.reference_, self._forest = x, None
+        return self._score(x)
+
+    def _score(self, x: np.ndarray) -> np.ndarray:
+        return -self._forest_fit().score_samples(x)
+
+    def _state(self) -> dict[str, torch.Tensor]:
+        return {"n_estimators": _t(self.n_estimators), "random_state": _t(self.random_state),
+                "reference": _t(self.reference_)}
+
+    @classmethod
+    def _from_state(cls, state: dict[str, torch.Tensor], **kwargs: Any) -> "IsolationForestScorer":
+        obj = cls(n_estimators=int(state["n_estimators"].item()), random_state=int(state["random_state"].item()))
+        obj.reference_ = state["reference"].double().numpy()
+        return obj
+
+
+@_register
+class EnsembleScorer(AnomalyScorer):
+    """Rank average of several scorers fitted on the same matrix.
+
+    ``members``: ``[(name, kwargs), ...]`` (default: ECOD, kNN k=10 on standardised features,
+    IsolationForest). A case's ensemble score is the mean over members of its percentile among
+    that member's reference scores (0-100), so members on different scales weigh the same and a
+    single case can be scored on its own. ``columns`` optionally restricts member ``i`` to the
+    column range ``[start, stop)`` (e.g. raw features vs. embedding of ``[raw | embedding]``).
+    """
+
+    name = "ensemble"
+    DEFAULT_MEMBERS: ClassVar[tuple[tuple[str, dict[str, Any]], ...]] = (
+        ("ecod", {}), ("knn", {"k": 10, "normalize": "standard"}), ("iforest", {}))
+
+    def __init__(self, members: list[tuple[str, dict[str, Any]]] | None = None,
+                 columns: list[tuple[int, int] | None] | None = None, normalize: str = "none") -> None:
+        super().__init__(normalize)
+        specs = list(members) if members is not None else list(self.DEFAULT_MEMBERS)
+        if not specs:
+            raise ConfigError("an ensemble scorer needs at least one member, e.g. [('ecod', {}), ('knn', {'k': 10})]")
+        if any(name == self.name for name, _ in specs):
+            raise ConfigError("an ensemble cannot contain another ensemble")
+        self.columns = list(columns) if columns is not None else [None] * len(specs)
+        if len(self.columns) != len(specs):
+            raise ConfigError(f"columns has {len(self.columns)} entries for {len(specs)} members; give one per member")
+        self.members = [create_scorer(name, **dict(kw)) for name, kw in specs]
+
+    def _part(self, i: int, x: np.ndarray) -> np.ndarray:
+        cols = self.columns[i]
+        return x if cols is None else x[:, int(cols[0]):int(cols[1])]
+
+    def _fit(self, x: np.ndarray) -> np.ndarray:
+        for i, member in enumerate(self.members):
+            member.fit(self._part(i, x))
+        return self._score(x)
+
+    def _score(self, x: np.ndarray) -> np.ndarray:
+        ranks = [m.percentile(m.score(self._part(i, x))) for i, m in enumerate(self.members)]
+        return np.mean(ranks, axis=0)
+
+    def _state(self) -> dict[str, torch.Tensor]:
+        names = ",".join(m.name for m in self.members).encode()
+        cols = [(-1, -1) if c is None else (int(c[0]), int(c[1])) for c in self.columns]
+        state = {"member_names": torch.tensor(list(names), dtype=torch.float64), "columns": _t(np.array(cols))}
+        for i, m in enumerate(self.members):
+            state.update({f"m{i}.{k}": v for k, v in m.state_dict().items()})
+        return state
+
+    @classmethod
+    def _from_state(cls, state: dict[str, torch.Tensor], **kwargs: Any) -> "EnsembleScorer":
+        names = bytes(int(v) for v in state["member_names"].tolist()).decode().split(",")
+        obj = cls.__new__(cls)
+        AnomalyScorer.__init__(obj)
+        obj.columns = [None if a < 0 else (int(a), int(b)) for a, b in state["columns"].long().tolist()]
+        obj.members = []
+        for i, name in enumerate(names):
+            sub = {k.removeprefix(f"m{i}."): v for k, v in state.items() if k.startswith(f"m{i}.")}
+            obj.members.append(load_scorer(name, sub, **kwargs))
+        return obj
+
+
 def create_scorer(name: str, **kwargs: Any) -> AnomalyScorer:
     """An unfitted scorer: ``"knn"`` (k, normalize), ``"mahalanobis"`` (estimator, normalize),
-    ``"reconstruction"`` (n_components, normalize, reconstruct)."""
+    ``"reconstruction"`` (n_components, normalize, reconstruct), ``"ecod"`` (normalize),
+    ``"iforest"`` (n_estimators, random_state, normalize), ``"ensemble"`` (members, columns)."""
     return SCORERS.create(name, **kwargs)
 
 
