@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 
-from medssl.data.imaging.dicom_ingest import ingest_dicom
 from medssl.errors import ConfigError
 
 HELP = """\
@@ -49,6 +48,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Ingest and print a one-line summary."""
+    from medssl.data.imaging.dicom_ingest import ingest_dicom
+
     if args.workers is not None and args.workers < 1:
         raise ConfigError(f"--workers must be 1 or more, got {args.workers}")
     if args.pseudonymize_key is not None and not args.pseudonymize_key.strip():

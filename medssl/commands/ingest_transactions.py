@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from medssl.data.transactions.ingest import IngestOptions, ingest_transactions
 from medssl.errors import ConfigError
 
 HELP = """\
@@ -67,6 +66,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Ingest and print a one-line summary."""
+    from medssl.data.transactions.ingest import IngestOptions, ingest_transactions
+
     if args.history < 0:
         raise ConfigError(f"--history must be 0 or more, got {args.history}")
     if args.header_row is not None and args.header_row < 0:

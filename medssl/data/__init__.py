@@ -1,18 +1,22 @@
-"""Readers per domain -> manifests and datasets; patient-level splits."""
+"""Readers per domain -> manifests and datasets; patient-level splits.
 
-from medssl.data.domains import DOMAINS, Domain, get_domain, register_domain
-from medssl.data.manifest import ErrorLog, read_errors, read_manifest, validate_manifest, write_manifest
-from medssl.data.splits import assign_patient_splits
+Names are re-exported lazily (see medssl.lazy).
+"""
 
-__all__ = [
-    "DOMAINS",
-    "Domain",
-    "ErrorLog",
-    "assign_patient_splits",
-    "get_domain",
-    "read_errors",
-    "read_manifest",
-    "register_domain",
-    "validate_manifest",
-    "write_manifest",
-]
+from medssl.lazy import lazy_exports
+
+__getattr__, __all__ = lazy_exports(
+    __name__,
+    {
+        "DOMAINS": "medssl.data.domains",
+        "Domain": "medssl.data.domains",
+        "get_domain": "medssl.data.domains",
+        "register_domain": "medssl.data.domains",
+        "ErrorLog": "medssl.data.manifest",
+        "read_errors": "medssl.data.manifest",
+        "read_manifest": "medssl.data.manifest",
+        "validate_manifest": "medssl.data.manifest",
+        "write_manifest": "medssl.data.manifest",
+        "assign_patient_splits": "medssl.data.splits",
+    },
+)

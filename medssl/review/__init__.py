@@ -1,22 +1,47 @@
-"""Review store (SQLAlchemy), audit trail, reviewer accounts."""
+"""Review store (SQLAlchemy), audit trail, reviewer accounts.
 
-from medssl.review.db import default_db_url, make_engine
-from medssl.review.errors import ClaimError, ReviewError, UserError
-from medssl.review.events import (
-    ACTIONS, DECISIONS, STATUSES, CaseState, Event, active_claims, add_note, case_events, case_state,
-    case_states, claim_case, derive_state, record_decision, release_case, undo_last,
-)
-from medssl.review.export import decisions_to_labels, export_labels
-from medssl.review.queue import (
-    SCORE_COLUMNS, QueuePage, count_cases, get_case, import_scores, list_queue, queue_domains, read_scores,
-)
-from medssl.review.users import ROLES, Account, add_user, authenticate, get_user, list_users
+Names are re-exported lazily (see medssl.lazy)."""
 
-__all__ = [
-    "ACTIONS", "DECISIONS", "ROLES", "SCORE_COLUMNS", "STATUSES", "Account", "CaseState", "ClaimError",
-    "Event", "QueuePage", "ReviewError", "UserError", "active_claims", "add_note", "add_user",
-    "authenticate", "case_events", "case_state", "case_states", "claim_case", "count_cases",
-    "decisions_to_labels", "default_db_url", "derive_state", "export_labels", "get_case", "get_user",
-    "import_scores", "list_queue", "list_users", "make_engine", "queue_domains", "read_scores",
-    "record_decision", "release_case", "undo_last",
-]
+from medssl.lazy import lazy_exports
+
+__getattr__, __all__ = lazy_exports(
+    __name__,
+    {
+        "default_db_url": "medssl.review.db",
+        "make_engine": "medssl.review.db",
+        "ClaimError": "medssl.review.errors",
+        "ReviewError": "medssl.review.errors",
+        "UserError": "medssl.review.errors",
+        "ACTIONS": "medssl.review.events",
+        "DECISIONS": "medssl.review.events",
+        "STATUSES": "medssl.review.events",
+        "CaseState": "medssl.review.events",
+        "Event": "medssl.review.events",
+        "active_claims": "medssl.review.events",
+        "add_note": "medssl.review.events",
+        "case_events": "medssl.review.events",
+        "case_state": "medssl.review.events",
+        "case_states": "medssl.review.events",
+        "claim_case": "medssl.review.events",
+        "derive_state": "medssl.review.events",
+        "record_decision": "medssl.review.events",
+        "release_case": "medssl.review.events",
+        "undo_last": "medssl.review.events",
+        "decisions_to_labels": "medssl.review.export",
+        "export_labels": "medssl.review.export",
+        "SCORE_COLUMNS": "medssl.review.queue",
+        "QueuePage": "medssl.review.queue",
+        "count_cases": "medssl.review.queue",
+        "get_case": "medssl.review.queue",
+        "import_scores": "medssl.review.queue",
+        "list_queue": "medssl.review.queue",
+        "queue_domains": "medssl.review.queue",
+        "read_scores": "medssl.review.queue",
+        "ROLES": "medssl.review.users",
+        "Account": "medssl.review.users",
+        "add_user": "medssl.review.users",
+        "authenticate": "medssl.review.users",
+        "get_user": "medssl.review.users",
+        "list_users": "medssl.review.users",
+    },
+)

@@ -1,12 +1,21 @@
-"""EHR time series: readers (PhysioNet 2012, MIMIC-III, long CSV), the grid store, the dataset."""
+"""EHR time series: readers (PhysioNet 2012, MIMIC-III, long CSV), the grid store, the dataset.
 
-from medssl.data.ehr.dataset import EHRDataset, fit_normalisation, make_ehr_dataset
-from medssl.data.ehr.grid import GridStore, build_grid
-from medssl.data.ehr.long_csv import PLAUSIBLE_RANGES, clean_events, read_long_csv
-from medssl.data.ehr.mimic3 import read_mimic3
-from medssl.data.ehr.physionet2012 import read_physionet2012
+Names are re-exported lazily (see medssl.lazy)."""
 
-__all__ = [
-    "EHRDataset", "GridStore", "PLAUSIBLE_RANGES", "build_grid", "clean_events", "fit_normalisation",
-    "make_ehr_dataset", "read_long_csv", "read_mimic3", "read_physionet2012",
-]
+from medssl.lazy import lazy_exports
+
+__getattr__, __all__ = lazy_exports(
+    __name__,
+    {
+        "EHRDataset": "medssl.data.ehr.dataset",
+        "fit_normalisation": "medssl.data.ehr.dataset",
+        "make_ehr_dataset": "medssl.data.ehr.dataset",
+        "GridStore": "medssl.data.ehr.grid",
+        "build_grid": "medssl.data.ehr.grid",
+        "PLAUSIBLE_RANGES": "medssl.data.ehr.long_csv",
+        "clean_events": "medssl.data.ehr.long_csv",
+        "read_long_csv": "medssl.data.ehr.long_csv",
+        "read_mimic3": "medssl.data.ehr.mimic3",
+        "read_physionet2012": "medssl.data.ehr.physionet2012",
+    },
+)

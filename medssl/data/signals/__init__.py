@@ -1,12 +1,22 @@
-"""Physiological and sensor signals: WFDB beats, UEA .ts series, CSV streams -> fixed windows."""
+"""Physiological and sensor signals: WFDB beats, UEA .ts series, CSV streams -> fixed windows.
 
-from medssl.data.signals.aami import AAMI_CLASSES, AAMI_MAP, aami_class
-from medssl.data.signals.csv_stream import read_stream_csv
-from medssl.data.signals.dataset import SignalDataset, load_windows, make_signal_dataset, save_windows
-from medssl.data.signals.ts_format import read_ts
-from medssl.data.signals.wfdb_beats import BeatWindow, read_beats
+Names are re-exported lazily (see medssl.lazy)."""
 
-__all__ = [
-    "AAMI_CLASSES", "AAMI_MAP", "BeatWindow", "SignalDataset", "aami_class", "load_windows",
-    "make_signal_dataset", "read_beats", "read_stream_csv", "read_ts", "save_windows",
-]
+from medssl.lazy import lazy_exports
+
+__getattr__, __all__ = lazy_exports(
+    __name__,
+    {
+        "AAMI_CLASSES": "medssl.data.signals.aami",
+        "AAMI_MAP": "medssl.data.signals.aami",
+        "aami_class": "medssl.data.signals.aami",
+        "read_stream_csv": "medssl.data.signals.csv_stream",
+        "SignalDataset": "medssl.data.signals.dataset",
+        "load_windows": "medssl.data.signals.dataset",
+        "make_signal_dataset": "medssl.data.signals.dataset",
+        "save_windows": "medssl.data.signals.dataset",
+        "read_ts": "medssl.data.signals.ts_format",
+        "BeatWindow": "medssl.data.signals.wfdb_beats",
+        "read_beats": "medssl.data.signals.wfdb_beats",
+    },
+)

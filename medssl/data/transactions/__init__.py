@@ -1,7 +1,16 @@
-"""Transaction logs (CSV / Parquet): schema inference, encoding, entity histories, dataset."""
+"""Transaction logs (CSV / Parquet): schema inference, encoding, entity histories, dataset.
 
-from medssl.data.transactions.dataset import TransactionDataset
-from medssl.data.transactions.encoding import encode_rows, fit_preprocessing
-from medssl.data.transactions.schema import TableSchema, infer_schema
+Names are re-exported lazily (see medssl.lazy)."""
 
-__all__ = ["TableSchema", "TransactionDataset", "encode_rows", "fit_preprocessing", "infer_schema"]
+from medssl.lazy import lazy_exports
+
+__getattr__, __all__ = lazy_exports(
+    __name__,
+    {
+        "TransactionDataset": "medssl.data.transactions.dataset",
+        "encode_rows": "medssl.data.transactions.encoding",
+        "fit_preprocessing": "medssl.data.transactions.encoding",
+        "TableSchema": "medssl.data.transactions.schema",
+        "infer_schema": "medssl.data.transactions.schema",
+    },
+)
