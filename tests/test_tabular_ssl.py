@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -76,12 +77,13 @@ def _fixed_loss(method: torch.nn.Module, batch: torch.Tensor) -> float:
         return float(method.training_loss({"view1": batch, "view2": batch}))
 
 
-def _before_after(method_name: str, encoder_name: str, rows: torch.Tensor, steps: int = 25) -> tuple[float, float]:
+def _before_after(method_name: str, encoder_name: str, rows: torch.Tensor, steps: int = 40,
+                  lr: float = 3e-3) -> tuple[float, float]:
     torch.manual_seed(0)
     enc = create_encoder(encoder_name, n_numeric=rows.shape[1], cardinalities=[],
                          **({"hidden": 64, "num_features": 32} if encoder_name == "tabular_mlp" else {"d_token": 16, "n_layers": 1}))
     method = create_method(method_name, enc)
-    opt = torch.optim.Adam(method.parameters(), lr=1e-3)
+    opt = torch.optim.Adam(method.parameters(), lr=lr)
     g = torch.Generator().manual_seed(1)
     probe = rows[torch.randperm(len(rows), generator=g)[:256]]
     before = _fixed_loss(method, probe)
@@ -94,12 +96,27 @@ def _before_after(method_name: str, encoder_name: str, rows: torch.Tensor, steps
     return before, _fixed_loss(method, probe)
 
 
+def _ntxent_floor(batch: int, temperature: float) -> float:
+    """Smallest NT-Xent value for ``batch`` pairs: positives at cosine 1, negatives at -1."""
+    t = 1.0 / temperature
+    return float(-t + torch.log(torch.tensor(math.e**t + (2 * batch - 2) * math.e**-t)))
+
+
 @pytest.mark.parametrize("method_name,encoder_name", [("scarf", "tabular_mlp"), ("vime", "tabular_mlp"),
                                                       ("vime", "ft_transformer")])
 def test_losses_fall_on_real_rows(method_name: str, encoder_name: str, ulb_train: torch.Tensor) -> None:
+    """40 Adam steps on real ULB rows; the loss of a fixed probe batch (fixed corruption draw, so
+    without training it would be exactly ``before``) must fall by a clear margin."""
     before, after = _before_after(method_name, encoder_name, ulb_train)
-    # NT-Xent at temperature 1 moves slowly (bounded by log(2B - 1)); VIME's MSE falls fast
-    assert after < before * {"scarf": 0.995, "vime": 0.97}[method_name], (before, after)
+    if method_name == "scarf":
+        # NT-Xent at SCARF's temperature 1 lives in a narrow band: ~6.07 at init, floor ~4.25 for
+        # 256 pairs. Measured: 25 steps remove 0.12 nats (6.5 % of that band); ask for 0.1.
+        floor = _ntxent_floor(256, 1.0)
+        assert 4.2 < floor < 4.3 and before > floor + 1.5
+        assert after < before - 0.1, (before, after)
+    else:
+        # VIME's mask BCE + 2 x reconstruction MSE: measured 25 steps -> -37 % (MLP), -16 % (FT)
+        assert after < before * {"tabular_mlp": 0.75, "ft_transformer": 0.9}[encoder_name], (before, after)
 
 
 def test_vime_needs_a_tabular_encoder_and_valid_rates() -> None:
