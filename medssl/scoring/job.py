@@ -9,13 +9,15 @@
 
 Output columns: ``case_id, patient_id, domain, anomaly_score, anomaly_percentile, flagged,
 predicted_label, predicted_proba, model_id, scored_at``; ``predicted_proba`` is the probability of
-``predicted_label`` (both null without a head). Cases that fail to decode go to
+``predicted_label`` (both null without a head); ``scored_at`` is when the case's chunk was scored
+(UTC). Cases that fail to decode go to
 ``SCORES.errors.csv`` (``case_id, path, reason``) and the job completes.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,7 +82,7 @@ def _fit_reference_scorer(
     from medssl.scoring.scorers import create_scorer
 
     if cache.is_file():
-        state = torch.load(cache, map_location="cpu", weights_only=True)
+        state = torch.load(cache, map_location="cpu", weights_only=True)  # written atomically below
         model.set_scorer(REFERENCE_SCORER, {}, state)
         log.info("reusing the kNN anomaly scorer fitted by the interrupted run")
         return
@@ -102,7 +104,9 @@ def _fit_reference_scorer(
         raise DataError(f"only {len(emb)} {split!r} row(s) could be decoded; a reference scorer needs at least 2")
     scorer = create_scorer(REFERENCE_SCORER).fit(torch.from_numpy(emb))
     state = dict(scorer.state_dict())
-    torch.save(state, cache)
+    tmp = cache.with_name(f".part-{cache.name}.tmp")  # ".part-" temp names are swept on resume
+    torch.save(state, tmp)
+    os.replace(tmp, cache)
     model.set_scorer(REFERENCE_SCORER, {}, state)
     log.info(
         "the model carries no anomaly-scorer statistics: fitted a kNN scorer on the embeddings of "
@@ -180,6 +184,8 @@ def score(
         "reference_split": None if model.scorer is not None else reference_split,
     }
     parts = parts_dir_for(out)
+    if resume and not (parts / "job.json").is_file():
+        log.info("--resume: no interrupted run at %s; scoring from the start", parts)
     done = set(open_parts(parts, fingerprint, resume))
     if model.scorer is None:
         _fit_reference_scorer(model, data_dir, manifest, reference_split, chunk_size, batch_size, num_workers,
