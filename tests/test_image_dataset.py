@@ -150,7 +150,8 @@ def test_preprocessing_rejects_unknown_keys_and_bad_windows() -> None:
 
 def test_domain_registration() -> None:
     domain = get_domain("imaging")
-    assert domain.name == "imaging" and domain.default_encoder == "small_cnn"
+    assert domain.name == "imaging"
+    assert domain.encoder_for({"size": 28}) == "small_cnn" and domain.encoder_for({"size": 224}) == "resnet18"
     assert domain.encoder_kwargs(None) == {"in_channels": 1}
     assert default_encoder_for({"size": 28}) == "small_cnn" and default_encoder_for({"size": 224}) == "resnet18"
 

@@ -7,7 +7,6 @@ from pathlib import Path
 
 from medssl.config import load_config
 from medssl.train.pretrain_config import PretrainConfig
-from medssl.train.run_files import CONFIG_YAML
 
 DESCRIPTION = """\
 Learn an encoder from unlabeled cases (labels are never read). Trains on the manifest's
@@ -54,6 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Resolve the config (defaults < YAML < flags) and run ``medssl.train.pretrain``."""
     from medssl.train.pretrain import pretrain  # heavy imports (Lightning) only when needed
+    from medssl.train.run_files import CONFIG_YAML
 
     config_path = args.config
     if config_path is None and args.resume and (args.out / CONFIG_YAML).is_file():

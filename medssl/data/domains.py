@@ -40,15 +40,22 @@ class Domain:
       ``manifest`` (in order). ``preprocessing=None`` fits it (on the ``split == "train"`` rows
       when the manifest has a ``split`` column); a dict re-applies a saved one.
     - ``make_augment(options)``: a per-sample callable ``Tensor -> Tensor`` giving a random view.
-    - ``default_encoder``: registry name of the encoder used when the config names none.
+    - ``default_encoder``: registry name of the encoder used when the config names none, or a
+      callable ``preprocessing -> name`` when the choice depends on the data (image size).
     - ``encoder_kwargs(dataset)``: encoder arguments that follow from the data (channels, features).
     """
 
     name: str
     make_dataset: Callable[[Path, pd.DataFrame, dict[str, Any] | None], CaseDataset]
     make_augment: Callable[[dict[str, Any]], Callable[[torch.Tensor], torch.Tensor]]
-    default_encoder: str
+    default_encoder: str | Callable[[dict[str, Any]], str]
     encoder_kwargs: Callable[[CaseDataset], dict[str, Any]]
+
+    def encoder_for(self, preprocessing: dict[str, Any]) -> str:
+        """The default encoder's registry name for data with this ``preprocessing``."""
+        if callable(self.default_encoder):
+            return self.default_encoder(preprocessing)
+        return self.default_encoder
 
 
 DOMAINS: Registry[Domain] = Registry("domain")

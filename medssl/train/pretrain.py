@@ -125,7 +125,7 @@ def pretrain(
     rows = training_rows(manifest, cfg.limit_cases, cfg.seed)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     dataset = domain.make_dataset(data_dir, rows, cfg.preprocessing)
-    encoder_name = cfg.encoder or domain.default_encoder
+    encoder_name = cfg.encoder or domain.encoder_for(dataset.preprocessing)
     encoder_kwargs = {**domain.encoder_kwargs(dataset), **cfg.encoder_options}
     _check_kwargs("encoder", encoder_name, ENCODERS.get(encoder_name), encoder_kwargs, "encoder_options")
     encoder = create_encoder(encoder_name, **encoder_kwargs)

@@ -26,9 +26,7 @@ IMAGING = register_domain(
         name="imaging",
         make_dataset=make_imaging_dataset,
         make_augment=make_image_augment,
-        # Domain.default_encoder is a fixed name; the bundled data (MedMNIST, 28 px) wants the small
-        # CNN. Callers that know the dataset should prefer default_encoder_for(dataset.preprocessing).
-        default_encoder="small_cnn",
+        default_encoder=default_encoder_for,
         encoder_kwargs=imaging_encoder_kwargs,
     )
 )
