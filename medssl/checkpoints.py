@@ -18,9 +18,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
-import os
 import pickle
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +27,7 @@ from typing import Any
 import torch
 
 import medssl
+from medssl.atomic import atomic_write
 from medssl.errors import CheckpointError
 
 FORMAT_VERSION = 1
@@ -89,17 +88,7 @@ def save_checkpoint(path: str | Path, ckpt: Checkpoint) -> Path:
         "tensors": tensors,
         "digest": _digest(meta, states, tensors),
     }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
 def load_checkpoint(path: str | Path, expect_kind: str | None = None) -> Checkpoint:

@@ -6,13 +6,12 @@ optional ``label`` and ``split``, plus domain columns. ``DATA_DIR/errors.csv``: 
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from medssl.atomic import atomic_write
 from medssl.errors import DataError
 
 MANIFEST_NAME = "manifest.parquet"
@@ -41,23 +40,11 @@ def validate_manifest(df: pd.DataFrame, source: str = "manifest") -> pd.DataFram
     return df.reset_index(drop=True)
 
 
-def _atomic_write(path: Path, write: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def write_manifest(df: pd.DataFrame, data_dir: str | Path) -> Path:
     """Validate and write ``DATA_DIR/manifest.parquet`` atomically; returns its path."""
     df = validate_manifest(df)
     path = Path(data_dir) / MANIFEST_NAME
-    _atomic_write(path, lambda tmp: df.to_parquet(tmp, index=False))
+    atomic_write(path, lambda tmp: df.to_parquet(tmp, index=False))
     return path
 
 
@@ -100,7 +87,7 @@ class ErrorLog:
         """Write ``DATA_DIR/errors.csv`` (always, even when empty, so a run's outcome is explicit)."""
         path = Path(data_dir) / ERRORS_NAME
         frame = self.frame()
-        _atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False))
+        atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False))
         return path
 
 

@@ -12,10 +12,10 @@ from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
-from lightly.models.modules import SimCLRProjectionHead
 from torch import nn
 
-from medssl.methods.base import SSLMethod, register_method
+from medssl.methods.base import register_method
+from medssl.methods.simclr import SimCLR
 
 
 def patient_masked_nt_xent(
@@ -43,8 +43,9 @@ def patient_masked_nt_xent(
 
 
 @register_method("micle")
-class MICLe(SSLMethod):
-    """SimCLR's encoder + projection, trained on same-patient pairs with a patient-masked NT-Xent."""
+class MICLe(SimCLR):
+    """SimCLR's encoder + projection (shared code), trained on same-patient pairs with a
+    patient-masked NT-Xent instead of lightly's plain one."""
 
     pairing: ClassVar[str] = "patient"
 
@@ -55,14 +56,8 @@ class MICLe(SSLMethod):
         projection_dim: int = 128,
         hidden_dim: int | None = None,
     ) -> None:
-        super().__init__(encoder)
-        n = int(encoder.num_features)
-        self.projection = SimCLRProjectionHead(n, hidden_dim or n, projection_dim)
+        super().__init__(encoder, temperature, projection_dim, hidden_dim)
         self.temperature = temperature
-
-    def project(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, *input_shape)`` -> ``(B, projection_dim)``."""
-        return self.projection(self.encoder(x))
 
     def training_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Patient-masked NT-Xent between ``view1`` and ``view2`` (``batch["patient"]`` masks negatives)."""
