@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from medssl.cli import main
+from medssl.data import write_manifest
 from score_models import build_model_file, npz_data_dir, png_data_dir, without_time
 
 ray = pytest.importorskip("ray")
@@ -50,6 +51,16 @@ def test_ray_engine_gives_the_local_scores_and_errors(ray_cluster, tmp_path, sha
     ray_err = pd.read_csv(tmp_path / "ray.errors.csv")
     pd.testing.assert_frame_equal(local_err, ray_err)
     assert sorted(ray_err["case_id"]) == sorted(val["case_id"].iloc[[2, 9]])
+
+
+def test_a_user_error_inside_an_actor_is_one_clear_line(ray_cluster, tmp_path, shared_data, capsys) -> None:
+    manifest = npz_data_dir(shared_data, tmp_path / "data", 20, 10)
+    model = build_model_file(tmp_path / "model.pt", tmp_path / "data", manifest)
+    write_manifest(manifest.assign(source_format="tiff"), tmp_path / "data")  # only the actors read images
+    rc = _score(model, tmp_path / "data", tmp_path / "ray.parquet", "--engine", "ray", "--ray-workers", "1")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and err[-1].startswith("medssl: error:") and "unknown source_format" in err[-1]
+    assert "Traceback" not in "\n".join(err) and not (tmp_path / "ray.parquet").exists()
 
 
 def test_ray_engine_ships_a_reference_scorer_fitted_by_the_driver(ray_cluster, tmp_path, shared_data) -> None:

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from medssl import errors as medssl_errors
 from medssl.errors import MedsslError
 from medssl.scoring.chunk import ChunkResult, score_chunk
 from medssl.scoring.engine_local import Chunk
@@ -74,14 +75,27 @@ class ChunkScorer:
         cols["predicted_label"] = cols["predicted_label"].astype(str)
         cols["error_path"] = cols["error_path"].astype(str)
         cols["error_reason"] = cols["error_reason"].astype(str)
+        cols["fatal"] = np.full(n, "").astype(str)
         return cols
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         outs = []
         for chunk, start, stop in zip(batch["chunk"], batch["start"], batch["stop"]):
-            res = score_chunk(self.model, self.data_dir, self.manifest.iloc[int(start):int(stop)], self.batch_size)
+            try:
+                res = score_chunk(self.model, self.data_dir, self.manifest.iloc[int(start):int(stop)], self.batch_size)
+            except MedsslError as exc:
+                # A user error (bad manifest, bad preprocessing): hand it to the driver as data, since
+                # Ray's exception wrappers do not carry the original across processes.
+                return self._fatal(int(chunk), exc)
             outs.append(self._rows(int(chunk), int(stop - start), res))
         return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
+
+    def _fatal(self, chunk: int, exc: MedsslError) -> dict[str, np.ndarray]:
+        empty = ChunkResult(np.zeros(0, np.int64), np.zeros((0, int(self.model.encoder.num_features)), np.float32),
+                            np.zeros(0), np.zeros(0), np.zeros(0, dtype=object), np.zeros(0), [(0, "", "")])
+        cols = self._rows(chunk, 1, empty)
+        cols["fatal"] = np.asarray([f"{type(exc).__name__}\t{exc}"])
+        return cols
 
 
 def _to_result(parts: list[dict[str, np.ndarray]], has_head: bool) -> ChunkResult:
@@ -105,6 +119,35 @@ def _to_result(parts: list[dict[str, np.ndarray]], has_head: bool) -> ChunkResul
         predicted_proba=cols["predicted_proba"][ok].astype(np.float64),
         errors=errors,
     )
+
+
+def _medssl_error(exc: BaseException) -> MedsslError | None:
+    """The ``MedsslError`` an actor raised, found in Ray's chain of wrapping exceptions."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, MedsslError) and type(e).__module__.startswith("medssl"):
+            return e  # the original, not Ray's RayTaskError(DataError) wrapper class
+        todo += [getattr(e, "cause", None), e.__cause__, e.__context__]
+    return None
+
+
+def _raise_fatal(fatal: np.ndarray) -> None:
+    """Re-raise, as its own ``medssl.errors`` class, a user error an actor returned as data."""
+    hits = [str(f) for f in fatal if str(f)]
+    if not hits:
+        return
+    name, message = hits[0].split("\t", 1)
+    cls = getattr(medssl_errors, name, MedsslError)
+    try:
+        error = cls(message) if isinstance(cls, type) and issubclass(cls, MedsslError) else MedsslError(message)
+    except TypeError:  # a class with another signature (ReaderError)
+        error = MedsslError(message)
+    raise error
 
 
 def run_ray(
@@ -162,6 +205,7 @@ def run_ray(
         seen: dict[int, int] = {}
         try:
             for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+                _raise_fatal(batch["fatal"])
                 for c in np.unique(batch["chunk"]):
                     sel = batch["chunk"] == c
                     c = int(c)
@@ -169,10 +213,10 @@ def run_ray(
                     seen[c] = seen.get(c, 0) + int(sel.sum())
                     if seen[c] == expected[c]:
                         yield c, _to_result(pending.pop(c), has_head)
-        except ray.exceptions.RayTaskError as exc:
-            cause = getattr(exc, "cause", None)
-            if isinstance(cause, MedsslError):
-                raise cause from None
+        except Exception as exc:  # Ray wraps an actor's error (RayTaskError, UserCodeException)
+            user_error = _medssl_error(exc)
+            if user_error is not None:
+                raise user_error from None
             raise
     finally:
         if started:
