@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -85,10 +86,12 @@ def test_ray_address_joins_a_running_cluster(tmp_path, shared_data) -> None:
     model = build_model_file(tmp_path / "model.pt", tmp_path / "data", manifest)
     port = _free_port()
     ray_bin = Path(sys.executable).with_name("ray")
+    # a private test cluster on 127.0.0.1: no token, so a token another Ray user rewrote in ~/.ray cannot interfere
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
     head = subprocess.Popen(
         [str(ray_bin), "start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port", str(port),
          "--num-cpus", "2", "--include-dashboard", "false", "--disable-usage-stats"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
     )
     try:
         deadline = time.monotonic() + 120
@@ -104,7 +107,7 @@ def test_ray_address_joins_a_running_cluster(tmp_path, shared_data) -> None:
         cmd = [sys.executable, "-m", "medssl", "score", "--model", str(tmp_path / "model.pt"), "--data",
                str(tmp_path / "data"), "--out", str(tmp_path / "ray.parquet"), "--chunk-size", "20",
                "--engine", "ray", "--ray-address", f"127.0.0.1:{port}"]
-        run = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+        run = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
         assert run.returncode == 0, run.stderr[-2000:]
     finally:
         head.send_signal(signal.SIGTERM)
