@@ -13,15 +13,21 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from score_models import (
+    ENCODER,
+    SCORE_COLUMNS,
+    build_model_file,
+    embed_all,
+    npz_data_dir,
+    png_data_dir,
+    without_time,
+)
 
 from medssl.checkpoints import file_sha256, load_checkpoint
 from medssl.cli import main
 from medssl.data import get_domain
 from medssl.encoders.registry import create_encoder
 from medssl.scoring.scorers import create_scorer, load_scorer
-from score_models import (
-    ENCODER, SCORE_COLUMNS, build_model_file, embed_all, npz_data_dir, png_data_dir, without_time,
-)
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -10,8 +10,9 @@ node must see the model file and DATA_DIR at the same absolute paths (a shared f
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pandas as pd

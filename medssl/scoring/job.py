@@ -34,7 +34,13 @@ from medssl.scoring.chunk import ChunkResult, embed_chunk
 from medssl.scoring.engine_local import Chunk, run_local
 from medssl.scoring.model import ScoringModel, load_scoring_model
 from medssl.scoring.parts import (
-    ERROR_COLUMNS, FlagRule, commit, open_parts, parts_dir_for, utc_now, write_part,
+    ERROR_COLUMNS,
+    FlagRule,
+    commit,
+    open_parts,
+    parts_dir_for,
+    utc_now,
+    write_part,
 )
 
 log = logging.getLogger(__name__)

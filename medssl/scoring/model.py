@@ -66,7 +66,7 @@ class ScoringModel:
     scorer: Any | None
     scorer_name: str | None
     scorer_kwargs: dict[str, Any] = field(default_factory=dict)
-    device: torch.device = torch.device("cpu")
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     knn: Any | None = None  # medssl.train.model_file.KnnMemory of a "knn"-mode fine-tune
 
     @property

@@ -19,9 +19,10 @@ import datetime as dt
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -203,4 +204,4 @@ def commit(
 
 def utc_now() -> pd.Timestamp:
     """The current time in UTC (``scored_at`` of a part), microsecond resolution."""
-    return pd.Timestamp(dt.datetime.now(dt.timezone.utc)).floor("us")
+    return pd.Timestamp(dt.datetime.now(dt.UTC)).floor("us")
