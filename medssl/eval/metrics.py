@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from typing import Any, Sequence
 
 import numpy as np
@@ -67,6 +68,15 @@ def auprc(y_true: np.ndarray, proba: np.ndarray) -> float | None:
     return float(average_precision_score(onehot[:, present], p[:, present], average="macro"))
 
 
+def _balanced_accuracy(y: np.ndarray, pred: np.ndarray) -> float | None:
+    """Mean recall over the classes present in ``y`` (sklearn's, without its one-class warning)."""
+    if not y.size:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "y_pred contains classes not in y_true"
+        return float(balanced_accuracy_score(y, pred))
+
+
 def point_metrics(y_true: np.ndarray, proba: np.ndarray) -> dict[str, float | None]:
     """The five summary metrics; predictions are ``argmax(proba)``."""
     y, p = _check(y_true, proba)
@@ -76,7 +86,7 @@ def point_metrics(y_true: np.ndarray, proba: np.ndarray) -> dict[str, float | No
         "auroc": auroc(y, p),
         "auprc": auprc(y, p),
         "accuracy": float(accuracy_score(y, pred)),
-        "balanced_accuracy": float(balanced_accuracy_score(y, pred)) if y.size else None,
+        "balanced_accuracy": _balanced_accuracy(y, pred),
         "macro_f1": float(f1_score(y, pred, labels=labels, average="macro", zero_division=0)),
     }
 
