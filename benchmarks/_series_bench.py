@@ -59,7 +59,7 @@ def resplit_train_test(data_dir: Path, test_fraction: float, seed: int) -> dict[
     write_manifest(manifest, data_dir)
     counts: dict[str, int] = {}
     for split, part in manifest.groupby("split"):
-        counts[f"{split}_cases"] = int(len(part))
+        counts[f"{split}_cases"] = len(part)
         counts[f"{split}_patients"] = int(part["patient_id"].nunique())
     return counts
 

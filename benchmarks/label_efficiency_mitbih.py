@@ -37,8 +37,17 @@ import torch
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _series_bench import REPO, RESULTS, SHARED, fit_predict, ingest_once, pretrain_once, resplit_train_test  # noqa: E402
+from _series_bench import (
+    REPO,
+    RESULTS,
+    SHARED,
+    fit_predict,
+    ingest_once,
+    pretrain_once,
+    resplit_train_test,
+)
 
+log = logging.getLogger("medssl.bench")
 SRC = SHARED / "signals" / "mitdb_ds1"
 CLASSES = ["F", "N", "S", "V"]  # sorted, as the fine-tuning code orders class ids
 MIN_BEATS = 10
@@ -75,7 +84,7 @@ def stratified_beats(labels: np.ndarray, pool: np.ndarray, fraction: float, floo
     chosen = []
     for cls in CLASSES:
         rows = np.flatnonzero(pool & (labels == cls))
-        n = min(len(rows), max(floor, int(round(fraction * len(rows)))))
+        n = min(len(rows), max(floor, round(fraction * len(rows))))
         chosen.append(rng.choice(rows, n, replace=False))
     return np.sort(np.concatenate(chosen))
 
@@ -148,11 +157,11 @@ def main() -> None:
             pred = proba.argmax(axis=1)
             per_class = f1_score(y_eval, pred, labels=list(range(4)), average=None, zero_division=0)
             records.append({
-                "method": method, "seed": seed, "n_labelled": int(len(subset)),
+                "method": method, "seed": seed, "n_labelled": len(subset),
                 "macro_f1": float(per_class.mean()), **{f"f1_{c}": float(v) for c, v in zip(CLASSES, per_class)},
                 "epochs_run": train_log.get("epochs_run"), "seconds": round(time.perf_counter() - start, 1),
             })
-            logging.info("%s seed=%d n=%d macro-F1 %.4f", method, seed, len(subset), per_class.mean())
+            log.info("%s seed=%d n=%d macro-F1 %.4f", method, seed, len(subset), per_class.mean())
     timings["fit_s"] = time.perf_counter() - t
 
     table = pd.DataFrame.from_records(records)

@@ -34,10 +34,18 @@ import pandas as pd
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _series_bench import (  # noqa: E402
-    REPO, RESULTS, SHARED, fit_predict, ingest_once, pretrain_once, random_encoder_checkpoint, resplit_train_test,
+from _series_bench import (
+    REPO,
+    RESULTS,
+    SHARED,
+    fit_predict,
+    ingest_once,
+    pretrain_once,
+    random_encoder_checkpoint,
+    resplit_train_test,
 )
 
+log = logging.getLogger("medssl.bench")
 SRC = SHARED / "ehr" / "physionet2012"
 PRESET = REPO / "configs" / "physionet2012_ts2vec.yaml"
 
@@ -130,14 +138,17 @@ def main() -> None:
             proba, got, log_ = fit_predict(gru_data, subset, eval_rows, cfg)
             runs["gru_scratch"] = (proba[:, got.index(classes[1])], log_.get("epochs_run"), time.perf_counter() - start)
             start = time.perf_counter()
-            hgb = HistGradientBoostingClassifier(random_state=seed).fit(feats[subset], y_sub)
-            runs["hand_hgb"] = (hgb.predict_proba(feats[eval_rows])[:, 1], None, time.perf_counter() - start)
+            # columns with fewer than 2 distinct measured values in the labelled subset carry no split
+            # (and make scikit-learn 1.9's binning fail on tiny subsets): left out, chosen on train rows only
+            varied = pd.DataFrame(feats[subset]).nunique(dropna=True).to_numpy() >= 2
+            hgb = HistGradientBoostingClassifier(random_state=seed).fit(feats[subset][:, varied], y_sub)
+            runs["hand_hgb"] = (hgb.predict_proba(feats[eval_rows][:, varied])[:, 1], None, time.perf_counter() - start)
             for method, (score, epochs_run, seconds) in runs.items():
                 auc = float(roc_auc_score(y_eval, score))
-                records.append({"method": method, "fraction": fraction, "seed": seed, "n_labelled": int(len(subset)),
+                records.append({"method": method, "fraction": fraction, "seed": seed, "n_labelled": len(subset),
                                 "n_positive": int(y_sub.sum()), "auroc": auc, "auprc": None, "balanced_accuracy": None,
                                 "epochs_run": epochs_run, "seconds": round(seconds, 1)})
-                logging.info("%s fraction=%g seed=%d n=%d test AUROC %.4f", method, fraction, seed, len(subset), auc)
+                log.info("%s fraction=%g seed=%d n=%d test AUROC %.4f", method, fraction, seed, len(subset), auc)
     timings["curves_s"] = time.perf_counter() - t
 
     table = pd.DataFrame.from_records(records)
