@@ -10,8 +10,8 @@ import importlib
 _MODULES: tuple[str, ...] = (
     "medssl.data.imaging.domain",
     "medssl.data.ehr.domain",
-    "medssl.data.transactions.domain",
     "medssl.data.signals.domain",
+    "medssl.data.transactions.domain",
 )
 
 for _name in _MODULES:

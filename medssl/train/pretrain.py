@@ -31,7 +31,13 @@ from medssl.errors import ConfigError, DataError
 from medssl.methods.base import METHODS, create_method
 from medssl.train.lightning_module import PretrainModule
 from medssl.train.pretrain_config import PretrainConfig
-from medssl.train.run_files import ENCODER_CKPT, LAST_CKPT, METRICS_CSV, RunFiles, truncate_metrics
+from medssl.train.run_files import (
+    ENCODER_CKPT,
+    LAST_CKPT,
+    METRICS_CSV,
+    RunFiles,
+    truncate_metrics,
+)
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +89,28 @@ def resolve_config(config: PretrainConfig | dict[str, Any] | str | Path | None) 
     if isinstance(config, dict):
         return load_config(PretrainConfig, None, **config)
     return load_config(PretrainConfig, config)
+
+
+
+class _NoAdverts(logging.Filter):
+    """Drops Lightning's product tips (e.g. the litlogger advert) from the run's log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Tip:" not in record.getMessage()
+
+
+def _tidy_lightning_logging() -> None:
+    """One copy of each Lightning line, in medssl's log format, without product adverts.
+
+    Imported after the CLI configured logging, Lightning adds a handler of its own to the
+    ``lightning`` logger that also propagates to the root: every line would print twice.
+    """
+    logging.getLogger("lightning").handlers.clear()
+    # Lightning 2.6 calls a torch pytree API that torch 2.15 deprecates; nothing a user can act on.
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+    logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if not any(isinstance(f, _NoAdverts) for f in logger.filters):
+        logger.addFilter(_NoAdverts())
 
 
 def pretrain(
@@ -172,6 +200,7 @@ def pretrain(
         }
 
     run_files = RunFiles(run_dir, cfg, encoder_meta)
+    _tidy_lightning_logging()
     trainer = L.Trainer(
         max_epochs=cfg.epochs,
         max_steps=cfg.max_steps or -1,
