@@ -11,8 +11,6 @@ REPORT_JSON::
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -21,8 +19,13 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from sklearn.metrics import ConfusionMatrixDisplay, PrecisionRecallDisplay, RocCurveDisplay  # noqa: E402
+from sklearn.metrics import (  # noqa: E402
+    ConfusionMatrixDisplay,
+    PrecisionRecallDisplay,
+    RocCurveDisplay,
+)
 
+from medssl.atomic import atomic_write
 from medssl.eval.metrics import classification_metrics, patient_bootstrap_ci  # noqa: E402
 
 
@@ -49,18 +52,12 @@ def build_report(
 
 def write_json(obj: dict[str, Any], path: str | Path) -> Path:
     """Write ``obj`` as indented JSON atomically (NaN is refused: undefined metrics are null)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
+    def write(tmp: str) -> None:
+        with open(tmp, "w") as fh:
             json.dump(obj, fh, indent=2, allow_nan=False)
             fh.write("\n")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+
+    return atomic_write(path, write)
 
 
 def _curves(kind: str, y: np.ndarray, proba: np.ndarray, classes: Sequence[str], path: Path) -> None:

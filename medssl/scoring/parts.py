@@ -17,9 +17,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +26,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from medssl.atomic import atomic_write
 from medssl.errors import DataError
 
 SCORE_COLUMNS = (
@@ -69,18 +67,6 @@ def part_path(parts: Path, chunk: int) -> Path:
     return parts / f"part-{chunk:05d}.parquet"
 
 
-def _atomic(path: Path, write: Callable[[str], Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def clear_parts(parts: Path) -> None:
     """Remove a parts folder and only the files this module writes into it."""
     if not parts.is_dir():
@@ -115,7 +101,7 @@ def open_parts(parts: Path, fingerprint: dict[str, Any], resume: bool) -> list[i
         return sorted(int(p.name[5:10]) for p in parts.glob("part-*.parquet"))
     clear_parts(parts)
     parts.mkdir(parents=True, exist_ok=True)
-    _atomic(job, lambda tmp: Path(tmp).write_text(json.dumps(fingerprint, indent=1, sort_keys=True)))
+    atomic_write(job, lambda tmp: Path(tmp).write_text(json.dumps(fingerprint, indent=1, sort_keys=True)))
     return []
 
 
@@ -127,7 +113,7 @@ def write_part(parts: Path, chunk: int, frame: pd.DataFrame, embeddings: np.ndar
     """
     err_path = parts / f"part-{chunk:05d}.errors.csv"
     if len(errors):
-        _atomic(err_path, lambda tmp: errors[list(ERROR_COLUMNS)].to_csv(tmp, index=False))
+        atomic_write(err_path, lambda tmp: errors[list(ERROR_COLUMNS)].to_csv(tmp, index=False))
     elif err_path.exists():
         err_path.unlink()
     table = pa.Table.from_pandas(frame[PART_SCHEMA.names], schema=PART_SCHEMA, preserve_index=False)
@@ -135,7 +121,7 @@ def write_part(parts: Path, chunk: int, frame: pd.DataFrame, embeddings: np.ndar
     flat = pa.array(np.ascontiguousarray(embeddings, dtype=np.float32).reshape(-1), type=pa.float32())
     table = table.append_column("embedding", pa.FixedSizeListArray.from_arrays(flat, dim))
     path = part_path(parts, chunk)
-    _atomic(path, lambda tmp: pq.write_table(table, tmp))
+    atomic_write(path, lambda tmp: pq.write_table(table, tmp))
     return path
 
 
@@ -191,13 +177,13 @@ def commit(
                 w.close()
 
     if embeddings_out is None:
-        _atomic(out, lambda tmp: write_all(tmp, None))
+        atomic_write(out, lambda tmp: write_all(tmp, None))
     else:
-        _atomic(embeddings_out, lambda tmp_emb: _atomic(out, lambda tmp: write_all(tmp, tmp_emb)))
+        atomic_write(embeddings_out, lambda tmp_emb: atomic_write(out, lambda tmp: write_all(tmp, tmp_emb)))
     errors = [extra_errors[list(ERROR_COLUMNS)]] if len(extra_errors) else []
     errors += [pd.read_csv(p, dtype=str, keep_default_na=False) for p in sorted(parts.glob("part-*.errors.csv"))]
     all_errors = pd.concat(errors, ignore_index=True) if errors else pd.DataFrame(columns=list(ERROR_COLUMNS))
-    _atomic(errors_path_for(out), lambda tmp: all_errors.to_csv(tmp, index=False))
+    atomic_write(errors_path_for(out), lambda tmp: all_errors.to_csv(tmp, index=False))
     clear_parts(parts)
     return n_scored, n_flagged, len(all_errors)
 
