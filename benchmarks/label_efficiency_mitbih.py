@@ -19,7 +19,7 @@
 
 Target: macro-F1 of micle_linear >= simclr_linear (mean over seeds).
 
-    .venv/bin/python benchmarks/label_efficiency_mitbih.py [--pretrain-steps 250] [--quick]
+    .venv/bin/python benchmarks/label_efficiency_mitbih.py [--pretrain-steps 60] [--pretrain-batch 64] [--epochs 15] [--quick]
 """
 
 from __future__ import annotations
@@ -92,10 +92,10 @@ def stratified_beats(labels: np.ndarray, pool: np.ndarray, fraction: float, floo
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", type=Path, default=Path("/tmp/medssl_bench_mitbih"), help="scratch folder (data, runs)")
-    parser.add_argument("--pretrain-steps", type=int, default=250, help="optimizer steps of each pretraining")
-    parser.add_argument("--pretrain-batch", type=int, default=128)
+    parser.add_argument("--pretrain-steps", type=int, default=60, help="optimizer steps of each pretraining")
+    parser.add_argument("--pretrain-batch", type=int, default=64)
     parser.add_argument("--fraction", type=float, default=0.01, help="labelled fraction of the train beats")
-    parser.add_argument("--epochs", type=int, default=30, help="max epochs of training from scratch")
+    parser.add_argument("--epochs", type=int, default=15, help="max epochs of training from scratch")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="30 pretrain steps, 1 seed, 5 epochs; no results file")
     args = parser.parse_args()

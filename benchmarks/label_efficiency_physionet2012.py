@@ -16,7 +16,7 @@
 
 Target: mean test AUROC of ssl_linear at 10% >= hand_hgb at 100%.
 
-    .venv/bin/python benchmarks/label_efficiency_physionet2012.py [--pretrain-steps 600] [--quick]
+    .venv/bin/python benchmarks/label_efficiency_physionet2012.py [--pretrain-steps 120] [--epochs 15] [--quick]
 """
 
 from __future__ import annotations
@@ -71,8 +71,8 @@ def hand_features(data_dir: Path, manifest: pd.DataFrame) -> np.ndarray:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", type=Path, default=Path("/tmp/medssl_bench_p12"), help="scratch folder (data, runs)")
-    parser.add_argument("--pretrain-steps", type=int, default=600, help="TS2Vec optimizer steps (batch 64)")
-    parser.add_argument("--epochs", type=int, default=30, help="max epochs of the GRU from scratch (early stopping, patience 5)")
+    parser.add_argument("--pretrain-steps", type=int, default=120, help="TS2Vec optimizer steps (batch 64)")
+    parser.add_argument("--epochs", type=int, default=15, help="max epochs of the GRU from scratch (early stopping, patience 5)")
     parser.add_argument("--seeds", type=int, default=3, help="seeds at 1, 5 and 10%%")
     parser.add_argument("--max-stays", type=int, help="ingest only the first N stay files (quick trials)")
     parser.add_argument("--quick", action="store_true", help="500 stays, 100 pretrain steps, 5 epochs, 1 seed; no results file")
