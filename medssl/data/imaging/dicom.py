@@ -19,8 +19,18 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
-from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut, pixel_array
-from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.pixels import (
+    apply_color_lut,
+    apply_modality_lut,
+    apply_voi_lut,
+    pixel_array,
+)
+from pydicom.uid import (
+    UID,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
 
 from medssl.errors import ReaderError
 
@@ -119,19 +129,13 @@ def _grey(arr: np.ndarray, ds: Dataset, pi: str) -> tuple[np.ndarray, bool]:
     return arr, False
 
 
-def dicom_pixels(ds: Dataset, frame: int | None = None, voi: bool = False) -> np.ndarray:
-    """Decode pixels of ``ds`` as float32: (frames, H, W) when ``frame`` is None, else (H, W).
+def _to_grey_float(arr: np.ndarray, ds: Dataset, pi: str, voi: bool, single: bool) -> np.ndarray:
+    """Decoded stored values -> float32 grey (frames, H, W), or (H, W) when ``single``.
 
     Grey images: modality LUT (rescale slope/intercept or LUT), then the VOI LUT / first window
     when ``voi``; MONOCHROME1 is inverted within the representable range so that high = bright.
     Colour (RGB, YBR, palette) images become grey luminance (BT.601); no LUT applies to them.
-    Raises ``ValueError`` / ``RuntimeError`` from the decoders for broken pixel data.
     """
-    n_frames = frame_count(ds)
-    if frame is not None and not 0 <= frame < n_frames:
-        raise ValueError(f"frame {frame} out of range: the file has {n_frames} frame(s)")
-    pi = str(ds.get("PhotometricInterpretation") or "MONOCHROME2").strip().upper()
-    arr = pixel_array(ds, index=frame)
     arr, colour = _grey(arr, ds, pi)
     if not colour:
         lo_hi = _stored_range(ds)
@@ -144,14 +148,47 @@ def dicom_pixels(ds: Dataset, frame: int | None = None, voi: bool = False) -> np
         if pi == "MONOCHROME1":
             arr = (lo_hi.min() + lo_hi.max()) - np.asarray(arr, dtype=np.float64)
     out = np.asarray(arr, dtype=np.float32)
-    if frame is None and n_frames == 1 and out.ndim == 2:
+    if not single and frame_count(ds) == 1 and out.ndim == 2:
         out = out[None]
-    expected = 2 if frame is not None else 3
+    expected = 2 if single else 3
     if out.ndim != expected:
         raise ValueError(f"unexpected decoded shape {out.shape} for photometric interpretation {pi}")
     if not np.isfinite(out).all():
         raise ValueError("decoded pixels contain NaN or infinite values")
     return out
+
+
+def _photometric(ds: Dataset) -> str:
+    return str(ds.get("PhotometricInterpretation") or "MONOCHROME2").strip().upper()
+
+
+def dicom_pixels(ds: Dataset, frame: int | None = None, voi: bool = False) -> np.ndarray:
+    """Decode pixels of ``ds`` as float32: (frames, H, W) when ``frame`` is None, else (H, W).
+
+    See ``_to_grey_float`` for the LUT, window, MONOCHROME1 and colour rules.
+    Raises ``ValueError`` / ``RuntimeError`` from the decoders for broken pixel data.
+    """
+    n_frames = frame_count(ds)
+    if frame is not None and not 0 <= frame < n_frames:
+        raise ValueError(f"frame {frame} out of range: the file has {n_frames} frame(s)")
+    return _to_grey_float(pixel_array(ds, index=frame), ds, _photometric(ds), voi, single=frame is not None)
+
+
+def validate_pixels(ds: Dataset, voi: bool = False) -> None:
+    """What ingest needs: prove every frame decodes, and run the grey/LUT path on one pixel.
+
+    Decoding is what fails on broken files; the per-pixel float work of ``dicom_pixels`` would add
+    nothing to that proof, so it runs on a 1x1 probe of each frame (which still checks that the
+    LUTs, window and shape are usable). The full conversion happens once, when a Dataset first
+    reads the case. Raises like ``dicom_pixels``.
+    """
+    arr = pixel_array(ds)
+    if arr.size == 0:
+        raise ValueError("pixel data decodes to an empty array")
+    probe = arr[:, :1, :1] if frame_count(ds) > 1 else arr[:1, :1]
+    _to_grey_float(probe, ds, _photometric(ds), voi, single=False)
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():  # float pixel data: every value counts
+        raise ValueError("decoded pixels contain NaN or infinite values")
 
 
 def pixel_spacing(ds: Dataset) -> str:

@@ -20,7 +20,13 @@ from typing import Any, Iterator
 
 import pandas as pd
 
-from medssl.data.imaging.dicom import dicom_meta, dicom_pixels, has_pixels, non_image_reason, read_dicom_dataset
+from medssl.data.imaging.dicom import (
+    dicom_meta,
+    has_pixels,
+    non_image_reason,
+    read_dicom_dataset,
+    validate_pixels,
+)
 from medssl.data.imaging.dicom_scan import scan_dicom_source
 from medssl.data.imaging.pseudonym import patient_key
 from medssl.data.manifest import ErrorLog, write_manifest
@@ -63,7 +69,7 @@ def inspect_dicom_file(path: str, voi: bool, key: str | None) -> FileResult:
         if not sop:
             return path, None, "no SOP Instance UID (0008,0018): cannot name the case; fix the export"
         try:
-            dicom_pixels(ds, frame=None, voi=voi)
+            validate_pixels(ds, voi=voi)
             meta = dicom_meta(ds, has_meta)
         except Exception as exc:  # decoders raise many types for broken pixel data
             return path, None, f"pixel data cannot be decoded: {type(exc).__name__}: {exc}"
