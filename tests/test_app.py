@@ -59,6 +59,16 @@ def test_signed_out_visitors_see_only_the_sign_in_page(store: str) -> None:
     assert "account" not in at.session_state
 
 
+def test_sign_out_forgets_the_account_and_locks_the_pages_again(store: str) -> None:
+    at = _signed_in("dr_lee", "lee-password")
+    assert at.session_state["account"].name == "dr_lee"
+    at.switch_page("views/sign_out.py").run()
+    assert "account" not in at.session_state
+    assert [t.label for t in at.text_input] == ["Name", "Password"]
+    with pytest.raises(ValueError, match="Known pages"):
+        at.switch_page("views/queue.py")
+
+
 def test_queue_lists_the_flagged_cases_of_a_real_score_file(store: str, real_scores: Path) -> None:
     at = _signed_in("dr_lee", "lee-password")
     assert [t.value for t in at.title] == ["Review queue"]
