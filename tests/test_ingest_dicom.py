@@ -190,6 +190,12 @@ def test_every_test_file_lands_in_manifest_or_errors(whole_set: tuple[Path, list
     assert len(files) == 244 and manifest["path"].nunique() == 90 and len(manifest) == 235
 
 
+def test_cases_are_split_by_patient(whole_set: tuple[Path, list[Path]]) -> None:
+    manifest = read_manifest(whole_set[0])
+    assert set(manifest["split"]) == {"train", "val", "test"}
+    assert (manifest.groupby("patient_id")["split"].nunique() == 1).all()  # no patient in two splits
+
+
 def test_manifest_has_the_imaging_contract_columns(whole_set: tuple[Path, list[Path]]) -> None:
     manifest = read_manifest(whole_set[0])
     ct = manifest[manifest["path"] == str(Path(get_testdata_file("CT_small.dcm")).resolve())].iloc[0]

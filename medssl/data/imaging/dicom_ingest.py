@@ -30,6 +30,7 @@ from medssl.data.imaging.dicom import (
 from medssl.data.imaging.dicom_scan import scan_dicom_source
 from medssl.data.imaging.pseudonym import patient_key
 from medssl.data.manifest import ErrorLog, write_manifest
+from medssl.data.splits import assign_patient_splits
 from medssl.errors import DataError, ReaderError
 from medssl.progress import progress
 
@@ -155,10 +156,12 @@ def ingest_dicom(
     key: str | None = None,
     workers: int | None = None,
     voi: bool = False,
+    split_seed: int = 0,
 ) -> dict[str, int]:
     """Ingest ``src`` into ``out`` (manifest.parquet, errors.csv); returns counts for the summary line.
 
     ``workers``: processes decoding in parallel (default: all cores; 1 = in this process).
+    Every case gets a ``split`` drawn by patient (``split_seed``): no patient is in two splits.
     Raises ``DataError`` when ``src`` does not exist or no file yields an image.
     """
     paths, missing = scan_dicom_source(src)
@@ -193,6 +196,8 @@ def ingest_dicom(
             f"no readable DICOM image under {src} ({len(paths)} file(s) scanned, reasons in {out / 'errors.csv'})"
         )
     manifest = pd.DataFrame(cases, columns=list(MANIFEST_COLUMNS))
+    # patient-level train/val/test (no labels in DICOM: a plain split by patient, fixed seed)
+    manifest["split"] = assign_patient_splits(manifest, seed=split_seed)
     write_manifest(manifest, out)
     summary = {"files": len(paths), "images": len(seen), "cases": len(cases), "rejected": len(errors),
                "patients": int(manifest["patient_id"].nunique())}
