@@ -103,6 +103,8 @@ def load_checkpoint(path: str | Path, expect_kind: str | None = None) -> Checkpo
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if len(first) > 120:  # torch's weights_only message is a paragraph; keep one short line
+            first = first[:117] + "..."
         raise CheckpointError(
             f"{path} is not a readable medssl checkpoint (it may be corrupt, truncated, or hold "
             f"code that weights_only=True refuses to load): {first}"

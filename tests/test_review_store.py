@@ -225,3 +225,13 @@ def test_users_cli_add_and_list(tmp_path: Path, monkeypatch, capsys) -> None:
     assert main(["users", "add", "dr_lee", "--role", "clinician", "--password-stdin", "--db", db]) == 2
     assert "already exists" in capsys.readouterr().err
     assert authenticate(make_engine(db), "dr_lee", "s3cret-pass-9") is not None
+
+
+def test_users_add_without_a_terminal_says_how_to_pass_the_password(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'r.db'}"
+    cmd = [sys.executable, "-m", "medssl", "users", "add", "dr_lee", "--role", "clinician", "--db", db]
+    done = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "--password-stdin" in done.stderr.strip().splitlines()[-1]
+    piped = subprocess.run([*cmd, "--password-stdin"], input="lee-password\n", capture_output=True, text=True, timeout=120)
+    assert piped.returncode == 0, piped.stderr

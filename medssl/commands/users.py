@@ -47,8 +47,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _read_password(from_stdin: bool) -> str:
     if from_stdin:
         return sys.stdin.readline().rstrip("\r\n")
-    first = getpass.getpass(f"Password (at least {MIN_PASSWORD_LENGTH} characters): ")
-    if getpass.getpass("Repeat the password: ") != first:
+    try:
+        first = getpass.getpass(f"Password (at least {MIN_PASSWORD_LENGTH} characters): ")
+        again = getpass.getpass("Repeat the password: ")
+    except EOFError:  # no terminal to ask on (a script, CI): say how to pass it instead
+        raise UserError("no password was typed (no terminal to ask on); pipe it in with --password-stdin") from None
+    if again != first:
         raise UserError("the two passwords differ; run the command again")
     return first
 
