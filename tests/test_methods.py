@@ -164,3 +164,69 @@ def test_loss_falls_after_a_few_steps(name: str) -> None:
         method.on_train_step_end(step, 12)
         losses.append(loss.item())
     assert np.mean(losses[-3:]) < np.mean(losses[:3])
+
+
+class _Random:
+    """A CaseDataset of fixed random 2x8 series (case i is row i of a seeded normal draw)."""
+
+    preprocessing: dict = {}
+
+    def __init__(self, n: int, seed: int = 0) -> None:
+        self.x = torch.randn(n, 2, 8, generator=torch.Generator().manual_seed(seed))
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return self.x[i].clone()
+
+
+def test_nearest_partner_is_the_closest_other_case_of_the_same_patient() -> None:
+    base = _Random(40)
+    patients = [f"p{i % 3}" for i in range(37)] + ["solo", "q", "q"]
+    ds = PairDataset(base, patients, lambda x: x.clone(), pairing="patient", partner="nearest", partner_k=2,
+                     generator=torch.Generator().manual_seed(0))
+    flat = base.x.reshape(40, -1).numpy().astype(np.float64)
+    for i in range(40):
+        same = [j for j in range(40) if patients[j] == patients[i] and j != i]
+        dist = {j: float(np.linalg.norm(flat[i] - flat[j])) for j in same}
+        expected = sorted(same, key=dist.get)[:2]  # brute force, nearest first
+        assert ds.nearest_cases(i).tolist() == expected
+        drawn = {int(torch.nonzero((base.x == ds[i]["view2"]).all(dim=(1, 2)))[0]) for _ in range(30)}
+        assert drawn == (set(expected) if expected else {i})  # "solo" falls back to itself
+    assert ds.nearest_cases(38).tolist() == [39]  # a two-case patient: the other one, only
+
+
+def test_partner_prob_mixes_same_patient_partners_with_self_views() -> None:
+    ds = PairDataset(_Indexed(6), PATIENTS, lambda x: x.clone(), pairing="patient", partner_prob=0.5,
+                     generator=torch.Generator().manual_seed(0))
+    partners = [int(ds[0]["view2"][0, 0, 0]) for _ in range(400)]
+    share_self = partners.count(0) / len(partners)
+    assert 0.4 < share_self < 0.6 and set(partners) == {0, 2, 4}
+    never = PairDataset(_Indexed(6), PATIENTS, lambda x: x.clone(), pairing="patient", partner_prob=0.0)
+    assert {int(never[i]["view2"][0, 0, 0]) for i in range(6) for _ in range(5)} == set(range(6)) and all(
+        int(never[i]["view2"][0, 0, 0]) == i for i in range(6))
+    for bad in ({"partner": "farthest"}, {"partner_k": 0}, {"partner_prob": 1.5}):
+        with pytest.raises(ValueError):
+            PairDataset(_Indexed(6), PATIENTS, lambda x: x, pairing="patient", **bad)
+
+
+def test_micle_options_reach_the_pairs_and_the_loss() -> None:
+    enc = create_encoder("small_cnn", in_channels=1)
+    paper = create_method("micle", enc)
+    assert paper.pair_options == {"partner": "random", "partner_k": 1, "partner_prob": 1.0}
+    assert create_method("simclr", enc).pair_options == {}
+    nn_micle = create_method("micle", enc, partner="nearest", partner_k=3, partner_prob=0.7, mask_patient_negatives=False)
+    assert nn_micle.pair_options == {"partner": "nearest", "partner_k": 3, "partner_prob": 0.7}
+    with pytest.raises(ValueError, match="partner"):
+        create_method("micle", enc, partner="farthest")
+    # unmasked: every other view is a negative, i.e. lightly's plain NT-Xent on the same projections
+    g = torch.Generator().manual_seed(3)
+    x1, x2 = torch.randn(6, 1, 16, 16, generator=g), torch.randn(6, 1, 16, 16, generator=g)
+    batch = {"view1": x1, "view2": x2, "patient": torch.tensor([0, 0, 0, 1, 1, 2]), "index": torch.arange(6)}
+    nn_micle.eval()
+    with torch.no_grad():
+        plain = NTXentLoss(temperature=0.1)(nn_micle.project(x1), nn_micle.project(x2))
+        assert nn_micle.training_loss(batch).item() == pytest.approx(plain.item(), rel=1e-5)
+        nn_micle.mask_patient_negatives = True
+        assert abs(nn_micle.training_loss(batch).item() - plain.item()) > 1e-4

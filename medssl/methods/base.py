@@ -32,6 +32,11 @@ class SSLMethod(nn.Module):
         super().__init__()
         self.encoder = encoder
 
+    @property
+    def pair_options(self) -> dict[str, Any]:
+        """Extra keyword arguments of ``PairDataset`` (e.g. MICLe's partner rule); none by default."""
+        return {}
+
     def training_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Scalar loss for one batch (see the module docstring for the batch keys)."""
         raise NotImplementedError

@@ -4,11 +4,23 @@ A positive pair is two augmented crops of two *different* images of the same pat
 dataset draws them with ``pairing = "patient"``; a patient with one image falls back to two
 augmentations of it). In-batch negatives exclude every other image of the same patient, so
 there are no false negatives: :func:`patient_masked_nt_xent`.
+
+Options beyond the paper (``method_options``), for data where one patient has many cases of
+different kinds (heart beats of one record: mostly normal, a few ectopic):
+
+- ``partner``: ``"random"`` (the paper: any other case of the patient) or ``"nearest"`` (one of the
+  ``partner_k`` cases of the same patient closest in input space; see ``medssl.data.pairs``). A
+  random partner pulls a patient's rare beats onto its common ones and so teaches "which patient",
+  not "which kind of beat"; the nearest partner is a real, same-patient variation of the same kind.
+- ``partner_prob``: probability of the same-patient partner; otherwise two augmentations of the case.
+- ``mask_patient_negatives`` (default True, the paper): drop other cases of the anchor's patient from
+  the negatives. With ``partner="nearest"`` they are no longer positives by construction; keeping
+  them as negatives (False) lets the loss separate different kinds of case within a patient.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -55,11 +67,28 @@ class MICLe(SimCLR):
         temperature: float = 0.1,
         projection_dim: int = 128,
         hidden_dim: int | None = None,
+        partner: str = "random",
+        partner_k: int = 1,
+        partner_prob: float = 1.0,
+        mask_patient_negatives: bool = True,
     ) -> None:
         super().__init__(encoder, temperature, projection_dim, hidden_dim)
+        from medssl.data.pairs import PARTNERS
+
+        if partner not in PARTNERS:
+            raise ValueError(f"partner must be one of {PARTNERS}, got {partner!r}")
         self.temperature = temperature
+        self._pair_options = {"partner": partner, "partner_k": int(partner_k), "partner_prob": float(partner_prob)}
+        self.mask_patient_negatives = bool(mask_patient_negatives)
+
+    @property
+    def pair_options(self) -> dict[str, Any]:
+        """``partner``, ``partner_k``, ``partner_prob`` for the pair dataset."""
+        return dict(self._pair_options)
 
     def training_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Patient-masked NT-Xent between ``view1`` and ``view2`` (``batch["patient"]`` masks negatives)."""
+        """Patient-masked NT-Xent between ``view1`` and ``view2`` (``batch["patient"]`` masks negatives);
+        plain NT-Xent (every other view is a negative) with ``mask_patient_negatives=False``."""
         z1, z2 = self.project(batch["view1"]), self.project(batch["view2"])
-        return patient_masked_nt_xent(z1, z2, batch["patient"], self.temperature)
+        patient = batch["patient"] if self.mask_patient_negatives else torch.arange(z1.shape[0], device=z1.device)
+        return patient_masked_nt_xent(z1, z2, patient, self.temperature)

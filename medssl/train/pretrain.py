@@ -166,7 +166,9 @@ def pretrain(
     if len(rows) < batch_size * world:
         batch_size = len(rows) // world
         log.warning("only %d training cases: batch size lowered to %d per device", len(rows), batch_size)
-    pairs = PairDataset(dataset, rows["patient_id"], domain.make_augment(cfg.augment), method_cls.pairing)
+    pairs = PairDataset(
+        dataset, rows["patient_id"], domain.make_augment(cfg.augment), method_cls.pairing, **method.pair_options
+    )
     loader = DataLoader(
         pairs,
         batch_size=batch_size,
