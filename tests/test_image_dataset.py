@@ -71,12 +71,44 @@ def test_npz_items_are_scaled_real_images_and_second_epoch_reads_only_the_cache(
 def test_dataloader_workers_fill_the_cache_and_load_npz_once_per_worker(npz_copy: Path, tmp_path: Path) -> None:
     manifest = _npz_manifest(npz_copy, 120)
     ds = ImagingDataset(tmp_path / "data", manifest, None)
-    from_workers = torch.cat(list(DataLoader(ds, batch_size=16, num_workers=2)))
+    # batch_size=None: the workers fetch case by case (the cached path)
+    from_workers = torch.stack(list(DataLoader(ds, batch_size=None, num_workers=2)))
     assert ds._arrays == {}  # the parent never loaded the arrays: each worker did, once
     assert len(list(ds.cache_dir.rglob("*.f32"))) == 120
     uncached = ImagingDataset(tmp_path / "other", manifest, None, cache=False)
     assert torch.equal(from_workers, _epoch(uncached))
     assert len(uncached._arrays) == 2  # train_images and val_images, each read once
+
+
+def test_batched_npz_fetch_equals_the_one_by_one_path_and_skips_the_cache(tmp_path: Path) -> None:
+    """A DataLoader batch (``__getitems__``) decodes npz rows vectorised: same values as item by item,
+    including the edge cases of the robust scaling (constant and nearly uniform images), RGB arrays,
+    resizing, and a fixed window; the cache is neither read nor written on that path."""
+    rng = np.random.default_rng(0)
+    grey = rng.integers(0, 256, size=(12, 20, 20), dtype=np.uint8)
+    grey[3] = 77  # constant: all zeros
+    grey[5] = 10
+    grey[5, 0, 0] = 250  # nearly uniform: percentiles equal -> min-max
+    rgb = rng.integers(0, 256, size=(5, 20, 20, 3), dtype=np.uint8)
+    src = tmp_path / "arrays.npz"
+    np.savez(src, grey_images=grey, rgb_images=rgb)
+    manifest = pd.DataFrame({
+        "case_id": [f"g{i}" for i in range(12)] + [f"c{i}" for i in range(5)],
+        "source_format": "npz", "path": str(src),
+        "array_key": ["grey_images"] * 12 + ["rgb_images"] * 5,
+        "array_index": list(range(12)) + list(range(5)), "rows": 20, "columns": 20,
+    })
+    order = [16, 3, 0, 5, 12, 7, 1, 11]  # mixed arrays, out of order
+    for prep in (None, {"size": 32}, {"window": [120.0, 100.0]}):
+        ds = ImagingDataset(tmp_path / "data", manifest, prep)
+        batched = torch.stack(ds.__getitems__(order))
+        assert not list(ds.cache_dir.rglob("*.f32"))  # the batched npz path does not touch the cache
+        one_by_one = torch.stack([ImagingDataset(tmp_path / "plain", manifest, prep, cache=False)[i] for i in order])
+        assert batched.shape == (8, 1, ds.size, ds.size)
+        assert torch.equal(batched, one_by_one)
+    assert torch.allclose(batched[1], torch.full((1, 20, 20), 0.07))  # constant 77 in window [70, 170]
+    robust = ImagingDataset(tmp_path / "data", manifest, None).__getitems__([3, 5])
+    assert robust[0].max() == 0.0 and robust[1].max() == 1.0 and robust[1][0, 0, 1] == 0.0
 
 
 def test_a_damaged_cache_entry_is_recomputed(npz_copy: Path, tmp_path: Path) -> None:

@@ -121,7 +121,8 @@ def write_part(parts: Path, chunk: int, frame: pd.DataFrame, embeddings: np.ndar
     flat = pa.array(np.ascontiguousarray(embeddings, dtype=np.float32).reshape(-1), type=pa.float32())
     table = table.append_column("embedding", pa.FixedSizeListArray.from_arrays(flat, dim))
     path = part_path(parts, chunk)
-    atomic_write(path, lambda tmp: pq.write_table(table, tmp))
+    # no dictionary encoding for the embedding floats: it cannot shrink them and costs ~10x the write
+    atomic_write(path, lambda tmp: pq.write_table(table, tmp, use_dictionary=PART_SCHEMA.names))
     return path
 
 
@@ -158,7 +159,7 @@ def commit(
         nonlocal n_scored, n_flagged
         try:
             for path, flagged in zip(files, flags):
-                t = pq.read_table(path)
+                t = pq.read_table(path, columns=None if tmp_emb is not None else PART_SCHEMA.names)
                 t = t.append_column("flagged", pa.array(flagged, type=pa.bool_()))
                 t = t.append_column("model_id", pa.array([model_id] * t.num_rows, type=pa.string()))
                 scores = t.select(list(SCORE_COLUMNS))
@@ -168,7 +169,7 @@ def commit(
                 if tmp_emb is not None:
                     emb = t.select(["case_id", "embedding"])
                     if "emb" not in writers:
-                        writers["emb"] = pq.ParquetWriter(tmp_emb, emb.schema)
+                        writers["emb"] = pq.ParquetWriter(tmp_emb, emb.schema, use_dictionary=["case_id"])
                     writers["emb"].write_table(emb)
                 n_scored += t.num_rows
                 n_flagged += int(flagged.sum())
