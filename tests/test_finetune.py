@@ -169,3 +169,20 @@ def test_label_efficiency_curve_files(encoder_ckpt: Path, data_dir: Path, tmp_pa
     assert (out / "label_efficiency.png").stat().st_size > 1000
     assert main(["label-efficiency", "--checkpoint", str(encoder_ckpt), "--data", str(data_dir), "--out", str(out),
                  "--fractions", "0.001"]) == 2  # 0.1% of 120 cases is below one per class
+
+
+@pytest.mark.parametrize("init", ["pretrained", "random"])
+def test_too_small_holdout_trains_every_labelled_case_for_the_fixed_budget(encoder_ckpt: Path, data_dir: Path, init: str) -> None:
+    from medssl.train.finetune import FinetuneConfig, fit_classifier, load_data
+    from medssl.train.labels import draw_labelled_subset
+
+    data = load_data(encoder_ckpt, data_dir)
+    subset = draw_labelled_subset(data.patient_ids, data.labels, pool=data.train_pool(), fraction=0.2, seed=0)
+    assert len(subset) == 24  # 8 normal + 16 pneumonia: a 20% hold-out keeps ~2 normal cases
+    base = FinetuneConfig(mode="full", init=init, epochs=2, min_steps_per_epoch=2, batch_size=16, scorer=None)
+    small = fit_classifier(data, subset, np.zeros(0, dtype=np.int64), base)  # no val rows given: hold out or not
+    assert small.train_log["validation"].startswith("none") and small.train_log["n_train"] == 24
+    assert small.train_log["n_val"] == 0 and small.train_log["epochs_run"] == 2 == small.train_log["best_epoch"]
+    held = fit_classifier(data, subset, np.zeros(0, dtype=np.int64), base.model_copy(update={"min_holdout_per_class": 1}))
+    assert held.train_log["validation"] == "held-out labelled patients"
+    assert 0 < held.train_log["n_val"] < 24 and held.train_log["n_train"] + held.train_log["n_val"] == 24

@@ -10,7 +10,8 @@
    embeddings turned into an ``nn.Linear`` head (``linear``); stored labelled embeddings (``knn``);
    or the encoder and head trained together with a class-weighted loss, the encoder at a smaller
    learning rate, started from the linear probe (LP-FT) and early-stopped on a patient-level
-   validation split (``full``);
+   validation split (``full``; when a held-out split would keep fewer than ``min_holdout_per_class``
+   cases of some class, every labelled case trains for exactly ``epochs`` instead);
 4. fit an anomaly scorer on the train-split embeddings, and write ``model.pt``, ``metrics.json``
    and ``config.yaml`` into RUN_DIR.
 """
@@ -65,6 +66,8 @@ class FinetuneConfig(StrictConfig):
     lr_encoder: float = 1e-4  # pretrained init; a random init trains the encoder at lr_head
     weight_decay: float = 1e-4
     val_fraction: float = 0.2  # of labelled patients, held out when the manifest has no val labels
+    min_holdout_per_class: int = 5  # a held-out split with fewer cases of a class is too noisy to stop on:
+    # then every labelled case trains for exactly ``epochs`` (applies to pretrained and random init alike)
     knn_k: int = 20
     scorer: str | None = "knn"  # anomaly scorer fitted on train-split embeddings; None = none
     scorer_k: int = 10
@@ -226,7 +229,7 @@ def train_full(
     steps_per_epoch = len(loader)
     epochs = config.epochs
     can_validate = len(val_rows) > 0 and len(np.unique(y_val)) == n_classes
-    if not can_validate:
+    if not can_validate and len(val_rows):
         log.warning("no validation cases of every class: training %d epochs without early stopping", epochs)
     best: tuple[float, float] = (-math.inf, math.inf)
     best_state = copy.deepcopy(model.state_dict())
@@ -301,9 +304,20 @@ def fit_classifier(
     train_rows = subset
     validation = "val" if val_rows is not None and len(val_rows) else "none"
     if (val_rows is None or len(val_rows) == 0) and config.mode == "full":
-        validation = "held-out labelled patients"
-        train_rows, val_rows = validation_split(subset, data.patient_ids, data.labels, config.val_fraction, config.seed)
-        log.info("early stopping on %d held-out labelled cases (%d left to train on)", len(val_rows), len(train_rows))
+        held_train, held_val = validation_split(subset, data.patient_ids, data.labels, config.val_fraction, config.seed)
+        per_class = pd.Series(data.labels[held_val]).value_counts().reindex(classes, fill_value=0)
+        if int(per_class.min()) >= config.min_holdout_per_class:
+            validation = "held-out labelled patients"
+            train_rows, val_rows = held_train, held_val
+            log.info("early stopping on %d held-out labelled cases (%d left to train on)", len(val_rows), len(train_rows))
+        else:
+            validation = "none (too few labelled cases to hold out)"
+            val_rows = np.zeros(0, dtype=np.int64)
+            log.info(
+                "a held-out split would keep %d case(s) of its rarest class (< min_holdout_per_class=%d): "
+                "training on all %d labelled cases for %d epochs, no early stopping",
+                int(per_class.min()), config.min_holdout_per_class, len(subset), config.epochs,
+            )
     val_rows = _known(data, np.asarray(val_rows if val_rows is not None else [], dtype=np.int64), classes)
     y_train = _class_ids(data.labels, train_rows, classes)
     y_val = _class_ids(data.labels, val_rows, classes)
