@@ -16,14 +16,20 @@ from medssl.review import case_view
 from medssl.review.embeddings import nearest_cases, read_embeddings
 
 
+# The caches are keyed by the manifest's mtime too: a data dir ingested again while the app runs
+# is read again, not shown (and indexed) from the old manifest.
+def _version(data_dir: str) -> int:
+    return (Path(data_dir) / "manifest.parquet").stat().st_mtime_ns
+
+
 @st.cache_data(show_spinner=False)
-def _manifest(data_dir: str) -> pd.DataFrame:
+def _manifest(data_dir: str, version: int) -> pd.DataFrame:
     return read_manifest(data_dir)
 
 
 @st.cache_resource(show_spinner="Reading the data set ...")
-def _dataset(data_dir: str, domain: str) -> Any:
-    manifest = _manifest(data_dir)
+def _dataset(data_dir: str, domain: str, version: int) -> Any:
+    manifest = _manifest(data_dir, version)
     return case_view.domain_dataset(data_dir, manifest[manifest["domain"] == domain])
 
 
@@ -38,7 +44,7 @@ def show_case(case: dict[str, Any]) -> None:
     if not data_dir or not (Path(data_dir) / "manifest.parquet").is_file():
         st.info("This case's data folder is not known here; start the app with `--data DATA_DIR` to see the case.")
         return
-    manifest = _manifest(data_dir)
+    manifest = _manifest(data_dir, _version(data_dir))
     match = manifest.index[manifest["case_id"] == case["case_id"]]
     if len(match) == 0:
         st.info(f"Case {case['case_id']} is not in {data_dir}/manifest.parquet.")
@@ -49,6 +55,8 @@ def show_case(case: dict[str, Any]) -> None:
             _imaging(row)
         elif case["domain"] == "transactions":
             _transactions(manifest, row)
+        elif case["domain"] == "signals":
+            _signal(data_dir, row)
         else:
             _series(data_dir, case["domain"], manifest, row)
     except MedsslError as exc:
@@ -69,7 +77,7 @@ def _imaging(row: dict[str, Any]) -> None:
 
 
 def _series(data_dir: str, domain: str, manifest: pd.DataFrame, row: dict[str, Any]) -> None:
-    dataset = _dataset(data_dir, domain)
+    dataset = _dataset(data_dir, domain, _version(data_dir))
     if dataset is None:
         st.info(f"The {domain} reader is not installed in this medssl, so this case cannot be shown yet.")
         return
@@ -78,8 +86,9 @@ def _series(data_dir: str, domain: str, manifest: pd.DataFrame, row: dict[str, A
     fig, ax = plt.subplots(figsize=(9, 3.5))
     if domain == "ehr":
         obs = case_view.ehr_observations(x, dataset.preprocessing)
-        shown = st.multiselect("Variables", sorted(obs["variable"].unique()),
-                               default=sorted(obs["variable"].unique())[:4])
+        counts = obs["variable"].value_counts()  # default: the stay's most often measured (the vitals)
+        default = sorted(sorted(counts.index, key=lambda v: (-counts[v], v))[:4])
+        shown = st.multiselect("Variables", sorted(counts.index), default=default)
         for name in shown:
             part = obs[obs["variable"] == name]
             ax.plot(part["time_h"], part["value"], marker="o", label=name)
@@ -89,12 +98,30 @@ def _series(data_dir: str, domain: str, manifest: pd.DataFrame, row: dict[str, A
         frame = case_view.series_frame(x)
         for name in frame.columns:
             ax.plot(frame.index, frame[name], linewidth=0.8, label=name)
-        if domain == "signals":
-            ax.axvline(len(frame) // 2, color="red", linestyle="--", label="the beat")
         ax.set_xlabel("sample")
     ax.legend(loc="upper right", fontsize="small")
     st.pyplot(fig)
     plt.close(fig)
+
+
+def _signal(data_dir: str, row: dict[str, Any]) -> None:
+    frame = case_view.signal_window(data_dir, row)
+    beat = case_view.beat_offset(row, len(frame))
+    fig, ax = plt.subplots(figsize=(9, 3.5))
+    for name in frame.columns:
+        ax.plot(frame.index, frame[name], linewidth=0.8, label=name)
+    if beat is not None:
+        ax.axvline(beat, color="red", linestyle="--", label="the beat")
+    ax.set_xlabel("sample in the window")
+    ax.legend(loc="upper right", fontsize="small")
+    st.pyplot(fig)
+    plt.close(fig)
+    if beat is not None:
+        st.caption(f"Beat {row['symbol']} (class {row['label']}) at sample {int(row['sample'])} of record "
+                   f"{row['record']}; the red line marks it, {beat} samples into the window "
+                   f"({len(frame) / float(row['fs']):.2f} s at {float(row['fs']):g} Hz).")
+    else:
+        st.caption(f"Window of {len(frame)} samples, {', '.join(frame.columns)}.")
 
 
 def _transactions(manifest: pd.DataFrame, row: dict[str, Any]) -> None:
@@ -107,7 +134,15 @@ def _transactions(manifest: pd.DataFrame, row: dict[str, Any]) -> None:
         st.dataframe(case_view.deviating_features(rows.loc[rows["case_id"] == row["case_id"], cols].to_numpy()[0],
                                                   rows[cols].to_numpy(), cols), hide_index=True)
     st.subheader("The entity's history")
-    st.dataframe(rows[rows["patient_id"] == row["patient_id"]], hide_index=True)
+    history = rows[rows["patient_id"] == row["patient_id"]]
+    if len(history) < 2:
+        st.caption("No other transaction of this entity in the data."
+                   + (" It was ingested without --entity-col: each transaction is its own entity."
+                      if (rows["patient_id"] == rows["case_id"]).all() else ""))
+        return
+    if "time" in history.columns:
+        history = history.sort_values("time", kind="stable")
+    st.dataframe(history, hide_index=True)
 
 
 def show_similar(case_id: str, embeddings: str | None, states: dict[str, Any]) -> None:

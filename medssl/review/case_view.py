@@ -82,6 +82,30 @@ def series_frame(x: torch.Tensor, channel_names: list[str] | None = None) -> pd.
     return pd.DataFrame(arr.T, columns=names)
 
 
+def signal_window(data_dir: str | Path, row: dict[str, Any]) -> pd.DataFrame:
+    """The case's window as ingest cut it (``DATA_DIR/signals/windows.npy``, the record's own units,
+    e.g. mV for MIT-BIH), indexed by sample within the window, one column per lead (the manifest's
+    ``leads`` names when it has them, else ch0, ch1, ...)."""
+    from medssl.data.signals.dataset import load_windows
+
+    window = np.array(load_windows(Path(data_dir))[int(row["row"])], dtype=np.float32)  # a copy, off the memory map
+    leads = row.get("leads")
+    names = str(leads).split(",") if isinstance(leads, str) and leads else None
+    return series_frame(torch.from_numpy(window), names)
+
+
+def beat_offset(row: dict[str, Any], length: int) -> int | None:
+    """Sample of the annotated beat within a ``length``-sample window of a WFDB beat case, or ``None``
+    when the case is no beat (``ts``/``csv`` windows, un-annotated records) or its window is not the
+    default ``--before-s``/``--after-s`` geometry (the manifest does not record other geometries)."""
+    from medssl.data.signals.wfdb_beats import BeatWindow
+
+    if row.get("source_format") != "wfdb" or pd.isna(row.get("symbol")) or pd.isna(row.get("fs")):
+        return None
+    before, after = BeatWindow().samples(float(row["fs"]))
+    return before if before + after == length else None
+
+
 def deviating_features(values: np.ndarray, reference: np.ndarray, names: list[str], top: int = 8) -> pd.DataFrame:
     """The ``top`` features of one case furthest from the reference cases, in standard deviations.
 
@@ -117,7 +141,8 @@ def ehr_observations(x: torch.Tensor, preprocessing: dict[str, Any]) -> pd.DataF
 
 
 def numeric_columns(manifest: pd.DataFrame) -> list[str]:
-    """Manifest columns holding a case's numeric features (ids, labels, splits and positions excluded)."""
-    skip = {"case_id", "patient_id", "domain", "label", "split", "row", "array_index", "frame"}
+    """Manifest columns holding a case's numeric features (ids, labels, splits, positions and the
+    transaction time, which orders histories but is no feature, excluded)."""
+    skip = {"case_id", "patient_id", "domain", "label", "split", "row", "time", "array_index", "frame"}
     return [c for c in manifest.columns if c not in skip and pd.api.types.is_numeric_dtype(manifest[c])
             and not pd.api.types.is_bool_dtype(manifest[c])]

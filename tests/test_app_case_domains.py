@@ -1,0 +1,306 @@
+"""The case page for EHR, ECG-signal and transaction cases, with streamlit.testing.v1.AppTest.
+
+Every case comes through the real loop on small slices of the real data in ../shared/data:
+``medssl ingest`` -> ``medssl pretrain`` (one optimizer step on the CPU: an untrained encoder is
+still a real model, and the page only needs real score rows) -> ``medssl score --flag-top 3`` ->
+``import_scores`` into a SQLite review store -> a clinician opens the case in the app. What the
+page shows is checked against the raw source files.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from medssl.cli import main
+from medssl.data import read_manifest
+from medssl.review import add_user, case_view, import_scores, make_engine
+
+APP = str(Path(__file__).resolve().parents[1] / "apps" / "Home.py")
+TIMEOUT = 60
+N_STAYS = 20  # > 10 train stays: the kNN anomaly scorer needs more than k = 10 reference cases
+ECG_SECONDS = 120  # the first two minutes of MIT-BIH record 101: ~140 beats
+ULB_ROWS = 300
+PAYSIM_ROWS = 1600  # holds both transactions of three receiving accounts (nameDest)
+
+
+@dataclass(frozen=True)
+class Scored:
+    src: Path  # what was ingested
+    data_dir: Path
+    scores: Path
+
+
+def _cli(*argv: object) -> None:
+    assert main(["-q", *map(str, argv)]) == 0, argv
+
+
+def _pretrain_and_score(data_dir: Path, scores: Path, batch_size: int) -> None:
+    run = data_dir.parent / f"{data_dir.name}-run"
+    _cli("pretrain", "--data", data_dir, "--out", run, "--max-steps", 1, "--batch-size", batch_size,
+         "--accelerator", "cpu", "--seed", 0)
+    _cli("score", "--model", run / "checkpoint.pt", "--data", data_dir, "--out", scores, "--flag-top", 3,
+         "--device", "cpu")
+
+
+@pytest.fixture(scope="module")
+def ehr(shared_data: Path, tmp_path_factory) -> Scored:
+    root = tmp_path_factory.mktemp("ehr")
+    src = root / "set-a"
+    src.mkdir()
+    for path in sorted((shared_data / "ehr" / "physionet2012" / "set-a").glob("*.txt"))[:N_STAYS]:
+        shutil.copy(path, src)
+    _cli("ingest", "ehr", src, "--format", "physionet2012", "--out", root / "data",
+         "--outcomes", shared_data / "ehr" / "physionet2012" / "Outcomes-a.txt")
+    _pretrain_and_score(root / "data", root / "data" / "scores.parquet", 8)  # beside the manifest
+    return Scored(src, root / "data", root / "data" / "scores.parquet")
+
+
+@pytest.fixture(scope="module")
+def signals(shared_data: Path, tmp_path_factory) -> Scored:
+    import wfdb
+
+    root = tmp_path_factory.mktemp("signals")
+    src = root / "mitdb"
+    src.mkdir()
+    record, n = str(shared_data / "signals" / "mitdb_ds1" / "101"), ECG_SECONDS * 360
+    wfdb.rdrecord(record, sampto=n, physical=False).wrsamp(write_dir=str(src))  # the same samples, cut
+    ann = wfdb.rdann(record, "atr", sampto=n)
+    wfdb.wrann("101", "atr", ann.sample, ann.symbol, subtype=ann.subtype, chan=ann.chan, num=ann.num,
+               aux_note=ann.aux_note, fs=ann.fs, write_dir=str(src))
+    _cli("ingest", "signals", src, "--format", "wfdb", "--out", root / "data")
+    _pretrain_and_score(root / "data", root / "data" / "scores.parquet", 16)
+    return Scored(src, root / "data", root / "data" / "scores.parquet")
+
+
+@pytest.fixture(scope="module")
+def ulb(shared_data: Path, tmp_path_factory) -> Scored:
+    """ULB credit-card rows: no card id, so every transaction is its own entity. The score file
+    is written away from the data dir; the import is told the data dir (`medssl app --data`)."""
+    root = tmp_path_factory.mktemp("ulb")
+    src = root / "ulb.csv"
+    pd.read_csv(shared_data / "transactions" / "ulb_creditcard_a.csv", nrows=ULB_ROWS).to_csv(src, index=False)
+    _cli("ingest", "transactions", src, "--out", root / "data")
+    _pretrain_and_score(root / "data", root / "scores" / "ulb.parquet", 32)
+    return Scored(src, root / "data", root / "scores" / "ulb.parquet")
+
+
+@pytest.fixture(scope="module")
+def paysim(shared_data: Path, tmp_path_factory) -> Scored:
+    """PaySim rows with the receiving account as the entity (--entity-col nameDest)."""
+    root = tmp_path_factory.mktemp("paysim")
+    src = root / "paysim.csv"
+    pd.read_csv(shared_data / "transactions" / "paysim_sample.csv", nrows=PAYSIM_ROWS).to_csv(src, index=False)
+    _cli("ingest", "transactions", src, "--entity-col", "nameDest", "--out", root / "data")
+    _pretrain_and_score(root / "data", root / "data" / "scores.parquet", 64)
+    return Scored(src, root / "data", root / "data" / "scores.parquet")
+
+
+@pytest.fixture()
+def store(tmp_path: Path, ehr: Scored, signals: Scored, ulb: Scored, paysim: Scored, monkeypatch) -> str:
+    url = f"sqlite:///{tmp_path / 'review.db'}"
+    engine = make_engine(url)
+    add_user(engine, "dr_lee", "clinician", "lee-password")
+    import_scores(engine, ehr.scores)  # data dir found beside the score file
+    import_scores(engine, signals.scores)
+    import_scores(engine, ulb.scores, ulb.data_dir)
+    import_scores(engine, paysim.scores)
+    monkeypatch.setenv("MEDSSL_DB", url)
+    monkeypatch.delenv("MEDSSL_EMBEDDINGS", raising=False)
+    return url
+
+
+def _signed_in() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    at.text_input[0].input("dr_lee")
+    at.text_input[1].input("lee-password")
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _top_flagged(scored: Scored) -> pd.Series:
+    df = pd.read_parquet(scored.scores)
+    assert df["flagged"].sum() == 3
+    return df[df["flagged"]].sort_values("anomaly_score", ascending=False).iloc[0]
+
+
+def _open_from_queue(case_id: str) -> AppTest:
+    at = _signed_in()
+    at.button(key=f"open-{case_id}").click().run()
+    assert not at.exception, at.exception
+    assert [t.value for t in at.title] == [f"Case {case_id}"]
+    return at
+
+
+def _open_directly(at: AppTest, case_id: str) -> AppTest:
+    """What the queue's Open button and the similar-case links do (app_state.open_case)."""
+    at.session_state["case_id"] = case_id
+    at.switch_page("views/case.py").run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _infos(at: AppTest) -> list[str]:
+    return [i.value for i in at.info]
+
+
+def _raw_stay(path: Path) -> pd.DataFrame:
+    """The time series of a PhysioNet 2012 stay file as time_h, variable, value (measured rows only).
+
+    The descriptors at 00:00 (RecordID, Age, Gender, Height, ICUType and the first Weight, the
+    admission weight) are static, not series (the challenge's file format)."""
+    raw = pd.read_csv(path)
+    hh, mm = raw["Time"].str.split(":", expand=True).astype(int).T.to_numpy()
+    at_zero = raw["Time"] == "00:00"
+    weight0 = (raw["Parameter"] == "Weight") & at_zero
+    static = (raw["Parameter"].isin(["RecordID", "Age", "Gender", "Height", "ICUType"]) & at_zero) | (
+        weight0 & (weight0.cumsum() == 1))
+    events = pd.DataFrame({"time_h": hh + mm / 60.0, "variable": raw["Parameter"], "value": raw["Value"]})
+    return events[~static & (events["value"] != -1)]
+
+
+def test_ehr_case_shows_the_stays_own_variables_and_values(store: str, ehr: Scored) -> None:
+    top = _top_flagged(ehr)
+    at = _open_from_queue(top["case_id"])
+    assert f"patient {top['patient_id']} · ehr · model {top['model_id']}" in [c.value for c in at.caption]
+    raw = _raw_stay(ehr.src / f"{top['case_id']}.txt")
+    measured = set(raw["variable"])
+    (chooser,) = at.multiselect
+    assert chooser.label == "Variables"
+    # Every variable the stay measured within 48 h and the ingest kept, and nothing else.
+    kept = set(np.load(ehr.data_dir / "ehr" / "grid.npz")["variables"].tolist())
+    assert set(chooser.options) == (measured & kept) and "HR" in chooser.options
+    default = chooser.value
+    assert "HR" in default and len(default) == 4
+    assert len(at.get("image")) == 1  # the pyplot
+    assert "Points are the measured values; lines only join them." in [c.value for c in at.caption]
+
+    pair = ["HR", next(v for v in default if v != "HR")]
+    chooser.set_value(pair).run()
+    assert not at.exception, at.exception
+    assert at.multiselect[0].value == pair and len(at.get("image")) == 1
+
+    # The plotted points are the stay's raw values: the hourly mean of the measurements in each bin.
+    manifest = read_manifest(ehr.data_dir)
+    dataset = case_view.domain_dataset(ehr.data_dir, manifest)
+    index = int(np.flatnonzero(manifest["case_id"] == top["case_id"])[0])
+    obs = case_view.ehr_observations(dataset[index], dataset.preprocessing)
+    for name in pair:
+        part = raw[raw["variable"] == name]
+        expected = part.groupby(np.minimum(np.floor(part["time_h"]), 47))["value"].mean()
+        shown = obs[obs["variable"] == name].set_index("time_h")["value"]
+        assert len(expected) > 5 and shown.index.tolist() == expected.index.tolist()
+        np.testing.assert_allclose(shown.to_numpy(), expected.to_numpy(), rtol=1e-4)
+    # The default shows the stay's most often measured variables (the vitals), not the first labs by name.
+    hours_measured = obs["variable"].value_counts()
+    assert min(hours_measured[default]) >= hours_measured.sort_values(ascending=False).iloc[3]
+
+
+def test_signals_case_plots_the_beat_in_the_records_own_units(store: str, signals: Scored) -> None:
+    import wfdb
+
+    top = _top_flagged(signals)
+    at = _open_from_queue(top["case_id"])
+    record, sample = top["case_id"].split(":")
+    sample = int(sample)
+    row = read_manifest(signals.data_dir).set_index("case_id").loc[top["case_id"]]
+    assert len(at.get("image")) == 1  # the pyplot
+    assert (f"Beat {row['symbol']} (class {row['label']}) at sample {sample} of record 101; the red line marks it, "
+            f"90 samples into the window (0.70 s at 360 Hz).") in [c.value for c in at.caption]
+
+    # What is plotted: the raw MLII and V1 samples around the annotated beat, the beat at the red line.
+    frame = case_view.signal_window(signals.data_dir, {"row": row["row"], "leads": row["leads"]})
+    raw = wfdb.rdrecord(str(signals.src / record)).p_signal
+    assert frame.columns.tolist() == ["MLII", "V1"] and len(frame) == 252
+    np.testing.assert_allclose(frame.to_numpy(), raw[sample - 90:sample + 162], rtol=1e-6)
+    assert case_view.beat_offset(row.to_dict() | {"case_id": top["case_id"]}, len(frame)) == 90
+    assert sample in wfdb.rdann(str(signals.src / record), "atr").sample
+
+
+def test_transaction_case_shows_its_real_row_and_deviating_features(store: str, ulb: Scored) -> None:
+    top = _top_flagged(ulb)
+    at = _open_from_queue(top["case_id"])
+    raw = pd.read_csv(ulb.src).set_index("transaction_id").loc[top["case_id"]]
+    shown, deviating = at.dataframe[0].value, at.dataframe[1].value
+    assert shown["case_id"].tolist() == [top["case_id"]]
+    assert shown["Amount"].iloc[0] == pytest.approx(raw["Amount"])
+    assert shown["V14"].iloc[0] == pytest.approx(raw["V14"])
+    assert set(deviating["feature"]) <= {f"V{i}" for i in range(1, 29)} | {"Amount"}
+    for r in deviating.itertuples(index=False):
+        assert r.value == pytest.approx(raw[r.feature])
+    # Without --entity-col every transaction is its own entity: the page says so, no one-row "history".
+    assert ("No other transaction of this entity in the data. It was ingested without --entity-col: each "
+            "transaction is its own entity.") in [c.value for c in at.caption]
+    assert len(at.dataframe) == 2
+
+
+def test_transaction_entity_history_holds_only_that_entitys_rows(store: str, paysim: Scored) -> None:
+    raw = pd.read_csv(paysim.src)
+    manifest = read_manifest(paysim.data_dir)
+    entity = "C573854745"  # receives rows 311 and 1455 of the slice
+    rows = manifest[manifest["patient_id"] == entity]
+    assert len(rows) == 2
+    at = _open_directly(_signed_in(), rows["case_id"].iloc[0])
+    shown, deviating, history = (d.value for d in at.dataframe[:3])
+    assert shown["amount"].iloc[0] == pytest.approx(raw.loc[int(rows["row"].iloc[0]) - 1, "amount"])
+    assert "time" not in set(deviating["feature"])  # the step orders histories; it is no feature
+    assert set(history["patient_id"]) == {entity}
+    expected = raw[raw["nameDest"] == entity].sort_values("step")
+    assert history["time"].tolist() == expected["step"].tolist()  # oldest first
+    np.testing.assert_allclose(history["amount"].to_numpy(), expected["amount"].to_numpy())
+
+
+def test_a_case_whose_data_is_not_here_shows_an_info_message(tmp_path: Path, store: str, ehr: Scored) -> None:
+    top = _top_flagged(ehr)
+    engine = make_engine(store)
+    elsewhere = tmp_path / "scores-only" / "scores.parquet"  # a score file with no manifest beside it
+    elsewhere.parent.mkdir()
+    shutil.copy(ehr.scores, elsewhere)
+    import_scores(engine, elsewhere)
+    at = _open_from_queue(top["case_id"])
+    assert _infos(at) == ["This case's data folder is not known here; start the app with `--data DATA_DIR` to see the case."]
+    assert not at.get("image")
+
+    gone = tmp_path / "gone"
+    shutil.copytree(ehr.data_dir, gone)
+    import_scores(engine, ehr.scores, gone)
+    shutil.rmtree(gone)
+    at.run()
+    assert not at.exception, at.exception
+    assert _infos(at) == ["This case's data folder is not known here; start the app with `--data DATA_DIR` to see the case."]
+
+
+def test_a_case_dropped_by_a_new_ingest_shows_an_info_message(tmp_path: Path, store: str, ehr: Scored) -> None:
+    copy = tmp_path / "data"
+    shutil.copytree(ehr.data_dir, copy)
+    import_scores(make_engine(store), ehr.scores, copy)
+    scores = pd.read_parquet(ehr.scores)
+    last = scores.sort_values("case_id")["case_id"].iloc[-1]  # not among the first 10 stay files
+    at = _open_directly(_signed_in(), last)
+    assert len(at.get("image")) == 1 and not _infos(at)
+    # Ingest again into the same folder with only 10 stays while the app runs: the page must read
+    # the new manifest, not show the case from its cache.
+    _cli("ingest", "ehr", ehr.src, "--format", "physionet2012", "--limit", 10, "--out", copy)
+    assert last not in set(read_manifest(copy)["case_id"])
+    at.run()
+    assert not at.exception, at.exception
+    assert _infos(at) == [f"Case {last} is not in {copy.resolve()}/manifest.parquet."]
+    assert not at.get("image")
+
+
+def test_a_window_that_is_no_beat_gets_no_beat_marker(shared_data: Path, tmp_path: Path) -> None:
+    """Wearable windows (sktime .ts) are cut without a beat: the page draws no red line."""
+    _cli("ingest", "signals", shared_data / "signals" / "basicmotions" / "BasicMotions_TEST.ts", "--format", "ts",
+         "--out", tmp_path / "motions")
+    row = read_manifest(tmp_path / "motions").iloc[7].to_dict()
+    frame = case_view.signal_window(tmp_path / "motions", row)
+    assert frame.columns.tolist() == [f"ch{i}" for i in range(6)] and len(frame) == 100
+    np.testing.assert_array_equal(frame.to_numpy().T, np.load(tmp_path / "motions" / "signals" / "windows.npy")[7])
+    assert case_view.beat_offset(row, len(frame)) is None
