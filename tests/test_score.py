@@ -76,6 +76,13 @@ def test_model_file_scores_exactly_what_the_model_computes(cxr) -> None:
     assert df["flagged"].tolist() == (df["anomaly_percentile"] >= 95).tolist()
     assert (root / "model_scores.errors.csv").read_text().strip() == "case_id,path,reason"
     assert not (root / "model_scores.parquet.parts").exists()
+    # the score file says which DATA_DIR it scored, so the review app finds the cases' data after a move
+    moved = root / "elsewhere" / "scores.parquet"
+    moved.parent.mkdir()
+    out.rename(moved)
+    from medssl.review.queue import scores_data_dir
+
+    assert scores_data_dir(moved) == (root / "data").resolve()
 
 
 def test_encoder_checkpoint_fits_a_reference_scorer_on_the_train_split(cxr, capsys) -> None:

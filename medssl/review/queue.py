@@ -21,12 +21,12 @@ from medssl.progress import progress
 from medssl.review.errors import ReviewError
 from medssl.review.events import STATUSES, active_claims, case_states
 from medssl.review.models import Case, utcnow
+from medssl.scoring.parts import DATA_DIR_METADATA_KEY  # written by `medssl score`
 
 SCORE_COLUMNS: tuple[str, ...] = (
     "case_id", "patient_id", "domain", "anomaly_score", "anomaly_percentile", "flagged",
     "predicted_label", "predicted_proba", "model_id", "scored_at",
 )
-DATA_DIR_METADATA_KEY = b"medssl.data_dir"
 _CHUNK = 500
 
 

@@ -217,7 +217,7 @@ def score(
         start = first[c]
         frame, errors = _part_frame(manifest.iloc[start:start + chunk_size], start, res)
         write_part(parts, c, frame, res.embeddings, errors)
-    n_scored, n_flagged, n_errors = commit(parts, len(chunks), out, model.model_id, rule, emb_out, extra_errors)
+    n_scored, n_flagged, n_errors = commit(parts, len(chunks), out, model.model_id, rule, emb_out, extra_errors, data_dir)
     log.info("wrote %s: %d cases scored, %d flagged (%s), %d could not be scored (see %s)", out, n_scored,
              n_flagged, rule.describe(), n_errors, out.with_suffix(".errors.csv").name)
     return ScoreSummary(out, n_scored, n_flagged, n_errors, len(chunks), len(done), model.model_id)

@@ -42,6 +42,9 @@ PART_SCHEMA = pa.schema([
 ])
 
 
+DATA_DIR_METADATA_KEY = b"medssl.data_dir"  # score-file metadata: the DATA_DIR the cases come from
+
+
 @dataclass(frozen=True)
 class FlagRule:
     """How ``flagged`` is set: the ``top_k`` highest anomaly scores, or ``percentile >= percentile``."""
@@ -141,10 +144,12 @@ def _flags(parts_files: list[Path], rule: FlagRule) -> list[np.ndarray]:
 
 def commit(
     parts: Path, n_chunks: int, out: Path, model_id: str, rule: FlagRule, embeddings_out: Path | None,
-    extra_errors: pd.DataFrame,
+    extra_errors: pd.DataFrame, data_dir: Path | None = None,
 ) -> tuple[int, int, int]:
     """Stream the parts into ``out`` (+ embeddings, + errors file) atomically.
 
+    ``data_dir`` (the scored DATA_DIR) is recorded in the score file's Parquet metadata under
+    ``DATA_DIR_METADATA_KEY``, so the review app finds each case's data wherever the file is moved.
     Returns ``(n_scored, n_flagged, n_errors)``. Removes ``parts`` afterwards.
     """
     files = [part_path(parts, c) for c in range(n_chunks)]
@@ -164,7 +169,11 @@ def commit(
                 t = t.append_column("model_id", pa.array([model_id] * t.num_rows, type=pa.string()))
                 scores = t.select(list(SCORE_COLUMNS))
                 if "scores" not in writers:
-                    writers["scores"] = pq.ParquetWriter(tmp_scores, scores.schema)
+                    schema = scores.schema
+                    if data_dir is not None:
+                        meta = {**(schema.metadata or {}), DATA_DIR_METADATA_KEY: str(Path(data_dir).resolve()).encode()}
+                        schema = schema.with_metadata(meta)
+                    writers["scores"] = pq.ParquetWriter(tmp_scores, schema)
                 writers["scores"].write_table(scores)
                 if tmp_emb is not None:
                     emb = t.select(["case_id", "embedding"])
