@@ -105,6 +105,23 @@ def test_encoder_checkpoint_fits_a_reference_scorer_on_the_train_split(cxr, caps
     assert not (root / "x.parquet").exists()
 
 
+def test_a_small_reference_split_uses_fewer_neighbours_instead_of_failing(cxr, tmp_path, capsys) -> None:
+    root, manifest, _, encoder = cxr
+    from medssl.data import write_manifest
+
+    small = manifest.copy()
+    small["split"] = ["train"] * 6 + ["val"] * (len(small) - 6)  # 6 reference cases: k=10 cannot work
+    write_manifest(small, tmp_path / "data")
+    assert _score(encoder, tmp_path / "data", tmp_path / "s.parquet") == 0
+    assert "uses k=5 neighbours instead of 10" in capsys.readouterr().err
+    ckpt = load_checkpoint(encoder)
+    enc = create_encoder(ENCODER["name"], **ENCODER["kwargs"])
+    enc.load_state_dict(ckpt.states["encoder"])
+    emb = embed_all(enc, root / "data", manifest)
+    expected = create_scorer("knn", k=5).fit(emb[:6]).score(emb)
+    np.testing.assert_allclose(pd.read_parquet(tmp_path / "s.parquet")["anomaly_score"].to_numpy(), expected, rtol=1e-6)
+
+
 def test_flag_top_k_across_chunks_and_embeddings_file(cxr) -> None:
     root, manifest, model, _ = cxr
     out, emb_out = root / "top.parquet", root / "top_emb.parquet"

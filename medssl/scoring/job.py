@@ -46,6 +46,7 @@ from medssl.scoring.parts import (
 log = logging.getLogger(__name__)
 
 REFERENCE_SCORER = "knn"
+REFERENCE_K = 10  # neighbours of the reference kNN scorer (fewer when the reference split is small)
 ENGINES = ("local", "ray")
 
 
@@ -108,7 +109,11 @@ def _fit_reference_scorer(
     emb = np.concatenate(embs)
     if len(emb) < 2:
         raise DataError(f"only {len(emb)} {split!r} row(s) could be decoded; a reference scorer needs at least 2")
-    scorer = create_scorer(REFERENCE_SCORER).fit(torch.from_numpy(emb))
+    k = min(REFERENCE_K, len(emb) - 1)  # a small reference set: fewer neighbours, never a failure
+    if k < REFERENCE_K:
+        log.warning("only %d %r reference rows: the kNN anomaly scorer uses k=%d neighbours instead of %d",
+                    len(emb), split, k, REFERENCE_K)
+    scorer = create_scorer(REFERENCE_SCORER, k=k).fit(torch.from_numpy(emb))
     state = dict(scorer.state_dict())
     tmp = cache.with_name(f".part-{cache.name}.tmp")  # ".part-" temp names are swept on resume
     torch.save(state, tmp)
