@@ -156,6 +156,39 @@ def test_ecod_adds_evidence_over_dimensions() -> None:
     np.testing.assert_allclose(s[2], 6 * np.log(201), rtol=1e-12)  # beyond every value in all 6 columns
 
 
+def test_ecod_skew_tail_matches_hand_computed_weights() -> None:
+    # column 0: 1, 2, 3, 4 (skewness 0 -> weight 0); column 1: 0, 0, 0, 8: mean 2, m2 = 12,
+    # m3 = 48, skewness = 48 / 12^1.5 = 2 / sqrt(3), weight (power 2) = 4 / 3, right tail.
+    ref = np.array([[1.0, 0.0], [2.0, 0.0], [3.0, 0.0], [4.0, 8.0]])
+    scorer = ECODScorer(tail="skew").fit(ref)
+    np.testing.assert_allclose(scorer.weights_, [0.0, 4.0 / 3.0], atol=1e-12)
+    # (0, 9): col 1 right tail 1/5 -> 4/3 log 5; (100, 0): the symmetric column counts for nothing,
+    # col 1 right tail (4 + 1) / 5 -> 0; (2.5, 8): col 1 right tail (1 + 1) / 5
+    s = scorer.score(np.array([[0.0, 9.0], [100.0, 0.0], [2.5, 8.0]]))
+    np.testing.assert_allclose(s, [4 / 3 * np.log(5), 0.0, 4 / 3 * np.log(5 / 2)], atol=1e-12)
+    # a left-skewed column uses its left tail; skew_power=1 weighs by |skewness|
+    flipped = ECODScorer(tail="skew", skew_power=1.0).fit(-ref[:, 1:])
+    np.testing.assert_allclose(flipped.score(np.array([[-9.0], [9.0]])), [2 / np.sqrt(3) * np.log(5), 0.0], atol=1e-12)
+    with pytest.raises(ConfigError, match="tail must be one of"):
+        ECODScorer(tail="both")
+    with pytest.raises(ConfigError, match="skew_power"):
+        ECODScorer(tail="skew", skew_power=-1)
+
+
+def test_ecod_skew_tail_state_roundtrip_and_plain_state_stays_plain() -> None:
+    rng = np.random.default_rng(0)
+    ref = np.hstack([rng.normal(size=(300, 3)), rng.exponential(size=(300, 2))])
+    new = np.hstack([rng.normal(size=(40, 3)), rng.exponential(size=(40, 2))])
+    scorer = ECODScorer(tail="skew", skew_power=1.5, normalize="standard").fit(ref)
+    back = load_scorer("ecod", scorer.state_dict())
+    assert (back.tail, back.skew_power, back.normalize) == ("skew", 1.5, "standard")
+    np.testing.assert_array_equal(back.score(new), scorer.score(new))
+    plain = ECODScorer().fit(ref)
+    assert "weights" not in plain.state_dict()  # plain ECOD states keep their old keys
+    assert load_scorer("ecod", plain.state_dict()).tail == "ecod"
+    np.testing.assert_array_equal(load_scorer("ecod", plain.state_dict()).score(new), plain.score(new))
+
+
 def test_ensemble_members_on_column_blocks_and_rank_average() -> None:
     rng = np.random.default_rng(0)
     ref = np.hstack([_cloud(300, 4), rng.normal(size=(300, 3))])

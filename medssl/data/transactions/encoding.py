@@ -105,3 +105,25 @@ def encode_rows(rows: pd.DataFrame, prep: dict[str, Any]) -> np.ndarray:
     if not cols:
         return np.zeros((len(rows), 0), dtype=np.float32)
     return np.stack(cols, axis=1).astype(np.float32)
+
+
+def one_hot_categoricals(x: np.ndarray, prep: dict[str, Any]) -> np.ndarray:
+    """Encoded rows ``(N, F)`` (layout above, history-free) with each categorical index column
+    replaced by one 0/1 column per category, including the "unknown" index 0:
+    ``(N, n_numeric + sum(cardinalities))``.
+
+    For consumers that read columns as magnitudes (distance- and tail-based anomaly scorers,
+    linear models): an index such as ``3`` for TRANSFER is not "more" than ``1`` for CASH_IN.
+    Indices outside ``[0, cardinality)`` count as unknown (0).
+    """
+    x = np.asarray(x)
+    n_num, cards = int(prep["n_numeric"]), [int(c) for c in prep["cardinalities"]]
+    if x.ndim != 2 or x.shape[1] != n_num + len(cards):
+        raise DataError(f"expected encoded rows of width {n_num + len(cards)} (n_numeric {n_num} + "
+                        f"{len(cards)} categorical), got shape {x.shape}")
+    blocks = [x[:, :n_num].astype(np.float32)]
+    for j, card in enumerate(cards):
+        idx = np.rint(x[:, n_num + j]).astype(np.int64)
+        idx = np.where((idx >= 0) & (idx < card), idx, 0)
+        blocks.append(np.eye(card, dtype=np.float32)[idx])
+    return np.concatenate(blocks, axis=1)
