@@ -83,6 +83,24 @@ def test_queue_lists_flagged_cases_of_a_real_score_file(engine, scores: Path) ->
         list_queue(engine, status="done")
 
 
+def test_a_score_file_reusing_ids_of_other_cases_is_refused_and_nothing_changes(engine, tmp_path: Path, scores: Path) -> None:
+    import_scores(engine, scores)
+    df = pd.read_parquet(scores)
+    before = get_case(engine, df["case_id"][0])
+    other = df.assign(domain="transactions", anomaly_score=df["anomaly_score"] + 1.0)  # same ids, other data
+    other.iloc[:3].to_parquet(tmp_path / "other.parquet")
+    with pytest.raises(ReviewError, match=r"3 case id\(s\) of this score file already belong to other cases"):
+        import_scores(engine, tmp_path / "other.parquet", data_dir=scores.parent)
+    df.iloc[:2].to_parquet(tmp_path / "moved.parquet")  # same cases, another data folder
+    with pytest.raises(ReviewError, match="--db"):
+        import_scores(engine, tmp_path / "moved.parquet", data_dir=tmp_path)
+    assert get_case(engine, df["case_id"][0]) == before  # nothing was overwritten
+    rescored = df.assign(anomaly_score=df["anomaly_score"] * 2)  # the same cases re-scored: an update
+    rescored.to_parquet(tmp_path / "rescored.parquet")
+    assert import_scores(engine, tmp_path / "rescored.parquet", data_dir=scores.parent) == 60
+    assert get_case(engine, df["case_id"][0])["score"] == pytest.approx(2 * before["score"])
+
+
 def test_bad_score_file_is_refused_with_a_clear_message(engine, tmp_path: Path, scores: Path) -> None:
     with pytest.raises(DataError, match="does not exist"):
         import_scores(engine, tmp_path / "missing.parquet")
