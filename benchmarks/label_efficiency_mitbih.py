@@ -7,8 +7,11 @@
    N, S, V and F (S and F beats sit in a handful of records; the rule looks at label counts only,
    never at any model's result). Q beats (paced/unclassifiable, 15 in DS1) are left unlabelled;
 3. pretrain the same ts2vec_tcn encoder twice on the train records, labels unused:
-   MICLe (configs/mitdb_micle.yaml; positives = two different beats of the same record) and
-   SimCLR (configs/mitdb_simclr.yaml; two augmentations of one beat), the same CPU step budget;
+   MICLe (configs/mitdb_micle.yaml; positives = two different beats of the same record: one of
+   the 5 beats of the record nearest to the anchor in input space, other beats of the record kept
+   as negatives -- the paper's random partner pulls a record's rare ectopic beats onto its normal
+   ones) and SimCLR (configs/mitdb_simclr.yaml; two augmentations of one beat), the same step
+   budget, batch, encoder, augmentations, optimizer and seed;
 4. few labels: 1% of the train beats, stratified per class with at least 5 beats per class
    (seeds 0, 1, 2; the same beats for every method):
    - ``micle_linear`` / ``simclr_linear``: frozen encoder + class-balanced logistic regression;
@@ -19,7 +22,7 @@
 
 Target: macro-F1 of micle_linear >= simclr_linear (mean over seeds).
 
-    .venv/bin/python benchmarks/label_efficiency_mitbih.py [--pretrain-steps 60] [--pretrain-batch 64] [--epochs 15] [--quick]
+    .venv/bin/python benchmarks/label_efficiency_mitbih.py [--pretrain-steps 300] [--pretrain-batch 64] [--epochs 15] [--quick]
 """
 
 from __future__ import annotations
@@ -92,7 +95,7 @@ def stratified_beats(labels: np.ndarray, pool: np.ndarray, fraction: float, floo
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", type=Path, default=Path("/tmp/medssl_bench_mitbih"), help="scratch folder (data, runs)")
-    parser.add_argument("--pretrain-steps", type=int, default=60, help="optimizer steps of each pretraining")
+    parser.add_argument("--pretrain-steps", type=int, default=300, help="optimizer steps of each pretraining")
     parser.add_argument("--pretrain-batch", type=int, default=64)
     parser.add_argument("--fraction", type=float, default=0.01, help="labelled fraction of the train beats")
     parser.add_argument("--epochs", type=int, default=15, help="max epochs of training from scratch")

@@ -157,3 +157,34 @@ def test_pretrain_ts2vec_and_micle_on_beats(beats: Path, tmp_path: Path) -> None
         assert main(["-q", "pretrain", "--data", str(beats), "--out", str(run), "--config", str(REPO / f"configs/mitdb_{method}.yaml"),
                      "--max-steps", "2", "--batch-size", "16", "--limit-cases", "64", "--accelerator", "cpu"]) == 0
         assert (run / "checkpoint.pt").is_file()
+
+
+def test_nearest_partner_keeps_ectopic_beats_with_their_kind(beats: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Record 106 has hundreds of V beats among normal ones: a random same-record partner of a V beat
+    is mostly N; the nearest-in-input-space partner is a V beat of the same record."""
+    from medssl.data.pairs import PairDataset
+    from medssl.train import pretrain as pretrain_module
+
+    m = read_manifest(beats)
+    ds = get_domain("signals").make_dataset(beats, m, None)
+    pairs = PairDataset(ds, m["patient_id"], lambda x: x, pairing="patient", partner="nearest", partner_k=5)
+    labels, record = m["label"].to_numpy(), m["patient_id"].astype(str).to_numpy()
+    v_rows = np.flatnonzero(labels == "V")
+    assert len(v_rows) > 100
+    nearest = [pairs.nearest_cases(int(i)) for i in v_rows]
+    assert all(len(n) == 5 and (record[n.numpy()] == record[i]).all() and i not in n.tolist() for i, n in zip(v_rows, nearest))
+    same_kind = np.mean([labels[n[0]] == "V" for n in nearest])
+    random_kind = np.mean([(labels[(record == record[i]) & (np.arange(len(m)) != i)] == "V").mean() for i in v_rows])
+    assert same_kind > 0.9 and random_kind < 0.5
+    # pretrain hands the method's partner options to the pair dataset
+    seen: dict[str, object] = {}
+
+    class Spy(PairDataset):
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            super().__init__(*args, **kwargs)
+            seen.update(kwargs, pairing=self.pairing)
+
+    monkeypatch.setattr(pretrain_module, "PairDataset", Spy)
+    assert main(["-q", "pretrain", "--data", str(beats), "--out", str(tmp_path / "run"), "--config", str(REPO / "configs/mitdb_micle.yaml"),
+                 "--max-steps", "1", "--batch-size", "16", "--limit-cases", "64", "--accelerator", "cpu"]) == 0
+    assert seen == {"partner": "nearest", "partner_k": 5, "partner_prob": 1.0, "pairing": "patient"}
