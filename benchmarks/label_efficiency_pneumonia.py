@@ -21,6 +21,8 @@ one at 100%. torch runs on one thread and one DataLoader worker makes the augmen
 shared machine two OpenMP threads on 28 px images were 4-8x *slower* than one (they wait on each
 other), and the augmentation then overlaps the training step. A finished pretraining run in
 ``--work`` with the same config is reused (``DONE.json`` records its config and seconds).
+"""
+
 from __future__ import annotations
 
 import argparse
