@@ -92,6 +92,23 @@ def test_knn_matches_hand_computed_distances() -> None:
     assert 1.5 in scorer.reference_scores_.tolist()
 
 
+def test_knn_equals_sklearn_brute_force_at_scale_including_leave_one_out() -> None:
+    """Past the sizes where torch.cdist switches to its matrix-product path (float32)."""
+    from sklearn.neighbors import NearestNeighbors
+
+    ref, query = _cloud(600, 32), _cloud(700, 32) * 1.5 + 0.3
+    scorer = KNNDistanceScorer(k=7).fit(ref)
+    dist, _ = NearestNeighbors(n_neighbors=7).fit(ref).kneighbors(query)
+    np.testing.assert_allclose(scorer.score(query), dist.mean(axis=1), rtol=1e-5)
+    loo, _ = NearestNeighbors(n_neighbors=8).fit(ref).kneighbors(ref)
+    np.testing.assert_allclose(scorer.reference_scores_, np.sort(loo[:, 1:].mean(axis=1)), rtol=1e-5)
+    # a tight cloud far from the origin (untrained encoders give such embeddings): float32 must
+    # not lose the distances to cancellation
+    far_ref, far_query = 50.0 + 1e-3 * ref, 50.0 + 1e-3 * query
+    dist, _ = NearestNeighbors(n_neighbors=7).fit(far_ref).kneighbors(far_query)
+    np.testing.assert_allclose(KNNDistanceScorer(k=7).fit(far_ref).score(far_query), dist.mean(axis=1), rtol=1e-5)
+
+
 def test_mahalanobis_matches_scipy_formula() -> None:
     ref = _cloud(200, 4)
     scorer = MahalanobisScorer(estimator="empirical").fit(ref)

@@ -29,7 +29,6 @@ import torch
 from sklearn.covariance import EmpiricalCovariance, LedoitWolf
 from sklearn.decomposition import PCA
 from sklearn.ensemble import IsolationForest
-from sklearn.neighbors import NearestNeighbors
 
 from medssl.errors import ConfigError, DataError
 from medssl.registry import Registry
@@ -167,9 +166,29 @@ def _register(cls: type[S]) -> type[S]:
     return cls
 
 
+def knn_mean_distance(query: np.ndarray, reference: torch.Tensor, k: int, skip_self: bool = False) -> np.ndarray:
+    """Mean Euclidean distance ``(N,)`` float64 from each row of ``query`` ``(N, D)`` to its ``k``
+    nearest rows of ``reference`` ``(M, D)`` float32.
+
+    Exact brute force with ``torch.cdist`` + ``torch.topk`` in float32 (about twice as fast as
+    sklearn's float64 brute force on CPU; distances agree to ~1e-6 relative), in query blocks
+    of at most ~16M distances so memory stays bounded. ``skip_self`` drops the nearest hit (the
+    query itself when ``query`` is ``reference``: leave-one-out).
+    """
+    q = torch.from_numpy(np.ascontiguousarray(query, dtype=np.float32))
+    kk = k + 1 if skip_self else k
+    step = max(1, (1 << 24) // max(1, len(reference)))
+    out = []
+    with torch.inference_mode():
+        for start in range(0, len(q), step):
+            nearest = torch.topk(torch.cdist(q[start:start + step], reference), kk, dim=1, largest=False).values
+            out.append((nearest[:, 1:] if skip_self else nearest).double().mean(dim=1))
+    return torch.cat(out).numpy() if out else np.zeros(0)
+
+
 @_register
 class KNNDistanceScorer(AnomalyScorer):
-    """Mean Euclidean distance to the ``k`` nearest reference embeddings (sklearn NearestNeighbors).
+    """Mean Euclidean distance to the ``k`` nearest reference embeddings (``knn_mean_distance``).
 
     Reference scores are leave-one-out (each reference case's own row is excluded), so the
     percentiles of new cases and of reference cases are on the same footing.
@@ -183,24 +202,28 @@ class KNNDistanceScorer(AnomalyScorer):
             raise ConfigError(f"k must be a positive number of neighbours, got {k}")
         self.k = int(k)
         self.reference_: np.ndarray | None = None
-        self._nn: NearestNeighbors | None = None
+        self._reference32: torch.Tensor | None = None
+        self._center: np.ndarray | None = None
 
-    def _index(self) -> NearestNeighbors:
-        if self._nn is None:
-            self._nn = NearestNeighbors(n_neighbors=self.k).fit(self.reference_)
-        return self._nn
+    def _index(self) -> torch.Tensor:
+        """The reference in float32, centred on its mean (in float64 first): distances do not
+        change, but float32 keeps its precision when embeddings sit far from the origin."""
+        if self._reference32 is None:
+            self._center = self.reference_.mean(axis=0)
+            self._reference32 = torch.from_numpy(np.ascontiguousarray(self.reference_ - self._center, dtype=np.float32))
+        return self._reference32
 
     def _fit(self, x: np.ndarray) -> np.ndarray:
         if len(x) <= self.k:
             raise DataError(f"kNN scorer with k={self.k} needs more than {self.k} reference cases, got {len(x)}")
         self.reference_ = x
-        self._nn = None
-        dist, _ = NearestNeighbors(n_neighbors=self.k + 1).fit(x).kneighbors(x)
-        return dist[:, 1:].mean(axis=1)  # column 0 is the point itself (distance 0)
+        self._reference32 = None
+        reference = self._index()
+        return knn_mean_distance(x - self._center, reference, self.k, skip_self=True)
 
     def _score(self, x: np.ndarray) -> np.ndarray:
-        dist, _ = self._index().kneighbors(x)
-        return dist.mean(axis=1)
+        reference = self._index()
+        return knn_mean_distance(x - self._center, reference, self.k)
 
     def _state(self) -> dict[str, torch.Tensor]:
         return {"k": _t(self.k), "reference": _t(self.reference_)}
