@@ -170,18 +170,23 @@ def knn_mean_distance(query: np.ndarray, reference: torch.Tensor, k: int, skip_s
     """Mean Euclidean distance ``(N,)`` float64 from each row of ``query`` ``(N, D)`` to its ``k``
     nearest rows of ``reference`` ``(M, D)`` float32.
 
-    Exact brute force with ``torch.cdist`` + ``torch.topk`` in float32 (about twice as fast as
-    sklearn's float64 brute force on CPU; distances agree to ~1e-6 relative), in query blocks
-    of at most ~16M distances so memory stays bounded. ``skip_self`` drops the nearest hit (the
-    query itself when ``query`` is ``reference``: leave-one-out).
+    Exact brute force in float32: squared distances ``|q|^2 - 2 q.r + |r|^2`` from one matrix
+    product (``torch.addmm``), ``torch.topk`` of the smallest, square roots of those ``k`` only.
+    About 2-3x faster than sklearn's float64 brute force on CPU; distances agree to ~1e-6
+    relative when the data are centred (the caller centres on the reference mean). Query blocks
+    of at most ~16M distances keep memory bounded. ``skip_self`` drops the nearest hit (the query
+    itself when ``query`` is ``reference``: leave-one-out).
     """
     q = torch.from_numpy(np.ascontiguousarray(query, dtype=np.float32))
     kk = k + 1 if skip_self else k
     step = max(1, (1 << 24) // max(1, len(reference)))
     out = []
     with torch.inference_mode():
+        ref_sq = (reference * reference).sum(dim=1).unsqueeze(0)  # (1, M)
         for start in range(0, len(q), step):
-            nearest = torch.topk(torch.cdist(q[start:start + step], reference), kk, dim=1, largest=False).values
+            block = q[start:start + step]
+            sq = torch.addmm(ref_sq, block, reference.T, alpha=-2.0).add_((block * block).sum(dim=1, keepdim=True))
+            nearest = torch.topk(sq, kk, dim=1, largest=False).values.clamp_min_(0.0).sqrt_()
             out.append((nearest[:, 1:] if skip_self else nearest).double().mean(dim=1))
     return torch.cat(out).numpy() if out else np.zeros(0)
 
