@@ -99,14 +99,19 @@ def test_knn_equals_sklearn_brute_force_at_scale_including_leave_one_out() -> No
     ref, query = _cloud(600, 32), _cloud(700, 32) * 1.5 + 0.3
     scorer = KNNDistanceScorer(k=7).fit(ref)
     dist, _ = NearestNeighbors(n_neighbors=7).fit(ref).kneighbors(query)
-    np.testing.assert_allclose(scorer.score(query), dist.mean(axis=1), rtol=1e-5)
+    np.testing.assert_allclose(scorer.score(query), dist.mean(axis=1), rtol=1e-9)
     loo, _ = NearestNeighbors(n_neighbors=8).fit(ref).kneighbors(ref)
-    np.testing.assert_allclose(scorer.reference_scores_, np.sort(loo[:, 1:].mean(axis=1)), rtol=1e-5)
+    np.testing.assert_allclose(scorer.reference_scores_, np.sort(loo[:, 1:].mean(axis=1)), rtol=1e-9)
     # a tight cloud far from the origin (untrained encoders give such embeddings): float32 must
     # not lose the distances to cancellation
-    far_ref, far_query = 50.0 + 1e-3 * ref, 50.0 + 1e-3 * query
-    dist, _ = NearestNeighbors(n_neighbors=7).fit(far_ref).kneighbors(far_query)
-    np.testing.assert_allclose(KNNDistanceScorer(k=7).fit(far_ref).score(far_query), dist.mean(axis=1), rtol=1e-5)
+    # not lose the distances to cancellation, nor turn exact duplicates (queries that are
+    # reference rows) into rounding noise
+    far_ref = 50.0 + 1e-3 * ref
+    far_query = np.concatenate([50.0 + 1e-3 * query, far_ref[:50]])
+    from scipy.spatial.distance import cdist  # differences first: exact where sklearn's GEMM trick is not
+
+    exact = np.sort(cdist(far_query, far_ref), axis=1)[:, :7].mean(axis=1)
+    np.testing.assert_allclose(KNNDistanceScorer(k=7).fit(far_ref).score(far_query), exact, rtol=1e-9)
 
 
 def test_mahalanobis_matches_scipy_formula() -> None:
