@@ -260,9 +260,10 @@ def test_transaction_entity_history_holds_only_that_entitys_rows(store: str, pay
 def test_a_case_whose_data_is_not_here_shows_an_info_message(tmp_path: Path, store: str, ehr: Scored) -> None:
     top = _top_flagged(ehr)
     engine = make_engine(store)
-    elsewhere = tmp_path / "scores-only" / "scores.parquet"  # a score file with no manifest beside it
+    # a score file that records no data folder (another tool wrote it) and has no manifest beside it
+    elsewhere = tmp_path / "scores-only" / "scores.parquet"
     elsewhere.parent.mkdir()
-    shutil.copy(ehr.scores, elsewhere)
+    pd.read_parquet(ehr.scores).to_parquet(elsewhere, index=False)  # drops medssl.data_dir
     import_scores(engine, elsewhere)
     at = _open_from_queue(top["case_id"])
     assert _infos(at) == ["This case's data folder is not known here; start the app with `--data DATA_DIR` to see the case."]
@@ -277,10 +278,15 @@ def test_a_case_whose_data_is_not_here_shows_an_info_message(tmp_path: Path, sto
     assert _infos(at) == ["This case's data folder is not known here; start the app with `--data DATA_DIR` to see the case."]
 
 
-def test_a_case_dropped_by_a_new_ingest_shows_an_info_message(tmp_path: Path, store: str, ehr: Scored) -> None:
+def test_a_case_dropped_by_a_new_ingest_shows_an_info_message(tmp_path: Path, ehr: Scored, monkeypatch) -> None:
     copy = tmp_path / "data"
     shutil.copytree(ehr.data_dir, copy)
-    import_scores(make_engine(store), ehr.scores, copy)
+    url = f"sqlite:///{tmp_path / 'copy.db'}"  # its own store: the copy's cases are the ones reviewed here
+    engine = make_engine(url)
+    add_user(engine, "dr_lee", "clinician", "lee-password")
+    import_scores(engine, ehr.scores, copy)
+    monkeypatch.setenv("MEDSSL_DB", url)
+    monkeypatch.delenv("MEDSSL_EMBEDDINGS", raising=False)
     scores = pd.read_parquet(ehr.scores)
     last = scores.sort_values("case_id")["case_id"].iloc[-1]  # not among the first 10 stay files
     at = _open_directly(_signed_in(), last)

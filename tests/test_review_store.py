@@ -95,6 +95,14 @@ def test_a_score_file_reusing_ids_of_other_cases_is_refused_and_nothing_changes(
     with pytest.raises(ReviewError, match="--db"):
         import_scores(engine, tmp_path / "moved.parquet", data_dir=tmp_path)
     assert get_case(engine, df["case_id"][0]) == before  # nothing was overwritten
+    # a data folder that was moved (the old one is gone): same cases, the new folder is recorded
+    moved_store = make_engine(f"sqlite:///{tmp_path / 'moved.db'}")
+    old_dir, new_dir = tmp_path / "old_data", tmp_path / "new_data"
+    old_dir.mkdir()
+    import_scores(moved_store, tmp_path / "moved.parquet", data_dir=old_dir)
+    old_dir.rename(new_dir)
+    assert import_scores(moved_store, tmp_path / "moved.parquet", data_dir=new_dir) == 2
+    assert get_case(moved_store, df["case_id"][0])["data_dir"] == str(new_dir.resolve())
     rescored = df.assign(anomaly_score=df["anomaly_score"] * 2)  # the same cases re-scored: an update
     rescored.to_parquet(tmp_path / "rescored.parquet")
     assert import_scores(engine, tmp_path / "rescored.parquet", data_dir=scores.parent) == 60

@@ -68,7 +68,7 @@ def import_scores(engine: Engine, scores_path: str | Path, data_dir: str | Path 
     """Upsert every case of the score file into ``cases``; returns the number of rows read.
 
     Raises ``ReviewError`` (nothing imported) when a case id already names a different case
-    (another domain, patient or data folder).
+    (another domain or patient, or another data folder that still exists).
 
     ``data_dir`` (where the case's data can be read for the case view) defaults to
     :func:`scores_data_dir`.
@@ -104,9 +104,10 @@ def import_scores(engine: Engine, scores_path: str | Path, data_dir: str | Path 
 def _refuse_id_clashes(engine: Engine, records: list[dict[str, Any]]) -> None:
     """Refuse a score file whose case ids already name *other* cases in the store.
 
-    Re-scoring the same cases (same domain, patient and data folder) updates them; but an id that
-    the store holds for a different domain, patient or DATA_DIR (e.g. two transaction files whose
-    ids are both plain row numbers) would silently move earlier decisions onto another case.
+    Re-scoring the same cases (same domain and patient) updates them, also from a data folder
+    that was moved (the old one no longer exists). But an id that the store holds for a different
+    domain or patient, or for another data folder that is still there (e.g. two transaction files
+    whose ids are both plain row numbers), would silently move earlier decisions onto another case.
     """
     clashes: list[str] = []
     for start in range(0, len(records), _CHUNK):
@@ -115,14 +116,15 @@ def _refuse_id_clashes(engine: Engine, records: list[dict[str, Any]]) -> None:
         with engine.connect() as conn:
             for case_id, domain, patient_id, data_dir in conn.execute(query):
                 new = batch[case_id]
-                same_dir = data_dir is None or new["data_dir"] is None or data_dir == new["data_dir"]
+                same_dir = (data_dir is None or new["data_dir"] is None or data_dir == new["data_dir"]
+                            or not Path(data_dir).exists())  # the folder was moved: same cases
                 if domain != new["domain"] or patient_id != new["patient_id"] or not same_dir:
                     clashes.append(case_id)
     if clashes:
         shown = ", ".join(repr(c) for c in clashes[:5]) + (f" and {len(clashes) - 5} more" if len(clashes) > 5 else "")
         raise ReviewError(
             f"{len(clashes)} case id(s) of this score file already belong to other cases in the review store "
-            f"(different domain, patient or data folder): {shown}. Nothing was imported, so no decision can "
+            f"(different domain or patient, or another data folder that still exists): {shown}. Nothing was imported, so no decision can "
             "end up on the wrong case. Give the cases unique ids (e.g. `medssl ingest transactions --id-col`) "
             "or use a separate review store (--db)"
         )
