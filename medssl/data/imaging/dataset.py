@@ -177,9 +177,11 @@ def scale_intensity_batch(pixels: np.ndarray, preprocessing: dict[str, Any]) -> 
     return out.reshape(pixels.shape)
 
 
-def _grey(image: np.ndarray) -> np.ndarray:
-    """An npz image ``(H, W)``, ``(H, W, 1)`` or ``(H, W, 3)`` as ``(H, W)`` luminance (ITU-R 601)."""
-    if image.ndim == 3:
+def _grey(image: np.ndarray, grey_ndim: int = 2) -> np.ndarray:
+    """npz pixels ``(..., H, W)``, ``(..., H, W, 1)`` or ``(..., H, W, 3)`` as ``(..., H, W)``
+    luminance (ITU-R 601); ``grey_ndim`` is the number of dimensions of a grey input (2 for one
+    image, 3 for a batch)."""
+    if image.ndim == grey_ndim + 1:
         if image.shape[2] == 1:
             return image[..., 0]
         return image[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
@@ -259,18 +261,14 @@ class ImagingDataset(Dataset):
 
     def _npz_batch(self, key: tuple[str, str], rows: list[int]) -> list[torch.Tensor] | None:
         """``(1, S, S)`` tensors of the npz ``rows`` of one array, or ``None`` to go one by one."""
-        if key not in self._arrays:
-            try:
-                self._decode(rows[0])  # loads the array (or raises a ReaderError naming the case)
-            except ReaderError:
-                return None  # one by one, so the error names the case
-        array = self._arrays[key]
+        try:
+            array = self._npz_array(rows[0])
+        except ReaderError:
+            return None  # one by one, so the error names the case
         idx = np.asarray([self._indices[r] for r in rows], dtype=np.int64)
         if len(idx) == 0 or idx.min() < -len(array) or idx.max() >= len(array):
             return None
-        images = array[idx]
-        if images.ndim == 4:
-            images = images[..., 0] if images.shape[3] == 1 else images[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+        images = _grey(array[idx], grey_ndim=3)
         if images.ndim != 3:
             return None
         scaled = scale_intensity_batch(images, self.preprocessing)
@@ -281,17 +279,21 @@ class ImagingDataset(Dataset):
             return list(batch)
         return [to_square(image, self.size) for image in scaled]
 
+    def _npz_array(self, index: int) -> np.ndarray:
+        """The whole npz array row ``index`` lives in, loaded once per process (``ReaderError``)."""
+        key = (self._paths[index], self._keys[index])
+        if key not in self._arrays:
+            from medssl.data.imaging.npz import load_npz_array
+
+            self._arrays[key] = load_npz_array(*key)
+        return self._arrays[key]
+
     def _decode(self, index: int) -> np.ndarray:
         """Raw grey pixels ``(H, W)`` of row ``index``; ``ReaderError`` names the case on failure."""
         fmt, path = self._formats[index], self._paths[index]
         try:
             if fmt == "npz":
-                key = (path, self._keys[index])
-                if key not in self._arrays:
-                    from medssl.data.imaging.npz import load_npz_array
-
-                    self._arrays[key] = load_npz_array(path, self._keys[index])
-                return _grey(self._arrays[key][self._indices[index]])
+                return _grey(self._npz_array(index)[self._indices[index]])
             if fmt == "image":
                 from medssl.data.imaging.images import read_image_pixels
 
