@@ -206,8 +206,10 @@ def test_partner_prob_mixes_same_patient_partners_with_self_views() -> None:
     never = PairDataset(_Indexed(6), PATIENTS, lambda x: x.clone(), pairing="patient", partner_prob=0.0)
     assert {int(never[i]["view2"][0, 0, 0]) for i in range(6) for _ in range(5)} == set(range(6)) and all(
         int(never[i]["view2"][0, 0, 0]) == i for i in range(6))
-    for bad in ({"partner": "farthest"}, {"partner_k": 0}, {"partner_prob": 1.5}):
-        with pytest.raises(ValueError):
+    for bad, message in (({"partner": "farthest"}, "partner must be one of .* got 'farthest'"),
+                         ({"partner_k": 0}, "partner_k must be >= 1, got 0"),
+                         ({"partner_prob": 1.5}, r"partner_prob must be in \[0, 1\], got 1.5")):
+        with pytest.raises(ValueError, match=message):
             PairDataset(_Indexed(6), PATIENTS, lambda x: x, pairing="patient", **bad)
 
 
