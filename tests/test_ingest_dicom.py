@@ -300,7 +300,8 @@ def test_cli_rejects_a_folder_without_images(tmp_path: Path, capsys) -> None:
 
 
 def test_cli_help_explains_the_command(capsys) -> None:
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as exc:
         main(["ingest", "dicom", "--help"])
+    assert exc.value.code == 0
     text = capsys.readouterr().out
     assert "--pseudonymize-key" in text and "errors.csv" in text and os.linesep in text
