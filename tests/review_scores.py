@@ -1,9 +1,13 @@
 """Real score files for the review-store and app tests, built from the real PneumoniaMNIST arrays.
 
-Until ``medssl score`` can be called here, the scores come from a small real model fitted on the
-real train images: the anomaly score is the pixel-space distance of a validation image from the
-mean normal (label 0) train image, and a logistic regression on the pixels gives the predicted
-label and probability. The score file has exactly the ``medssl score`` columns (DESIGN.md).
+``medssl score`` exists (tested in test_score.py; test_app_case_domains.py runs pretrain -> score
+for every domain), but it needs a trained model file. These review fixtures instead use a small real
+model fitted in seconds on the real train images, whose outputs the review tests can recompute:
+the anomaly score is the pixel-space distance of a validation image from the mean normal (label 0)
+train image, and a logistic regression on the pixels gives the predicted label and probability.
+The score file has exactly the ``medssl score`` columns (DESIGN.md); unlike ``medssl score`` output,
+``scored_at`` is an ISO-8601 string and the file records no ``medssl.data_dir`` metadata (the review
+store finds the manifest beside the score file).
 """
 
 from __future__ import annotations
