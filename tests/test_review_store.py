@@ -261,3 +261,18 @@ def test_users_add_without_a_terminal_says_how_to_pass_the_password(tmp_path: Pa
     assert "--password-stdin" in done.stderr.strip().splitlines()[-1]
     piped = subprocess.run([*cmd, "--password-stdin"], input="lee-password\n", capture_output=True, text=True, timeout=120)
     assert piped.returncode == 0, piped.stderr
+
+
+@pytest.mark.parametrize("kind", ["unknown_dialect", "not_a_database", "folder_is_a_file"])
+def test_unusable_db_urls_end_in_one_error_line(tmp_path: Path, capsys, kind: str) -> None:
+    not_db = tmp_path / "notes.txt"
+    not_db.write_text("not a database\n" * 100)
+    url, expected = {
+        "unknown_dialect": ("garbage://host/db", "unknown database kind 'garbage'"),
+        "not_a_database": (f"sqlite:///{not_db}", "file is not a database"),
+        "folder_is_a_file": (f"sqlite:///{not_db}/review.db", "cannot create the folder"),
+    }[kind]
+    assert main(["users", "list", "--db", url]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("medssl: error: --db") and expected in err[0]
+    assert not_db.read_text() == "not a database\n" * 100  # left as it was

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, DatabaseError, NoSuchModuleError
 
 from medssl.errors import ConfigError
 
@@ -46,7 +46,7 @@ def make_engine(url: str | None = None) -> Engine:
     """An engine for ``url`` (default: :func:`default_db_url`) with the tables created.
 
     ``sqlite:///path/review.db`` (parent folder created) or ``postgresql+psycopg://user@host/db``
-    (needs the ``postgres`` extra). A malformed URL raises ``ConfigError``.
+    (needs the ``postgres`` extra). A malformed, unknown or unusable URL raises ``ConfigError``.
     """
     from medssl.review.models import create_tables
 
@@ -60,7 +60,11 @@ def make_engine(url: str | None = None) -> Engine:
         ) from None
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            folder = Path(parsed.database).expanduser().parent
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ConfigError(f"--db {url!r}: cannot create the folder {folder} ({exc.strerror})") from None
         engine = create_engine(
             parsed, connect_args={"timeout": BUSY_TIMEOUT_S, "check_same_thread": False}
         )
@@ -74,5 +78,14 @@ def make_engine(url: str | None = None) -> Engine:
                 f"the database driver for {parsed.drivername!r} is not installed ({exc.name}); "
                 "install it, e.g. pip install 'medssl[postgres]'"
             ) from None
-    create_tables(engine)
+        except NoSuchModuleError:
+            raise ConfigError(
+                f"--db {url!r}: unknown database kind {parsed.drivername!r}; use sqlite:///path/review.db "
+                "or postgresql+psycopg://user@host/dbname"
+            ) from None
+    try:
+        create_tables(engine)
+    except DatabaseError as exc:  # cannot connect, or the file is not a SQLite database
+        reason = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else type(exc.orig).__name__
+        raise ConfigError(f"--db {engine.url!r} cannot be used as the review store: {reason}") from None
     return engine
