@@ -144,6 +144,14 @@ def test_bad_input_gives_one_clear_line(small_data: Path, tmp_path: Path, capsys
     fails(["pretrain", "--data", str(small_data), "--out", out, "--config", str(yaml)], "temprature")
     yaml.write_text("encoder: small_cnn\nencoder_options: {depth: 3}\n")
     fails(["pretrain", "--data", str(small_data), "--out", out, "--config", str(yaml)], "depth")
+    # values of the right name but the wrong type or range: one line, not a traceback in training
+    yaml.write_text("method: byol\nmethod_options: {momentum: abc}\n")
+    fails(["pretrain", "--data", str(small_data), "--out", out, "--config", str(yaml)],
+          "method_options.momentum of method 'byol' must be float, got 'abc'")
+    yaml.write_text("method: micle\nmethod_options: {partner: nearst}\n")
+    fails(["pretrain", "--data", str(small_data), "--out", out, "--config", str(yaml)], "partner must be one of")
+    yaml.write_text("encoder: small_cnn\nencoder_options: {width: 0}\n")
+    fails(["pretrain", "--data", str(small_data), "--out", out, "--config", str(yaml)], "width >= 1")
     assert not (tmp_path / "run" / "checkpoint.pt").exists()
 
 

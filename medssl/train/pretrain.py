@@ -18,6 +18,7 @@ import lightning as L
 import pandas as pd
 import torch
 from lightning.pytorch.strategies import DDPStrategy
+from pydantic import TypeAdapter, ValidationError
 from torch.utils.data import DataLoader
 
 import medssl.encoders.builtin  # noqa: F401  (registers the built-in encoders)
@@ -60,9 +61,12 @@ def training_rows(manifest: pd.DataFrame, limit_cases: int | None, seed: int) ->
     return rows.reset_index(drop=True)
 
 
-def _check_kwargs(kind: str, name: str, factory: Callable[..., Any], given: dict[str, Any], key: str) -> None:
-    """Raise ``ConfigError`` when ``given`` names an argument ``factory`` does not take."""
-    params = inspect.signature(factory).parameters
+def _check_kwargs(
+    kind: str, name: str, factory: Callable[..., Any], given: dict[str, Any], key: str, typed: dict[str, Any] | None = None
+) -> None:
+    """Raise ``ConfigError`` when ``given`` names an argument ``factory`` does not take, or when a
+    value of ``typed`` (the user's own options) does not fit the argument's annotation."""
+    params = inspect.signature(factory, eval_str=True).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         return
     accepted = [n for n in params if n not in ("self", "encoder")]
@@ -71,6 +75,17 @@ def _check_kwargs(kind: str, name: str, factory: Callable[..., Any], given: dict
         raise ConfigError(
             f"{key} has option(s) {unknown} that {kind} {name!r} does not take; it accepts {accepted}"
         )
+    for option, value in (typed or {}).items():
+        annotation = params[option].annotation
+        if annotation is inspect.Parameter.empty:
+            continue
+        try:
+            TypeAdapter(annotation).validate_python(value, strict=True)
+        except ValidationError:
+            raise ConfigError(
+                f"{key}.{option} of {kind} {name!r} must be {getattr(annotation, '__name__', annotation)}, "
+                f"got {value!r}"
+            ) from None
 
 
 def _strategy(cfg: PretrainConfig) -> str | DDPStrategy:
@@ -148,16 +163,24 @@ def pretrain(
     supported = getattr(method_cls, "supported_domains", None)
     if supported is not None and domain.name not in supported:
         raise ConfigError(f"method {cfg.method!r} works on {list(supported)} data, not {domain.name!r}")
-    _check_kwargs("method", cfg.method, method_cls, cfg.method_options, "method_options")
+    _check_kwargs("method", cfg.method, method_cls, cfg.method_options, "method_options", cfg.method_options)
 
     rows = training_rows(manifest, cfg.limit_cases, cfg.seed)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     dataset = domain.make_dataset(data_dir, rows, cfg.preprocessing)
     encoder_name = cfg.encoder or domain.encoder_for(dataset.preprocessing)
     encoder_kwargs = {**domain.encoder_kwargs(dataset), **cfg.encoder_options}
-    _check_kwargs("encoder", encoder_name, ENCODERS.get(encoder_name), encoder_kwargs, "encoder_options")
-    encoder = create_encoder(encoder_name, **encoder_kwargs)
-    method = create_method(cfg.method, encoder, **cfg.method_options)
+    _check_kwargs(
+        "encoder", encoder_name, ENCODERS.get(encoder_name), encoder_kwargs, "encoder_options", cfg.encoder_options
+    )
+    try:  # a value out of range (width 0, an unknown partner rule) is the config's fault
+        encoder = create_encoder(encoder_name, **encoder_kwargs)
+    except ValueError as exc:
+        raise ConfigError(f"encoder {encoder_name!r} rejects its options {encoder_kwargs}: {exc}") from None
+    try:
+        method = create_method(cfg.method, encoder, **cfg.method_options)
+    except ValueError as exc:
+        raise ConfigError(f"method {cfg.method!r} rejects method_options {cfg.method_options}: {exc}") from None
 
     world = cfg.devices * cfg.num_nodes
     batch_size = cfg.batch_size
