@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib
 
 _MODULES: tuple[str, ...] = (
-    # "medssl.methods.simclr",
     "medssl.methods.simclr",
     "medssl.methods.byol",
     "medssl.methods.dino",
