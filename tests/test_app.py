@@ -151,7 +151,6 @@ def test_window_level_on_a_real_image(real_scores: Path) -> None:
 
 @pytest.mark.slow
 def test_fine_tune_page_runs_a_small_job_and_registers_the_model(shared_data: Path, tmp_path: Path, monkeypatch) -> None:
-    pytest.importorskip("medssl.train.finetune", reason="fine-tuning (issue #4) has not landed")
     import json
 
     from medssl.data import ErrorLog, write_manifest
