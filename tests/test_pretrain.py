@@ -21,9 +21,10 @@ import torch
 from medssl.checkpoints import load_checkpoint
 from medssl.cli import main
 from medssl.config import load_config
-from medssl.data import read_manifest, write_manifest
+from medssl.data import get_domain, read_manifest, write_manifest
 from medssl.encoders import create_encoder
 from medssl.errors import ConfigError
+from medssl.methods import create_method
 from medssl.train.lightning_module import warmup_cosine
 from medssl.train.pretrain import pretrain
 from medssl.train.pretrain_config import PretrainConfig
@@ -159,7 +160,10 @@ def test_bad_input_gives_one_clear_line(small_data: Path, tmp_path: Path, capsys
                          ids=lambda p: p.stem)
 def test_presets_are_valid_configs(preset: Path) -> None:
     cfg = load_config(PretrainConfig, preset)
-    assert cfg.method in ("simclr", "micle", "byol", "dino")
+    assert cfg.method == preset.stem.rsplit("_", 1)[1]  # the file name says which method it configures
+    # the method, encoder and augmentation options in the file are all accepted (as the series presets' test does)
+    create_method(cfg.method, create_encoder(cfg.encoder, in_channels=1, **cfg.encoder_options), **cfg.method_options)
+    get_domain("imaging").make_augment(cfg.augment)
 
 
 @pytest.mark.slow
