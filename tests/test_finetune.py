@@ -154,6 +154,25 @@ def test_bad_labels_give_clear_nonzero_exit(encoder_ckpt: Path, data_dir: Path, 
     assert not (tmp_path / "r" / "model.pt").exists()
 
 
+
+@pytest.mark.parametrize(
+    "yaml_text, message",
+    [
+        ("mode: knn\nknn_k: 0\n", "knn_k: Input should be greater than or equal to 1"),
+        ("mode: full\nbatch_size: 0\n", "batch_size: Input should be greater than or equal to 1"),
+        ("scorer: knnn\n", "unknown anomaly scorer 'knnn'. Did you mean 'knn'?"),
+        ("device: gpux\n", "unknown device 'gpux'"),
+    ],
+)
+def test_bad_config_values_give_one_clear_line(encoder_ckpt: Path, data_dir: Path, tmp_path: Path, capsys,
+                                               yaml_text: str, message: str) -> None:
+    (tmp_path / "c.yaml").write_text(yaml_text)
+    assert main(["finetune", "--checkpoint", str(encoder_ckpt), "--data", str(data_dir), "--out", str(tmp_path / "r"),
+                 "--config", str(tmp_path / "c.yaml")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("medssl: error:") and message in err[0]
+    assert not (tmp_path / "r" / "model.pt").exists()
+
 def test_label_efficiency_curve_files(encoder_ckpt: Path, data_dir: Path, tmp_path: Path) -> None:
     (tmp_path / "ft.yaml").write_text("min_steps_per_epoch: 2\nbatch_size: 32\n")
     out = tmp_path / "curve"

@@ -28,7 +28,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 import torch
-from pydantic import model_validator
+from pydantic import Field, model_validator
 from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
 from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.preprocessing import StandardScaler
@@ -61,14 +61,14 @@ class FinetuneConfig(StrictConfig):
     epochs: int = 30  # full mode: maximum epochs
     min_steps_per_epoch: int = 10  # small subsets are resampled (with replacement) to this many batches
     patience: int = 5  # epochs without validation improvement before stopping
-    batch_size: int = 64
+    batch_size: int = Field(64, ge=1)
     lr_head: float = 1e-3
     lr_encoder: float = 1e-4  # pretrained init; a random init trains the encoder at lr_head
     weight_decay: float = 1e-4
     val_fraction: float = 0.2  # of labelled patients, held out when the manifest has no val labels
     min_holdout_per_class: int = 5  # a held-out split with fewer cases of a class is too noisy to stop on:
     # then every labelled case trains for exactly ``epochs`` (applies to pretrained and random init alike)
-    knn_k: int = 20
+    knn_k: int = Field(20, ge=1)
     scorer: str | None = "knn"  # anomaly scorer fitted on train-split embeddings; None = none
     scorer_k: int = 10
     device: str = "auto"
@@ -382,6 +382,11 @@ def finetune(
     (validation metrics + training log) and RUN_DIR/config.yaml (the resolved config).
     """
     config = config or FinetuneConfig()
+    resolve_device(config.device)  # an unknown device or scorer name fails now, not after the training
+    if config.scorer:
+        from medssl.scoring.scorers import SCORERS
+
+        SCORERS.get(config.scorer)
     out = Path(out_dir)
     data = load_data(checkpoint, data_dir, labels_csv)
     subset = draw_labelled_subset(
