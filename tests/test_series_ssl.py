@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from medssl.checkpoints import load_checkpoint
 from medssl.cli import main
 from medssl.config import load_config
 from medssl.data import get_domain, read_manifest
@@ -156,7 +157,8 @@ def test_pretrain_ts2vec_and_micle_on_beats(beats: Path, tmp_path: Path) -> None
         run = tmp_path / method
         assert main(["-q", "pretrain", "--data", str(beats), "--out", str(run), "--config", str(REPO / f"configs/mitdb_{method}.yaml"),
                      "--max-steps", "2", "--batch-size", "16", "--limit-cases", "64", "--accelerator", "cpu"]) == 0
-        assert (run / "checkpoint.pt").is_file()
+        meta = load_checkpoint(run / "checkpoint.pt").meta
+        assert (meta["method"], meta["global_step"], meta["n_cases"]) == (method, 2, 64)
 
 
 def test_nearest_partner_keeps_ectopic_beats_with_their_kind(beats: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
