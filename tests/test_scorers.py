@@ -88,8 +88,11 @@ def test_knn_matches_hand_computed_distances() -> None:
     scorer = KNNDistanceScorer(k=2).fit(ref)
     # query (0, 1): distances 1, sqrt(2), 1, ... -> mean of the two nearest = 1.0
     np.testing.assert_allclose(scorer.score(np.array([[0.0, 1.0]])), [1.0])
-    # leave-one-out reference score of (0,0): neighbours (1,0) at 1 and (0,2) at 2 -> 1.5
-    assert 1.5 in scorer.reference_scores_.tolist()
+    # leave-one-out reference scores (stored sorted): (0,0): neighbours at 1 and 2 -> 1.5;
+    # (1,0): 1 and sqrt(5); (0,2): 2 and sqrt(5); (10,10): sqrt(164) and sqrt(181)
+    np.testing.assert_allclose(scorer.reference_scores_,
+                               [1.5, (1 + np.sqrt(5)) / 2, (2 + np.sqrt(5)) / 2, (np.sqrt(164) + np.sqrt(181)) / 2],
+                               rtol=1e-12)
 
 
 def test_knn_equals_sklearn_brute_force_at_scale_including_leave_one_out() -> None:
