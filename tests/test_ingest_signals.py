@@ -157,3 +157,20 @@ def test_csv_streams(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     assert "--channels 'gz'" in read_errors(out).reason[0]
     assert main(args[:6] + ["--out", str(out)]) == 2
     assert "--time-col" in capsys.readouterr().err
+
+
+def test_csv_stream_window_labels_majority_ties_and_missing(tmp_path: Path) -> None:
+    """Window label = most frequent non-empty value; a tie goes to the value seen first in the
+    window; a window with no label at all gets None (what per-window value_counts gave)."""
+    from medssl.data.manifest import ErrorLog
+    from medssl.data.signals.csv_stream import read_stream_csv
+
+    labels = ["b", "a", "a", "b", "", "", "", "", "c", "c", "b", "a"]
+    csv = tmp_path / "s.csv"
+    csv.write_text("t,x,lab\n" + "".join(f"{i},{i},{lab}\n" for i, lab in enumerate(labels)))
+    windows, rows = read_stream_csv(csv, "t", 4, 2, ErrorLog(), label_col="lab")
+    assert rows.start.tolist() == [0, 2, 4, 6, 8]
+    # [b a a b] tie->b, [a b - -] tie->a, [- - - -] None, [- - c c] c, [c c b a] c
+    assert rows.label.isna().tolist() == [False, False, True, False, False]
+    assert rows.label.fillna("-").tolist() == ["b", "a", "-", "c", "c"]
+    assert windows[:, 0, 0].tolist() == [0, 2, 4, 6, 8]

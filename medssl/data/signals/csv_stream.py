@@ -56,12 +56,10 @@ def read_stream_csv(
     windows, rows = [], []
     for patient, stream in frame.sort_values(["_patient", "_time"], kind="stable").groupby("_patient", sort=True):
         data = stream[channels].to_numpy(np.float32).T  # (C, n_rows)
-        for start in range(0, data.shape[1] - window + 1, stride):
+        starts = np.arange(0, data.shape[1] - window + 1, stride)
+        labels = _window_labels(stream["_label"], starts, window) if label_col else [None] * len(starts)
+        for start, label in zip(starts.tolist(), labels):
             windows.append(data[:, start:start + window])
-            label = None
-            if label_col:
-                counts = stream["_label"].iloc[start:start + window].value_counts()
-                label = str(counts.index[0]) if len(counts) else None
             rows.append({"case_id": f"{path.stem}:{patient}:{start}", "patient_id": str(patient),
                          "label": label, "start": start, "channels": ",".join(channels)})
         if data.shape[1] < window:
@@ -69,3 +67,27 @@ def read_stream_csv(
     if not windows:
         return np.zeros((0, len(channels), window), np.float32), pd.DataFrame(rows)
     return np.stack(windows), pd.DataFrame(rows)
+
+
+def _window_labels(labels: pd.Series, starts: np.ndarray, window: int) -> list[str | None]:
+    """The most frequent non-missing value of ``labels[start:start + window]`` per start (None if
+    all missing); ties go to the value seen first in the window (what ``value_counts`` gives).
+
+    All windows at once, one class at a time (memory stays O(rows)): the class's rows in a window
+    and its first one there come from ``searchsorted`` on the sorted rows holding it.
+    """
+    codes, classes = pd.factorize(labels)  # missing -> -1
+    best = np.full(len(starts), -1)
+    best_count = np.zeros(len(starts), dtype=np.int64)
+    best_first = np.zeros(len(starts), dtype=np.int64)
+    for k in range(len(classes)):
+        rows_k = np.flatnonzero(codes == k)  # never empty: every class occurs
+        lo = np.searchsorted(rows_k, starts)
+        count = np.searchsorted(rows_k, starts + window) - lo
+        first = rows_k[np.minimum(lo, len(rows_k) - 1)]  # (count is 0 when lo is past the end)
+        better = (count > best_count) | ((count == best_count) & (count > 0) & (first < best_first))
+        best = np.where(better, k, best)
+        best_count = np.where(better, count, best_count)
+        best_first = np.where(better, first, best_first)
+    names = [str(c) for c in classes]
+    return [names[k] if k >= 0 else None for k in best.tolist()]
