@@ -250,7 +250,9 @@ def test_users_cli_add_and_list(tmp_path: Path, monkeypatch, capsys) -> None:
     monkeypatch.setattr(sys, "stdin", io.StringIO("s3cret-pass-9\n"))
     assert main(["users", "add", "dr_lee", "--role", "clinician", "--password-stdin", "--db", db]) == 2
     assert "already exists" in capsys.readouterr().err
-    assert authenticate(make_engine(db), "dr_lee", "s3cret-pass-9") is not None
+    account = authenticate(make_engine(db), "dr_lee", "s3cret-pass-9")
+    assert account is not None and (account.name, account.role) == ("dr_lee", "clinician")
+    assert authenticate(make_engine(db), "dr_lee", "s3cret-pass-8") is None  # the password really is checked
 
 
 def test_users_add_without_a_terminal_says_how_to_pass_the_password(tmp_path: Path) -> None:
