@@ -86,3 +86,7 @@ def test_truncated_ct_small_at_fixed_offsets_is_rejected(tmp_path: Path, cut: in
     assert main(["-q", "ingest", "dicom", str(tmp_path / "src"), "--out", str(tmp_path / "out"), "--workers", "1"]) == 0
     errors = read_errors(tmp_path / "out")
     assert list(errors["path"]) == [str((tmp_path / "src" / "cut.dcm").resolve())]
+    # the good file beside it is still ingested, as its one 64x64 frame (MR_small.dcm)
+    manifest = read_manifest(tmp_path / "out")
+    assert manifest[["path", "frames", "rows", "columns"]].values.tolist() == [
+        [str((tmp_path / "src" / "good.dcm").resolve()), 1, 64, 64]]
