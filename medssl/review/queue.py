@@ -75,11 +75,12 @@ def import_scores(engine: Engine, scores_path: str | Path, data_dir: str | Path 
     """
     df = read_scores(scores_path)
     data_dir = Path(data_dir) if data_dir is not None else scores_data_dir(scores_path)
+    data_dir_text = str(data_dir.resolve()) if data_dir else None
     now = utcnow()
     records = [
         {
             "case_id": str(r.case_id), "patient_id": str(r.patient_id), "domain": str(r.domain),
-            "data_dir": str(data_dir.resolve()) if data_dir else None,
+            "data_dir": data_dir_text,
             "score": float(r.anomaly_score), "percentile": float(r.anomaly_percentile),
             "flagged": bool(r.flagged), "predicted_label": _opt_str(r.predicted_label),
             "predicted_proba": _opt_float(r.predicted_proba), "model_id": str(r.model_id),
@@ -89,15 +90,15 @@ def import_scores(engine: Engine, scores_path: str | Path, data_dir: str | Path 
     ]
     _refuse_id_clashes(engine, records)
     insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+    stmt = insert(Case.__table__)
     updatable = [c for c in records[0] if c != "case_id"] if records else []
+    # one statement, compiled once, executed for many parameter sets (executemany): a multi-row
+    # VALUES clause built per chunk spent most of the import compiling bind parameters
+    stmt = stmt.on_conflict_do_update(index_elements=["case_id"], set_={c: getattr(stmt.excluded, c) for c in updatable})
     chunks = range(0, len(records), _CHUNK)
     for start in progress(chunks, total=len(chunks), desc="import scores", unit="chunk"):
-        stmt = insert(Case.__table__).values(records[start:start + _CHUNK])
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["case_id"], set_={c: getattr(stmt.excluded, c) for c in updatable}
-        )
         with engine.begin() as conn:
-            conn.execute(stmt)
+            conn.execute(stmt, records[start:start + _CHUNK])
     return len(records)
 
 
