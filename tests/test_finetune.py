@@ -110,7 +110,25 @@ def test_knn_model_evaluates_and_can_be_finetuned_again(encoder_ckpt: Path, data
     ckpt = load_checkpoint(knn_path)
     assert ckpt.tensors["knn/embeddings"].shape == (30, 32) and ckpt.meta["knn"]["k"] == 20
     report = _evaluate(knn_path, data_dir, tmp_path / "knn.json")
-    assert report["mode"] == "knn" and 0.0 <= report["metrics"]["auroc"] <= 1.0
+    assert report["mode"] == "knn" and ckpt.meta["classes"] == ["0", "1"]
+    # independent recomputation of the val AUROC: embed the val images with the model's encoder, then a
+    # by-hand vote of the k=20 nearest stored embeddings (cosine distance, weights 1/distance) divided by
+    # each class's share of the labelled cases, scored with scikit-learn
+    from sklearn.metrics import roc_auc_score
+
+    manifest = read_manifest(data_dir)
+    val = manifest[manifest["split"] == "val"].reset_index(drop=True)
+    dataset = get_domain("imaging").make_dataset(data_dir, val, None)
+    with torch.no_grad():
+        query = load_model(knn_path).encoder.eval()(torch.stack([dataset[i] for i in range(len(val))])).double().numpy()
+    ref, y = ckpt.tensors["knn/embeddings"].double().numpy(), ckpt.tensors["knn/labels"].numpy()
+    unit = lambda a: a / np.linalg.norm(a, axis=1, keepdims=True)  # noqa: E731
+    dist = 1.0 - unit(query) @ unit(ref).T
+    nearest = np.argsort(dist, axis=1)[:, :20]
+    weight = 1.0 / np.take_along_axis(dist, nearest, axis=1)
+    vote = np.stack([(weight * (y[nearest] == c)).sum(axis=1) for c in (0, 1)], axis=1) / (np.bincount(y) / len(y))
+    expected = roc_auc_score(val["label"].astype(str) == "1", vote[:, 1] / vote.sum(axis=1))
+    assert report["n"] == 80 and report["metrics"]["auroc"] == pytest.approx(expected, abs=1e-9)
     again = _finetune(knn_path, data_dir, tmp_path / "again", "--mode", "linear", "--label-fraction", "0.5")
     meta = load_checkpoint(again).meta
     assert meta["source_checkpoint"]["kind"] == "model" and meta["n_labelled"] == 60
@@ -205,3 +223,17 @@ def test_too_small_holdout_trains_every_labelled_case_for_the_fixed_budget(encod
     held = fit_classifier(data, subset, np.zeros(0, dtype=np.int64), base.model_copy(update={"min_holdout_per_class": 1}))
     assert held.train_log["validation"] == "held-out labelled patients"
     assert 0 < held.train_log["n_val"] < 24 and held.train_log["n_train"] + held.train_log["n_val"] == 24
+
+
+def test_labelled_pairs_batched_fetch_matches_item_by_item(data_dir: Path) -> None:
+    from torch.utils.data import DataLoader
+
+    from medssl.train.finetune import _Labelled
+
+    dataset = get_domain("imaging").make_dataset(data_dir, read_manifest(data_dir), None)
+    rows = np.arange(3, 120, 2)
+    y = np.arange(len(rows)) % 2
+    pairs = _Labelled(dataset, rows, y)
+    (x, t), = DataLoader(pairs, batch_size=len(rows))  # one batched fetch (dataset __getitems__)
+    assert torch.equal(x, torch.stack([dataset[int(r)] for r in rows]))
+    assert torch.equal(t, torch.as_tensor(y)) and x.shape == (len(rows), 1, 28, 28)

@@ -180,6 +180,13 @@ class _Labelled(Dataset):
     def __getitem__(self, j: int) -> tuple[torch.Tensor, torch.Tensor]:
         return self.dataset[int(self.rows[j])], self.y[j]
 
+    def __getitems__(self, js: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """A DataLoader's batched fetch: uses the dataset's own ``__getitems__`` when it has one."""
+        fetch = getattr(self.dataset, "__getitems__", None)
+        rows = [int(self.rows[j]) for j in js]
+        xs = fetch(rows) if callable(fetch) else [self.dataset[r] for r in rows]
+        return [(x, self.y[j]) for x, j in zip(xs, js)]
+
 
 def _val_score(model: nn.Sequential, dataset: Dataset, rows: np.ndarray, y: np.ndarray, loss_fn: nn.Module, device: torch.device) -> tuple[float, float]:
     """(validation AUROC or -inf when undefined, class-weighted validation loss)."""
