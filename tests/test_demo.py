@@ -17,7 +17,9 @@ def test_demo_runs_the_loop_on_the_bundled_sample(tmp_path, capsys) -> None:
     printed = capsys.readouterr().out
     password = printed.split("Password:")[1].split()[0]
     engine = make_engine(f"sqlite:///{out / 'review.db'}")
-    assert authenticate(engine, "demo_reviewer", password) is not None
+    reviewer = authenticate(engine, "demo_reviewer", password)
+    assert reviewer is not None and (reviewer.name, reviewer.role) == ("demo_reviewer", "admin")
+    assert authenticate(engine, "demo_reviewer", password + "x") is None  # the printed password is the real one
     imaging = pd.read_parquet(out / "imaging" / "scores.parquet")
     assert len(imaging) == 520  # 400 train + 120 val images in datasets/imaging
     assert imaging["predicted_label"].notna().all()  # a fine-tuned head predicted every case
