@@ -145,7 +145,7 @@ def test_png_non_square_is_padded_then_resized(shared_data: Path, tmp_path: Path
 
 
 def test_dicom_ct_window_in_hounsfield_units(tmp_path: Path) -> None:
-    pydicom = pytest.importorskip("pydicom")
+    import pydicom
     from pydicom.data import get_testdata_file
 
     path = get_testdata_file("CT_small.dcm")
@@ -234,7 +234,6 @@ def test_robust_scaling_falls_back_to_min_max_for_nearly_uniform_images() -> Non
 
 
 def test_dicom_ingested_with_voi_is_read_with_its_window(tmp_path: Path) -> None:
-    pytest.importorskip("pydicom")
     from pydicom.data import get_testdata_file
 
     from medssl.cli import main
