@@ -122,7 +122,7 @@ def test_knn_model_evaluates_and_can_be_finetuned_again(encoder_ckpt: Path, data
     with torch.no_grad():
         query = load_model(knn_path).encoder.eval()(torch.stack([dataset[i] for i in range(len(val))])).double().numpy()
     ref, y = ckpt.tensors["knn/embeddings"].double().numpy(), ckpt.tensors["knn/labels"].numpy()
-    unit = lambda a: a / np.linalg.norm(a, axis=1, keepdims=True)  # noqa: E731
+    unit = lambda a: a / np.linalg.norm(a, axis=1, keepdims=True)
     dist = 1.0 - unit(query) @ unit(ref).T
     nearest = np.argsort(dist, axis=1)[:, :20]
     weight = 1.0 / np.take_along_axis(dist, nearest, axis=1)
