@@ -142,6 +142,19 @@ def test_mimic3_demo_all_136_stays(shared_data: Path, tmp_path: Path) -> None:
     assert ds[0].shape == (2 * 66, 48) and torch.isfinite(ds.tensor).all()
 
 
+
+@pytest.mark.parametrize("content", [b"\xff\xfe\x00binary", b'a,b\n"unterminated,1\n'])
+def test_mimic3_unreadable_table_is_a_clear_error(
+    shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes
+) -> None:
+    """A damaged table (not UTF-8, broken quoting) ends in a one-line error naming it, not a traceback."""
+    src = tmp_path / "m3"
+    shutil.copytree(shared_data / "ehr/mimic3_demo", src)
+    (src / "PATIENTS.csv").write_bytes(content)
+    assert main(["-q", "ingest", "ehr", str(src), "--format", "mimic3", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "PATIENTS.csv is not a readable CSV" in err and "Traceback" not in err
+
 def test_long_csv_and_bad_inputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     csv = tmp_path / "vitals.csv"
     csv.write_text(

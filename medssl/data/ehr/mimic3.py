@@ -50,6 +50,8 @@ def _read(path: Path) -> pd.DataFrame:
         table = pd.read_csv(path, dtype=str, keep_default_na=False, low_memory=False)
     except pd.errors.EmptyDataError:
         raise DataError(f"{path} is empty; a MIMIC-III table needs its header row") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path} is not a readable CSV ({str(exc).splitlines()[0]}); is this a MIMIC-III v1.4 table?") from None
     table.columns = [c.lower() for c in table.columns]
     return table
 
