@@ -106,7 +106,14 @@ def test_subset_property(sizes: list[int], fraction: float, seed: int) -> None:
     try:
         rows = draw_labelled_subset(pids, labels, fraction=fraction, seed=seed)
     except LabelError as exc:  # only for sizes that are truly out of reach
-        assert "fewer than one per class" in str(exc) or "without splitting" in str(exc)
+        if "fewer than one per class" in str(exc):
+            assert n_asked < 2  # two classes
+        else:
+            assert "without splitting" in str(exc)
+            sums = {0}  # every total a set of whole patients can reach (subset sums of the sizes)
+            for size in sizes:
+                sums |= {t + size for t in sums}
+            assert n_asked not in sums, (sizes, n_asked)
         return
     assert len(rows) == n_asked
     chosen = set(pids[rows])
