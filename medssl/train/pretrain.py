@@ -88,6 +88,24 @@ def _check_kwargs(
             ) from None
 
 
+def _probe_encoder(encoder: torch.nn.Module, name: str, sample: torch.Tensor, domain: str) -> None:
+    """One eval-mode forward of one case (no state changes); an encoder that cannot read the data
+    fails here with a ``ConfigError`` instead of a shape traceback in the first training step."""
+    was_training = encoder.training
+    encoder.eval()
+    try:
+        with torch.no_grad():
+            encoder(sample.unsqueeze(0))
+    except (RuntimeError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(
+            f"encoder {name!r} cannot read {domain} cases of shape {tuple(sample.shape)} ({first}); "
+            f"use an encoder made for {domain} data or leave encoder unset for the domain's default"
+        ) from None
+    finally:
+        encoder.train(was_training)
+
+
 def _strategy(cfg: PretrainConfig) -> str | DDPStrategy:
     if cfg.devices * cfg.num_nodes == 1:
         return "auto"
@@ -209,7 +227,9 @@ def pretrain(
         weight_decay=cfg.weight_decay,
         warmup_steps=round(cfg.warmup_epochs * steps_per_epoch),
     )
-    sample_shape = list(dataset[0].shape)
+    sample = dataset[0]
+    sample_shape = list(sample.shape)
+    _probe_encoder(encoder, encoder_name, sample, domain.name)
 
     def encoder_meta() -> dict[str, Any]:
         return {
