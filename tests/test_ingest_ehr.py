@@ -155,6 +155,23 @@ def test_mimic3_unreadable_table_is_a_clear_error(
     err = capsys.readouterr().err
     assert "PATIENTS.csv is not a readable CSV" in err and "Traceback" not in err
 
+
+def test_physionet2012_unreadable_outcomes_is_a_clear_error(
+    shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--outcomes that is binary or a folder ends in a one-line error, not a traceback."""
+    src = tmp_path / "set-a"
+    src.mkdir()
+    for stay in sorted((shared_data / "ehr/physionet2012/set-a").glob("*.txt"))[:2]:
+        shutil.copy(stay, src)
+    binary = tmp_path / "Outcomes-a.txt"
+    binary.write_bytes(b"\xff\xfe\x00binary")
+    for outcomes, kind in ((binary, "UnicodeDecodeError"), (tmp_path, "IsADirectoryError")):
+        args = ["-q", "ingest", "ehr", str(src), "--format", "physionet2012", "--outcomes", str(outcomes)]
+        assert main(args + ["--out", str(tmp_path / "out")]) == 2
+        err = capsys.readouterr().err
+        assert f"--outcomes {outcomes} could not be read ({kind})" in err and "Traceback" not in err
+
 def test_long_csv_and_bad_inputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     csv = tmp_path / "vitals.csv"
     csv.write_text(

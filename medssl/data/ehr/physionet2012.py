@@ -69,7 +69,7 @@ def read_outcomes(path: Path) -> pd.Series:
     """``In-hospital_death`` per RecordID (as str) from ``Outcomes-a.txt``."""
     try:
         table = pd.read_csv(path, dtype=str)
-    except (FileNotFoundError, pd.errors.EmptyDataError, pd.errors.ParserError) as exc:
+    except (OSError, UnicodeDecodeError, pd.errors.EmptyDataError, pd.errors.ParserError) as exc:  # missing, a folder, not text
         raise DataError(f"--outcomes {path} could not be read ({type(exc).__name__}); pass Outcomes-a.txt") from None
     for col in ("RecordID", "In-hospital_death"):
         if col not in table.columns:
