@@ -153,6 +153,10 @@ def test_bad_input_gives_one_clear_line(small_data: Path, tmp_path: Path, capsys
     fails(["pretrain", "--data", str(small_data), "--out", out, "--config", str(yaml)], "partner must be one of")
     yaml.write_text("encoder: small_cnn\nencoder_options: {width: 0}\n")
     fails(["pretrain", "--data", str(small_data), "--out", out, "--config", str(yaml)], "width >= 1")
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "last.ckpt").write_bytes(b"not a checkpoint")
+    fails(["pretrain", "--data", str(small_data), "--out", str(tmp_path / "broken"), "--resume"],
+          "is not a readable Lightning checkpoint")
     yaml.write_text("encoder: gru\n")  # a series encoder on images: caught before training starts
     fails(["pretrain", "--data", str(small_data), "--out", out, "--config", str(yaml)],
           "encoder 'gru' cannot read imaging cases of shape (1, 28, 28)")

@@ -28,7 +28,7 @@ from medssl.data.domains import get_domain
 from medssl.data.manifest import read_manifest
 from medssl.data.pairs import PairDataset
 from medssl.encoders.registry import ENCODERS, create_encoder
-from medssl.errors import ConfigError, DataError
+from medssl.errors import CheckpointError, ConfigError, DataError
 from medssl.methods.base import METHODS, create_method
 from medssl.train.lightning_module import PretrainModule
 from medssl.train.pretrain_config import PretrainConfig
@@ -166,6 +166,15 @@ def pretrain(
             f"cannot resume: {run_dir} holds no previous run ({LAST_CKPT} is missing); "
             "run without --resume to start a new one"
         )
+    if resume:
+        try:
+            step = int(torch.load(last, map_location="cpu", weights_only=True)["global_step"])
+        except Exception as exc:  # truncated, foreign or not a Lightning checkpoint at all
+            first = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
+            raise CheckpointError(
+                f"cannot resume: {last} is not a readable Lightning checkpoint ({first}); "
+                "start a new run with another --out"
+            ) from None
     if not resume and (last.is_file() or (run_dir / ENCODER_CKPT).is_file()):
         raise ConfigError(
             f"{run_dir} already holds a pretraining run; pass --resume to continue it, "
@@ -263,9 +272,8 @@ def pretrain(
     )
     ckpt_path = None
     if resume:
-        state = torch.load(last, map_location="cpu", weights_only=True)
-        kept = truncate_metrics(run_dir / METRICS_CSV, int(state["global_step"])) if trainer.is_global_zero else 0
-        log.info("resuming from %s at step %d (%d metrics rows kept)", last, state["global_step"], kept)
+        kept = truncate_metrics(run_dir / METRICS_CSV, step) if trainer.is_global_zero else 0
+        log.info("resuming from %s at step %d (%d metrics rows kept)", last, step, kept)
         ckpt_path = last
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
