@@ -2,6 +2,8 @@
 
 ``main(argv=None)`` returns the exit code, so tests call it directly. A user error
 (``MedsslError``) prints one line on stderr and exits non-zero; it never shows a traceback.
+Nor does a file the operating system refuses (``OSError``: an --out path under a file, no
+permission, a full disk): it prints the system's message with the path, and exits 1.
 """
 
 from __future__ import annotations
@@ -72,6 +74,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MedsslError as exc:
         print(f"medssl: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:  # e.g. "[Errno 20] Not a directory: 'PATH'": the path and the reason
+        print(f"medssl: error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("medssl: interrupted", file=sys.stderr)
         return 130

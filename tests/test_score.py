@@ -231,6 +231,11 @@ def test_bad_flags_give_a_clear_error(cxr, capsys) -> None:
     assert "--chunk-size" in capsys.readouterr().err
     assert _score(model, root / "nowhere", root / "bad.parquet") == 2
     assert "manifest.parquet does not exist" in capsys.readouterr().err
+    (root / "a_file").write_text("not a folder")
+    assert _score(model, root / "data", root / "a_file" / "scores.parquet") == 1  # the OS refuses: no traceback
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("medssl: error: [Errno 20] Not a directory") and str(root / "a_file") in err[-1]
+    assert "Traceback" not in "\n".join(err)
 
 
 @pytest.mark.parametrize("mode", ["linear", "knn"])
