@@ -215,3 +215,17 @@ def test_medssl_app_imports_scores_and_serves(tmp_path: Path, real_scores: Path)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_app_refuses_a_missing_data_folder_before_touching_the_store(tmp_path: Path, real_scores: Path, capsys) -> None:
+    from medssl.cli import main
+    from medssl.review import count_cases
+
+    db = tmp_path / "review.db"
+    argv = ["app", "--db", f"sqlite:///{db}", "--scores", str(real_scores), "--import-only"]
+    assert main([*argv, "--data", str(tmp_path / "no_such_folder")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"medssl: error: --data {tmp_path / 'no_such_folder'} is not a folder; pass the DATA_DIR the scores were computed from"]
+    assert not db.exists()  # nothing imported, no store created
+    assert main([*argv, "--data", str(real_scores.parent)]) == 0
+    assert count_cases(make_engine(f"sqlite:///{db}")) == len(pd.read_parquet(real_scores))

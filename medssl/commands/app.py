@@ -49,12 +49,15 @@ def run(args: argparse.Namespace) -> int:
     """Import the scores, then serve ``apps/Home.py`` with ``streamlit run`` until interrupted."""
     from medssl.review import count_cases, import_scores, list_users, make_engine
 
+    # check the paths first, so that a mistyped one leaves the store untouched
+    if args.data is not None and not args.data.is_dir():
+        raise ConfigError(f"--data {args.data} is not a folder; pass the DATA_DIR the scores were computed from")
+    if args.embeddings is not None and not args.embeddings.is_file():
+        raise ConfigError(f"--embeddings {args.embeddings} does not exist; pass the file `medssl score --embeddings` wrote")
     engine = make_engine(args.db)
     if args.scores is not None:
         n = import_scores(engine, args.scores, args.data)
         log.info("imported %d scored cases from %s (%d cases in the store)", n, args.scores, count_cases(engine))
-    if args.embeddings is not None and not args.embeddings.is_file():
-        raise ConfigError(f"--embeddings {args.embeddings} does not exist; pass the file `medssl score --embeddings` wrote")
     if not list_users(engine):
         log.warning("no reviewer accounts yet: create one with `medssl users add NAME --role clinician`")
     if args.import_only:
