@@ -208,3 +208,15 @@ def test_long_csv_and_bad_inputs(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert main(["-q", "ingest", "ehr", str(tmp_path / "nope"), "--format", "mimic3", "--out", str(out)]) == 2
     assert main(["-q", "ingest", "ehr", str(tmp_path), "--format", "mimic3", "--out", str(out)]) == 2
     assert "ICUSTAYS.csv" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("keep", [0, 300])
+def test_truncated_grid_file_is_a_data_error(p12_dir: Path, tmp_path: Path, keep: int) -> None:
+    """An empty or cut-off ehr/grid.npz raises DataError naming it (not BadZipFile/EOFError)."""
+    from medssl.errors import DataError
+
+    GridStore.load(p12_dir).save(tmp_path)
+    path = tmp_path / "ehr" / "grid.npz"
+    path.write_bytes(path.read_bytes()[:keep])
+    with pytest.raises(DataError, match="grid.npz could not be read"):
+        GridStore.load(tmp_path)

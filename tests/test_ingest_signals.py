@@ -174,3 +174,16 @@ def test_csv_stream_window_labels_majority_ties_and_missing(tmp_path: Path) -> N
     assert rows.label.isna().tolist() == [False, False, True, False, False]
     assert rows.label.fillna("-").tolist() == ["b", "a", "-", "c", "c"]
     assert windows[:, 0, 0].tolist() == [0, 2, 4, 6, 8]
+
+
+@pytest.mark.parametrize("keep", [0, 100])
+def test_truncated_windows_file_is_a_data_error(tmp_path: Path, keep: int) -> None:
+    """An empty or cut-off signals/windows.npy raises DataError naming it (not ValueError/EOFError)."""
+    from medssl.data.signals import save_windows
+    from medssl.errors import DataError
+
+    path = save_windows(tmp_path, np.ones((4, 2, 50), np.float32))
+    assert load_windows(tmp_path).shape == (4, 2, 50)
+    path.write_bytes(path.read_bytes()[:keep])
+    with pytest.raises(DataError, match="windows.npy could not be read"):
+        load_windows(tmp_path)

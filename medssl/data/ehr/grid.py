@@ -15,6 +15,7 @@ Row ``i`` of every array belongs to ``case_ids[i]`` (the manifest's ``grid_row``
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,12 +59,15 @@ class GridStore:
         path = Path(data_dir) / GRID_FILE
         if not path.is_file():
             raise DataError(f"{path} does not exist; run `medssl ingest ehr SRC --out {data_dir}` first")
-        with np.load(path, allow_pickle=False) as z:
-            return cls(
-                case_ids=z["case_ids"], variables=z["variables"].tolist(), static_names=z["static_names"].tolist(),
-                values=z["values"], mask=z["mask"], delta=z["delta"], static=z["static"],
-                hours=float(z["hours"]), step_hours=float(z["step_hours"]),
-            )
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                return cls(
+                    case_ids=z["case_ids"], variables=z["variables"].tolist(), static_names=z["static_names"].tolist(),
+                    values=z["values"], mask=z["mask"], delta=z["delta"], static=z["static"],
+                    hours=float(z["hours"]), step_hours=float(z["step_hours"]),
+                )
+        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:  # truncated, not an npz, array missing
+            raise DataError(f"{path} could not be read ({type(exc).__name__}: {exc}); re-run `medssl ingest ehr SRC --out {data_dir}`") from None
 
 
 def time_since_observed(mask: np.ndarray, step_hours: float) -> np.ndarray:

@@ -35,7 +35,10 @@ def load_windows(data_dir: Path) -> np.ndarray:
     path = Path(data_dir) / WINDOWS_FILE
     if not path.is_file():
         raise DataError(f"{path} does not exist; run `medssl ingest signals SRC --out {data_dir}` first")
-    return np.load(path, mmap_mode="r")
+    try:
+        return np.load(path, mmap_mode="r")
+    except (OSError, ValueError, EOFError) as exc:  # truncated or not a .npy file
+        raise DataError(f"{path} could not be read ({exc}); re-run `medssl ingest signals SRC --out {data_dir}`") from None
 
 
 class SignalDataset(Dataset):
