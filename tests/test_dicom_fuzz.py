@@ -90,3 +90,19 @@ def test_truncated_ct_small_at_fixed_offsets_is_rejected(tmp_path: Path, cut: in
     manifest = read_manifest(tmp_path / "out")
     assert manifest[["path", "frames", "rows", "columns"]].values.tolist() == [
         [str((tmp_path / "src" / "good.dcm").resolve()), 1, 64, 64]]
+
+
+def test_a_rust_decoder_panic_is_an_errors_row_not_a_crash(tmp_path: Path) -> None:
+    """A flipped byte in this RLE file makes pylibjpeg-rle's Rust decoder panic (pyo3
+    PanicException, a BaseException, not an Exception): ingest must still report it and go on."""
+    data = bytearray(SEED_BYTES["MR_small_RLE.dcm"])
+    data[1644] ^= 0xFF
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "panics.dcm").write_bytes(bytes(data))
+    shutil.copy(get_testdata_file("MR_small.dcm"), src / "good.dcm")
+    assert main(["-q", "ingest", "dicom", str(src), "--out", str(tmp_path / "out")]) == 0
+    errors = read_errors(tmp_path / "out")
+    assert len(errors) == 1 and errors["path"].iloc[0].endswith("panics.dcm")
+    assert "PanicException" in errors["reason"].iloc[0]
+    assert read_manifest(tmp_path / "out")["path"].str.endswith("good.dcm").tolist() == [True]

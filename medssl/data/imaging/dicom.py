@@ -41,6 +41,14 @@ LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 _COLOUR = ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT", "YBR_PARTIAL_420")
 
 
+def decoder_failed(exc: BaseException) -> bool:
+    """Whether ``exc`` is a decoder failing on bad data (to report), not an interrupt (to re-raise).
+
+    Python decoders raise ``Exception`` subclasses; Rust decoders built with pyo3 (pylibjpeg-rle)
+    panic with ``pyo3_runtime.PanicException``, which derives from ``BaseException``.
+    """
+    return isinstance(exc, Exception) or type(exc).__name__ == "PanicException"
+
 def _looks_like_raw_dataset(head: bytes) -> bool:
     """True if ``head`` starts with a group 0x0008 element (a DICOM dataset without a file header).
 
@@ -228,7 +236,9 @@ def read_dicom_pixels(path: str | Path, frame: int | None = None, voi: bool = Fa
     try:
         pixels = dicom_pixels(ds, frame=frame, voi=voi)
         meta = dicom_meta(ds, has_meta)
-    except Exception as exc:  # decoders raise ValueError, RuntimeError, KeyError, AttributeError ...
+    except BaseException as exc:  # decoders raise ValueError, RuntimeError, KeyError, pyo3 panics ...
+        if not decoder_failed(exc):
+            raise
         raise ReaderError(str(path), f"pixel data cannot be decoded: {type(exc).__name__}: {exc}") from None
     meta["voi"] = voi
     return pixels, meta

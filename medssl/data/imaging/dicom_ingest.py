@@ -21,6 +21,7 @@ from typing import Any, Iterator
 import pandas as pd
 
 from medssl.data.imaging.dicom import (
+    decoder_failed,
     dicom_meta,
     has_pixels,
     non_image_reason,
@@ -72,7 +73,9 @@ def inspect_dicom_file(path: str, voi: bool, key: str | None) -> FileResult:
         try:
             validate_pixels(ds, voi=voi)
             meta = dicom_meta(ds, has_meta)
-        except Exception as exc:  # decoders raise many types for broken pixel data
+        except BaseException as exc:  # decoders raise many types for broken pixel data, pyo3 ones panic
+            if not decoder_failed(exc):
+                raise
             return path, None, f"pixel data cannot be decoded: {type(exc).__name__}: {exc}"
         study = str(ds.get("StudyInstanceUID") or "")
         series = str(ds.get("SeriesInstanceUID") or "")
