@@ -193,3 +193,11 @@ def test_read_table_parquet_roundtrip(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="unknown file type"):
         (tmp_path / "t.xlsx").write_text("x")
         read_table(tmp_path / "t.xlsx")
+
+
+@pytest.mark.parametrize("text", ['{"id_col": nu', '{"not_a_field": 1}', ""])
+def test_damaged_schema_json_is_a_data_error(tmp_path: Path, text: str) -> None:
+    """A truncated schema.json, or one with unknown keys, raises DataError naming it (not JSON/TypeError)."""
+    (tmp_path / "schema.json").write_text(text)
+    with pytest.raises(DataError, match="schema.json could not be read"):
+        TableSchema.read(tmp_path)

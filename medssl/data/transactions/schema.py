@@ -69,7 +69,10 @@ class TableSchema:
         path = Path(data_dir) / SCHEMA_NAME
         if not path.is_file():
             raise DataError(f"{path} does not exist; run `medssl ingest transactions SRC --out {data_dir}` first")
-        return cls.from_dict(json.loads(path.read_text()))
+        try:
+            return cls.from_dict(json.loads(path.read_text()))
+        except (OSError, UnicodeDecodeError, ValueError, TypeError) as exc:  # truncated JSON, unknown keys
+            raise DataError(f"{path} could not be read ({type(exc).__name__}: {exc}); re-run `medssl ingest transactions SRC --out {data_dir}`") from None
 
     def report(self) -> list[str]:
         """Human-readable lines saying what each column became (logged at ingest)."""
