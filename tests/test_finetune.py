@@ -135,6 +135,23 @@ def test_knn_model_evaluates_and_can_be_finetuned_again(encoder_ckpt: Path, data
     assert _evaluate(again, data_dir, tmp_path / "again.json")["n"] == 80
 
 
+def test_linear_with_label_spreading_uses_the_unlabelled_train_cases(encoder_ckpt: Path, data_dir: Path, tmp_path: Path,
+                                                                     capsys) -> None:
+    model_path = _finetune(encoder_ckpt, data_dir, tmp_path / "sp", "--shots", "5", "--unlabelled", "spread")
+    meta = load_checkpoint(model_path).meta
+    assert meta["config"]["unlabelled"] == "spread" and meta["n_labelled"] == 10 and meta["validation"] == "val"
+    log = json.loads((tmp_path / "sp" / "metrics.json").read_text())["training"]
+    assert log["n_unlabelled"] == 110 and sum(log["spread_class_counts"]) == 110  # train split minus the 10 labelled
+    assert min(log["spread_class_counts"]) > 0
+    assert "unlabelled: spread" in (tmp_path / "sp" / "config.yaml").read_text()
+    assert _evaluate(model_path, data_dir, tmp_path / "sp.json")["n"] == 80
+    capsys.readouterr()
+    assert main(["finetune", "--checkpoint", str(encoder_ckpt), "--data", str(data_dir), "--out", str(tmp_path / "bad"),
+                 "--mode", "full", "--unlabelled", "spread"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unlabelled: spread works with mode linear" in err[-1]
+
+
 def test_full_finetune_trains_encoder_with_early_stopping_log(encoder_ckpt: Path, data_dir: Path, tmp_path: Path) -> None:
     (tmp_path / "ft.yaml").write_text("min_steps_per_epoch: 2\nbatch_size: 32\npatience: 2\n")
     model_path = _finetune(encoder_ckpt, data_dir, tmp_path / "full", "--mode", "full", "--epochs", "3",
@@ -195,14 +212,14 @@ def test_label_efficiency_curve_files(encoder_ckpt: Path, data_dir: Path, tmp_pa
     (tmp_path / "ft.yaml").write_text("min_steps_per_epoch: 2\nbatch_size: 32\n")
     out = tmp_path / "curve"
     assert main(["-q", "label-efficiency", "--checkpoint", str(encoder_ckpt), "--data", str(data_dir), "--out", str(out),
-                 "--fractions", "0.25,1.0", "--seeds", "0", "--modes", "linear,knn", "--epochs", "1",
+                 "--fractions", "0.25,1.0", "--seeds", "0", "--modes", "linear,knn,spread", "--epochs", "1",
                  "--config", str(tmp_path / "ft.yaml")]) == 0
     table = pd.read_csv(out / "label_efficiency.csv")
-    assert sorted(table.method.unique()) == ["ssl_knn", "ssl_linear", "supervised"]
+    assert sorted(table.method.unique()) == ["ssl_knn", "ssl_label_spreading", "ssl_linear", "supervised"]
     assert table.groupby("fraction").n_labelled.first().to_dict() == {0.25: 30, 1.0: 120}
     assert table.auroc.between(0, 1).all() and (table.loc[table.method == "supervised", "epochs_run"] == 1).all()
     payload = json.loads((out / "label_efficiency.json").read_text())
-    assert payload["eval_split"] == "val" and payload["n_eval"] == 80 and len(payload["summary"]) == 6
+    assert payload["eval_split"] == "val" and payload["n_eval"] == 80 and len(payload["summary"]) == 8
     assert (out / "label_efficiency.png").stat().st_size > 1000
     assert main(["label-efficiency", "--checkpoint", str(encoder_ckpt), "--data", str(data_dir), "--out", str(out),
                  "--fractions", "0.001"]) == 2  # 0.1% of 120 cases is below one per class

@@ -22,6 +22,12 @@ Modes:
   full    the encoder is trained too, gently (smaller learning rate), class-weighted,
           stopped early on a patient-level validation split
 
+Semi-supervised (--unlabelled spread, linear mode): the train-split cases outside the labelled
+subset are used too, without their labels: the few labels are spread to them along the
+pretrained embeddings' nearest-neighbour graph (label spreading), and the logistic regression is
+fitted on labelled + spread cases. Helps most with very few labels (~1%); settings spread_k
+(graph neighbours, default 10) and spread_alpha (default 0.2) via --config.
+
 Writes RUN_DIR/model.pt (encoder + classifier + anomaly scorer; use it with `medssl evaluate`
 and `medssl score`), RUN_DIR/metrics.json (validation metrics) and RUN_DIR/config.yaml.
 """
@@ -43,6 +49,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                       help="use this fraction (0-1] of the labelled train cases, e.g. 0.01 for 1%% (default: all)")
     size.add_argument("--shots", type=int, metavar="K", help="use exactly K labelled cases of every class")
     p.add_argument("--mode", choices=["linear", "knn", "full"], help="how to train (default: linear)")
+    p.add_argument("--unlabelled", choices=["ignore", "spread"],
+                   help="linear mode: 'spread' also learns from the unlabelled train cases by label spreading (default: ignore)")
     p.add_argument("--seed", type=int, help="random seed: which cases are drawn, and training (default: 0)")
     p.add_argument("--epochs", type=int, help="full mode: maximum training epochs (default: 30)")
     p.add_argument("--config", metavar="YAML", help="YAML file overriding any fine-tuning setting")
@@ -55,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
 
     config = load_config(
         FinetuneConfig, args.config, mode=args.mode, label_fraction=args.label_fraction,
-        shots=args.shots, seed=args.seed, epochs=args.epochs,
+        shots=args.shots, seed=args.seed, epochs=args.epochs, unlabelled=args.unlabelled,
     )
     path = finetune(args.checkpoint, args.data, args.out, config, labels_csv=args.labels)
     print(path)

@@ -11,7 +11,8 @@ Answer "how many labels do I need, and how much did pretraining buy me?".
 
 For each label fraction and seed, one labelled subset of the train split is drawn (whole
 patients) and used to train: a linear probe on the pretrained encoder (linear), the pretrained
-encoder fine-tuned (full), optionally kNN (knn), and the same architecture trained from random
+encoder fine-tuned (full), optionally kNN (knn) and the semi-supervised probe that also uses the
+unlabelled train cases by label spreading (spread), and the same architecture trained from random
 weights on the same labels (supervised, the no-pretraining baseline). All are measured on the
 test split (else val), never used for training or early stopping.
 
@@ -48,7 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="label fractions of the labelled train cases (default 0.01,0.05,0.1,0.25,1.0)")
     p.add_argument("--seeds", type=_ints, default=[0, 1, 2], metavar="LIST", help="seeds per fraction (default 0,1,2)")
     p.add_argument("--modes", default="linear,full", metavar="LIST",
-                   help="pretrained-encoder methods among linear,knn,full (default linear,full)")
+                   help="pretrained-encoder methods among linear,knn,full,spread (default linear,full)")
     p.add_argument("--no-supervised", action="store_true", help="skip the trained-from-scratch baseline")
     p.add_argument("--epochs", type=int, help="maximum epochs of full fine-tuning (default 30)")
     p.add_argument("--supervised-epochs", type=int, metavar="N", help="maximum epochs of the from-scratch baseline")

@@ -5,6 +5,9 @@ every method, so the methods differ only in their starting point:
 
 - ``ssl_linear`` / ``ssl_knn``: frozen pretrained encoder + logistic regression / kNN;
 - ``ssl_full``: pretrained encoder fine-tuned end to end (LP-FT, smaller encoder learning rate);
+- ``ssl_label_spreading`` (mode ``spread``, semi-supervised): the labels are spread over the
+  frozen embeddings' kNN graph to the train-split cases outside the subset (their labels unused),
+  then the linear probe is fitted on all of them (``FinetuneConfig.unlabelled = "spread"``);
 - ``supervised``: the same encoder architecture, randomly initialised, trained end to end on the
   same labelled cases (one learning rate for everything).
 
@@ -38,7 +41,13 @@ from medssl.train.model_file import FineTunedModel, build_encoder  # noqa: E402
 
 log = logging.getLogger(__name__)
 
-MODES = {"linear": "ssl_linear", "knn": "ssl_knn", "full": "ssl_full"}
+MODES = {"linear": "ssl_linear", "knn": "ssl_knn", "full": "ssl_full", "spread": "ssl_label_spreading"}
+_MODE_SETTINGS = {  # FinetuneConfig fields per curve mode
+    "linear": {"mode": "linear", "unlabelled": "ignore"},
+    "knn": {"mode": "knn", "unlabelled": "ignore"},
+    "full": {"mode": "full", "unlabelled": "ignore"},
+    "spread": {"mode": "linear", "unlabelled": "spread"},
+}
 DEFAULT_FRACTIONS = (0.01, 0.05, 0.1, 0.25, 1.0)
 
 
@@ -85,7 +94,7 @@ def run_label_efficiency(
     holdout = np.zeros(0, dtype=np.int64) if chosen in ("val", "all") else None  # never tune on eval rows
     device = resolve_device(base.device)
     frozen = None
-    if any(m in ("linear", "knn") for m in modes):
+    if any(m in ("linear", "knn", "spread") for m in modes):
         encoder = build_encoder(data.checkpoint.meta, data.checkpoint.states["encoder"]).to(device)
         frozen = embed(encoder, data.dataset, device=device, desc="embedding every case (frozen encoder)")
     log.info("label efficiency on %d %s cases; fractions %s", len(eval_rows), chosen, list(fractions))
@@ -93,11 +102,12 @@ def run_label_efficiency(
     for fraction in fractions:
         for seed in (seeds_for_fraction or {}).get(fraction, seeds):
             subset = draw_labelled_subset(data.patient_ids, data.labels, pool=pool, fraction=fraction, seed=seed)
-            runs = [(MODES[m], base.model_copy(update={"mode": m, "seed": seed, "scorer": None})) for m in modes]
+            runs = [(MODES[m], base.model_copy(update={**_MODE_SETTINGS[m], "seed": seed, "scorer": None})) for m in modes]
             if supervised:
                 epochs = supervised_epochs or base.epochs
                 runs.append(("supervised", base.model_copy(update={
-                    "mode": "full", "init": "random", "seed": seed, "scorer": None, "epochs": epochs})))
+                    "mode": "full", "unlabelled": "ignore", "init": "random", "seed": seed, "scorer": None,
+                    "epochs": epochs})))
             for method, cfg in runs:
                 start = time.perf_counter()
                 result = fit_classifier(data, subset, holdout, cfg, frozen_embeddings=frozen)

@@ -44,6 +44,7 @@ from medssl.eval.metrics import classification_metrics, point_metrics
 from medssl.eval.report import write_json
 from medssl.progress import progress
 from medssl.train.embed import embed, resolve_device
+from medssl.train.label_spreading import spread_labels
 from medssl.train.labels import class_names, draw_labelled_subset, load_labels, validation_split
 from medssl.train.model_file import FineTunedModel, KnnMemory, build_encoder, centroid_head, model_checkpoint
 
@@ -69,6 +70,10 @@ class FinetuneConfig(StrictConfig):
     min_holdout_per_class: int = 5  # a held-out split with fewer cases of a class is too noisy to stop on:
     # then every labelled case trains for exactly ``epochs`` (applies to pretrained and random init alike)
     knn_k: int = Field(20, ge=1)
+    unlabelled: Literal["ignore", "spread"] = "ignore"  # spread: linear mode also learns from the train-split
+    # cases outside the labelled subset, labelled by label spreading on the frozen embeddings' kNN graph
+    spread_k: int = Field(10, ge=1)  # neighbours of the spreading graph
+    spread_alpha: float = Field(0.2, gt=0, lt=1)  # how far a labelled case may be pulled from its own label
     scorer: str | None = "knn"  # anomaly scorer fitted on train-split embeddings; None = none
     scorer_k: int = 10
     device: str = "auto"
@@ -77,6 +82,8 @@ class FinetuneConfig(StrictConfig):
     def _one_size(self) -> "FinetuneConfig":
         if self.label_fraction is not None and self.shots is not None:
             raise ValueError("give either label_fraction or shots, not both")
+        if self.unlabelled == "spread" and self.mode != "linear":
+            raise ValueError(f"unlabelled: spread works with mode linear (a probe on frozen embeddings), not {self.mode}")
         return self
 
 
@@ -272,6 +279,42 @@ def train_full(
     return model[0], model[1], {"epochs_run": len(history), "best_epoch": best_epoch, "history": history}
 
 
+def _spread_probe(
+    data: FinetuneData,
+    train_rows: np.ndarray,
+    y_train: np.ndarray,
+    n_classes: int,
+    val_rows: np.ndarray,
+    emb_train: torch.Tensor,
+    encoder: nn.Module,
+    frozen_embeddings: torch.Tensor | None,
+    config: FinetuneConfig,
+) -> tuple[nn.Linear, dict[str, Any]]:
+    """Linear probe on the labelled rows plus every other train-pool row, labelled by spreading.
+
+    The unlabelled rows are the train pool (train split, or every row without one) minus the
+    labelled and validation rows: evaluation cases never enter the graph.
+    """
+    unl = np.setdiff1d(np.flatnonzero(data.train_pool()), np.concatenate([train_rows, val_rows]))
+    if len(unl) == 0:
+        log.warning("unlabelled: spread found no unlabelled train cases; fitting the probe on the labelled cases only")
+        return linear_probe(emb_train.numpy(), y_train, data.patient_ids[train_rows], n_classes, config.seed), {"n_unlabelled": 0}
+    emb_unl = (
+        frozen_embeddings[torch.as_tensor(unl, dtype=torch.long)]
+        if frozen_embeddings is not None
+        else embed(encoder, data.dataset, unl, device=next(encoder.parameters()).device, desc="embedding unlabelled cases")
+    )
+    proba = spread_labels(emb_train.numpy(), y_train, emb_unl.numpy(), n_classes, config.spread_k, config.spread_alpha)
+    pseudo = proba.argmax(axis=1)
+    log.info("label spreading: %d labelled -> %d unlabelled train cases (spread class counts %s)",
+             len(train_rows), len(unl), np.bincount(pseudo, minlength=n_classes).tolist())
+    x = np.concatenate([emb_train.numpy(), emb_unl.numpy()])
+    y = np.concatenate([y_train, pseudo])
+    groups = np.concatenate([data.patient_ids[train_rows], data.patient_ids[unl]])
+    head = linear_probe(x, y, groups, n_classes, config.seed)
+    return head, {"n_unlabelled": int(len(unl)), "spread_class_counts": np.bincount(pseudo, minlength=n_classes).tolist()}
+
+
 @dataclass
 class FitResult:
     """A fitted classifier: encoder + head (+ kNN memory), classes, validation metrics, training log."""
@@ -340,6 +383,8 @@ def fit_classifier(
     if config.mode == "knn":
         knn = KnnMemory(emb_train, torch.as_tensor(y_train), config.knn_k)
         head = centroid_head(emb_train, torch.as_tensor(y_train), n_classes)
+    elif config.mode == "linear" and config.unlabelled == "spread":
+        head, train_log = _spread_probe(data, train_rows, y_train, n_classes, val_rows, emb_train, encoder, frozen_embeddings, config)
     elif config.mode == "linear" or config.init == "pretrained":
         head = linear_probe(emb_train.numpy(), y_train, data.patient_ids[train_rows], n_classes, config.seed)
     else:
