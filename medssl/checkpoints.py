@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 import medssl
@@ -48,9 +49,10 @@ class Checkpoint:
     tensors: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
-def _tensor_bytes(t: torch.Tensor) -> bytes:
+def _tensor_bytes(t: torch.Tensor) -> np.ndarray | bytes:
+    """The raw bytes of ``t`` as a uint8 array (hashlib reads it in place, no copy)."""
     t = t.detach().cpu().contiguous()
-    return t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b""
+    return t.reshape(-1).view(torch.uint8).numpy() if t.numel() else b""
 
 
 def _digest(meta: dict[str, Any], states: dict[str, dict[str, torch.Tensor]], tensors: dict[str, torch.Tensor]) -> str:

@@ -111,6 +111,36 @@ def test_batched_npz_fetch_equals_the_one_by_one_path_and_skips_the_cache(tmp_pa
     assert robust[0].max() == 0.0 and robust[1].max() == 1.0 and robust[1][0, 0, 1] == 0.0
 
 
+
+def test_npz_array_is_decompressed_once_then_memory_mapped_and_follows_a_replaced_archive(npz_copy: Path, tmp_path: Path) -> None:
+    manifest = _npz_manifest(npz_copy, 6)
+    first = ImagingDataset(tmp_path / "data", manifest, None)
+    want = torch.stack(first.__getitems__(list(range(6))))
+    entries = list((tmp_path / "data" / "cache" / "imaging" / "npz").glob("*.npy"))
+    assert len(entries) == 2  # train_images and val_images, decompressed
+    with np.load(npz_copy) as archive:
+        assert any(np.array_equal(np.load(e), archive["train_images"]) for e in entries)
+    again = ImagingDataset(tmp_path / "data", manifest, None)  # a later run or worker: memory-mapped
+    assert isinstance(again._npz_array(0), np.memmap)
+    assert torch.equal(torch.stack(again.__getitems__(list(range(6)))), want)
+    assert torch.equal(again[0], want[0])
+    # a damaged entry is rewritten, not trusted
+    for entry in entries:
+        entry.write_bytes(entry.read_bytes()[:100])
+    repaired = ImagingDataset(tmp_path / "data", manifest, None)
+    assert torch.equal(torch.stack(repaired.__getitems__(list(range(6)))), want)
+    assert all(e.stat().st_size > 100 for e in entries)
+    # the archive replaced in place (new content): a new entry, the new pixels
+    with np.load(npz_copy) as archive:
+        arrays = {k: archive[k] for k in archive.files}
+    arrays["train_images"] = 255 - arrays["train_images"]
+    np.savez(npz_copy, **arrays)
+    replaced = ImagingDataset(tmp_path / "data", manifest, None)
+    inverted = replaced.__getitems__([0])[0]
+    assert not torch.equal(inverted, want[0])
+    assert torch.equal(inverted, ImagingDataset(tmp_path / "plain", manifest, None, cache=False)[0])
+
+
 def test_a_damaged_cache_entry_is_recomputed(npz_copy: Path, tmp_path: Path) -> None:
     manifest = _npz_manifest(npz_copy, 4)
     ds = ImagingDataset(tmp_path, manifest, None)
@@ -231,6 +261,32 @@ def test_robust_scaling_falls_back_to_min_max_for_nearly_uniform_images() -> Non
     out = scale_intensity(img, prep)
     assert out[3, 4] == 1.0 and out.sum() == 1.0
     assert not scale_intensity(np.full((4, 4), 7.0, dtype=np.float32), prep).any()
+
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int16])
+def test_integer_percentile_road_equals_numpy_percentile(dtype: type) -> None:
+    from medssl.data.imaging.dataset import row_percentiles, scale_intensity, scale_intensity_batch
+
+    rng = np.random.default_rng(7)
+    info = np.iinfo(dtype)
+    for trial in range(200):
+        n, b = int(rng.integers(1, 900)), int(rng.integers(1, 12))
+        high = int(info.max) if trial % 2 else 5  # wide ranges and many ties
+        rows = rng.integers(max(int(info.min), -3000), high, size=(b, n), endpoint=True).astype(dtype)
+        q = [float(rng.choice([0, 0.5, 2.5, 50, 99.5, 100, rng.uniform(0, 100)])) for _ in range(2)]
+        got = row_percentiles(rows, q)
+        want = np.percentile(rows.astype(np.float32), q, axis=1)
+        assert got.dtype == want.dtype == np.float64
+        np.testing.assert_array_equal(got, want)
+    # images: the integer road gives the float road's pixels, one by one and batched
+    prep = resolve_preprocessing(pd.DataFrame({"source_format": ["image"]}), None)
+    images = rng.integers(0, min(int(info.max), 4000), size=(6, 28, 28), endpoint=True).astype(dtype)
+    batch = scale_intensity_batch(images, prep)
+    for image, scaled in zip(images, batch):
+        np.testing.assert_array_equal(scale_intensity(image, prep), scale_intensity(image.astype(np.float32), prep))
+        np.testing.assert_array_equal(scaled, scale_intensity(image.astype(np.float32), prep))
+    assert 0.0 <= batch.min() and batch.max() == 1.0
 
 
 def test_dicom_ingested_with_voi_is_read_with_its_window(tmp_path: Path) -> None:

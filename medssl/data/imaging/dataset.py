@@ -30,7 +30,8 @@ run with the same preprocessing, reads the cache instead of decoding.
 Batched fetch (``__getitems__``, what a DataLoader calls for a whole batch): npz rows of one array
 are decoded together, vectorised (one fancy-index, one percentile call, one scaling), which is
 cheaper than one cache-file read per case, so they skip the cache there; values are identical to
-the one-by-one path. DICOM and PNG/JPEG rows go through the cache as above. Entries are keyed by where a
+the one-by-one path. The npz array itself is decompressed once and kept as
+``DATA_DIR/cache/imaging/npz/<hash>.npy``, memory-mapped by later runs and workers. DICOM and PNG/JPEG rows go through the cache as above. Entries are keyed by where a
 case comes from, not by the file's content: if files are replaced in place, delete
 ``DATA_DIR/cache/imaging`` (or ingest into a new DATA_DIR).
 """
@@ -119,8 +120,45 @@ def preprocessing_key(preprocessing: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def _is_small_int(pixels: np.ndarray) -> bool:
+    """Integer pixels of at most 16 bits: exact in float32, and numpy sorts them by radix."""
+    return pixels.dtype.kind in "ui" and pixels.dtype.itemsize <= 2
+
+
+def row_percentiles(rows: np.ndarray, percentiles: Any) -> np.ndarray:
+    """``np.percentile(rows.astype(float32), percentiles, axis=1)``: float64 ``(len(percentiles), B)``
+    for ``rows`` ``(B, N)`` (finite values).
+
+    Integer rows of at most 16 bits (8-bit X-rays, 12/16-bit DICOM) take a faster road with the
+    same values: a radix sort of each row (``np.sort(kind="stable")``, ~10x cheaper than the
+    partition inside ``np.percentile``), then numpy's own "linear" rule between the two order
+    statistics, with numpy's arithmetic (difference in float32, weight in float64). Tests hold the
+    two roads equal.
+    """
+    if not _is_small_int(rows):
+        return np.percentile(np.asarray(rows, dtype=np.float32), percentiles, axis=1)
+    n = rows.shape[1]
+    ordered = np.sort(rows, axis=1, kind="stable")
+    out = []
+    for q in np.true_divide(np.asarray(percentiles, dtype=np.float64), 100):
+        virtual = (n - 1) * q
+        below = np.floor(virtual)
+        gamma = virtual - below
+        if virtual >= n - 1:
+            lo = hi = n - 1
+        elif virtual < 0:
+            lo = hi = 0
+        else:
+            lo, hi = int(below), int(below) + 1
+        a, b = ordered[:, lo].astype(np.float32), ordered[:, hi].astype(np.float32)
+        diff = b - a
+        out.append(np.subtract(b, diff * (1 - gamma)) if gamma >= 0.5 else np.add(a, diff * gamma))
+    return np.stack(out)
+
+
 def scale_intensity(pixels: np.ndarray, preprocessing: dict[str, Any]) -> np.ndarray:
     """Map ``pixels`` ``(H, W)`` to float32 in [0, 1] (robust per-image min-max or fixed window)."""
+    raw = np.asarray(pixels)
     pixels = np.asarray(pixels, dtype=np.float32)
     if preprocessing["intensity"] == "window":
         center, width = preprocessing["window"]
@@ -129,7 +167,8 @@ def scale_intensity(pixels: np.ndarray, preprocessing: dict[str, Any]) -> np.nda
         finite = pixels[np.isfinite(pixels)]
         if finite.size == 0:
             return np.zeros_like(pixels)
-        lo, hi = (float(v) for v in np.percentile(finite, preprocessing["percentiles"]))
+        rows = raw.reshape(1, -1) if _is_small_int(raw) else finite.reshape(1, -1)
+        lo, hi = (float(v[0]) for v in row_percentiles(rows, preprocessing["percentiles"]))
         if not hi > lo:  # e.g. a mostly black image with a few bright pixels: plain min-max
             lo, hi = float(finite.min()), float(finite.max())
     if not hi > lo:
@@ -155,8 +194,9 @@ def scale_intensity_batch(pixels: np.ndarray, preprocessing: dict[str, Any]) -> 
     Gives exactly the values of ``scale_intensity`` image by image (same float32 arithmetic).
     Returns ``None`` when any value is not finite (the per-image path handles NaN/inf).
     """
+    raw = np.asarray(pixels)
     pixels = np.asarray(pixels, dtype=np.float32)
-    if not np.isfinite(pixels).all():
+    if not _is_small_int(raw) and not np.isfinite(pixels).all():
         return None
     flat = pixels.reshape(len(pixels), -1)
     if preprocessing["intensity"] == "window":
@@ -164,7 +204,8 @@ def scale_intensity_batch(pixels: np.ndarray, preprocessing: dict[str, Any]) -> 
         lo = np.full(len(pixels), center - width / 2, dtype=np.float64)
         hi = np.full(len(pixels), center + width / 2, dtype=np.float64)
     else:
-        lo, hi = (v.astype(np.float64) for v in np.percentile(flat, preprocessing["percentiles"], axis=1))
+        rows = raw.reshape(len(raw), -1) if _is_small_int(raw) else flat
+        lo, hi = (v.astype(np.float64) for v in row_percentiles(rows, preprocessing["percentiles"]))
         flat_lo = ~(hi > lo)  # mostly uniform images: plain min-max, as scale_intensity does
         if flat_lo.any():
             lo[flat_lo] = flat[flat_lo].min(axis=1)
@@ -214,6 +255,8 @@ class ImagingDataset(Dataset):
         # DICOM ingested with --voi: read with the file's own VOI LUT / window (manifest column "voi")
         self._voi: list[bool] = manifest["voi"].fillna(False).astype(bool).tolist() if "voi" in manifest else [False] * len(manifest)
         self.cache_dir: Path | None = Path(data_dir) / "cache" / "imaging" / preprocessing_key(self.preprocessing) if cache else None
+        # decompressed npz arrays, memory-mapped (see medssl.data.imaging.npz.load_npz_array)
+        self._npz_cache: Path | None = Path(data_dir) / "cache" / "imaging" / "npz" if cache else None
         self._arrays: dict[tuple[str, str], np.ndarray] = {}  # npz arrays, loaded once per process
         if self.cache_dir is not None:
             self._write_cache_info(self.cache_dir)
@@ -268,7 +311,7 @@ class ImagingDataset(Dataset):
         idx = np.asarray([self._indices[r] for r in rows], dtype=np.int64)
         if len(idx) == 0 or idx.min() < -len(array) or idx.max() >= len(array):
             return None
-        images = _grey(array[idx], grey_ndim=3)
+        images = _grey(np.asarray(array[idx]), grey_ndim=3)
         if images.ndim != 3:
             return None
         scaled = scale_intensity_batch(images, self.preprocessing)
@@ -285,7 +328,7 @@ class ImagingDataset(Dataset):
         if key not in self._arrays:
             from medssl.data.imaging.npz import load_npz_array
 
-            self._arrays[key] = load_npz_array(*key)
+            self._arrays[key] = load_npz_array(*key, cache_dir=self._npz_cache)
         return self._arrays[key]
 
     def _decode(self, index: int) -> np.ndarray:

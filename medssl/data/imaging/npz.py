@@ -7,7 +7,10 @@ MedMNIST carries no patient id, so every image is its own patient (``patient_id 
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -37,18 +40,59 @@ def _open_npz(path: Path) -> np.lib.npyio.NpzFile:
         ) from None
 
 
-def load_npz_array(path: str | Path, key: str) -> np.ndarray:
-    """The whole array ``key`` of the archive at ``path`` (decompressed into memory).
+def load_npz_array(path: str | Path, key: str, cache_dir: str | Path | None = None) -> np.ndarray:
+    """The whole array ``key`` of the archive at ``path``.
 
-    Raises ``ReaderError`` if the file or key cannot be read.
+    Without ``cache_dir`` it is decompressed into memory. With ``cache_dir`` (the imaging dataset
+    passes ``DATA_DIR/cache/imaging/npz``) the decompressed array is also kept there as a ``.npy``
+    file, named by a hash of the archive's path, the key, its size and modification time (so a
+    replaced archive gets a new entry) and written atomically; later loads memory-map that file
+    (read-only): no decompression, and DataLoader workers share the pages. An unreadable entry is
+    rewritten; a read-only cache folder just means no cache. Raises ``ReaderError`` if the archive
+    or key cannot be read.
     """
+    entry = _npy_entry(Path(path), key, Path(cache_dir)) if cache_dir is not None else None
+    if entry is not None and entry.is_file():
+        try:
+            return np.load(entry, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError):
+            log.warning("npz cache entry %s is unreadable; decompressing the archive again", entry)
     try:
         with np.load(path, allow_pickle=False) as archive:
-            return archive[key]
+            array = archive[key]
     except KeyError:
         raise ReaderError(str(path), f"has no array {key!r}; re-run `medssl ingest images --format npz`") from None
     except (OSError, ValueError, zipfile.BadZipFile) as exc:
         raise ReaderError(str(path), f"could not be read as .npz ({exc})") from None
+    if entry is not None:
+        _store_npy(entry, array)
+    return array
+
+
+def _npy_entry(path: Path, key: str, cache_dir: Path) -> Path | None:
+    """Cache file of array ``key`` of ``path`` (``None`` when the archive cannot be stat'ed)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None  # the archive read below reports it
+    source = "\0".join((str(path.resolve()), key, str(st.st_size), str(st.st_mtime_ns)))
+    return cache_dir / (hashlib.sha256(source.encode()).hexdigest()[:32] + ".npy")
+
+
+def _store_npy(entry: Path, array: np.ndarray) -> None:
+    """Write ``array`` to ``entry`` atomically; any OSError (read-only DATA_DIR, full disk) skips it."""
+    try:
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=entry.parent, prefix=".tmp-", suffix=".npy")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                np.save(fh, np.ascontiguousarray(array), allow_pickle=False)
+            os.replace(tmp, entry)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    except OSError as exc:
+        log.debug("npz cache not written (%s)", exc)
 
 
 def _image_shape(images: np.ndarray) -> tuple[int, int] | None:
