@@ -151,6 +151,11 @@ def test_bad_input_gives_one_clear_line(small_data: Path, tmp_path: Path, capsys
           "method_options.momentum of method 'byol' must be float, got 'abc'")
     yaml.write_text("method: micle\nmethod_options: {partner: nearst}\n")
     fails(["pretrain", "--data", str(small_data), "--out", out, "--config", str(yaml)], "partner must be one of")
+    for method, option in (("simclr", "projection_dim: 0"), ("micle", "hidden_dim: -4"), ("byol", "projection_dim: 0"),
+                           ("dino", "bottleneck_dim: 0")):
+        yaml.write_text(f"method: {method}\nmethod_options: {{{option}}}\n")
+        fails(["pretrain", "--data", str(small_data), "--out", out, "--config", str(yaml)],
+              f"method_options {{'{option.split(':')[0]}': {option.split(': ')[1]}}}: head sizes must be whole numbers of at least 1")
     yaml.write_text("encoder: small_cnn\nencoder_options: {width: 0}\n")
     fails(["pretrain", "--data", str(small_data), "--out", out, "--config", str(yaml)], "width >= 1")
     (tmp_path / "broken").mkdir()

@@ -20,6 +20,7 @@ from typing import Any, Callable, ClassVar
 import torch
 from torch import nn
 
+from medssl.errors import ConfigError
 from medssl.registry import Registry
 
 
@@ -46,6 +47,17 @@ class SSLMethod(nn.Module):
 
 
 METHODS: Registry[SSLMethod] = Registry("method")
+
+
+def require_sizes(method: str, **sizes: int | None) -> None:
+    """Refuse head sizes below 1 (``None`` = the default): a zero-wide projection head would only
+    fail deep inside the first training step. Raises ``ConfigError`` naming the option."""
+    bad = {k: v for k, v in sizes.items() if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1)}
+    if bad:
+        raise ConfigError(
+            f"{method} method_options {bad}: head sizes must be whole numbers of at least 1 "
+            f"(leave them out for the defaults)"
+        )
 
 
 def register_method(name: str) -> Callable[[Callable[..., SSLMethod]], Callable[..., SSLMethod]]:

@@ -12,7 +12,7 @@ from lightly.models.utils import deactivate_requires_grad, update_momentum
 from lightly.utils.scheduler import cosine_schedule
 from torch import nn
 
-from medssl.methods.base import SSLMethod, register_method
+from medssl.methods.base import SSLMethod, register_method, require_sizes
 
 
 @register_method("byol")
@@ -33,6 +33,7 @@ class BYOL(SSLMethod):
         momentum: float = 0.99,
     ) -> None:
         super().__init__(encoder)
+        require_sizes("byol", projection_dim=projection_dim, hidden_dim=hidden_dim)
         n = int(encoder.num_features)
         self.projection = BYOLProjectionHead(n, hidden_dim, projection_dim)
         self.prediction = BYOLPredictionHead(projection_dim, hidden_dim, projection_dim)

@@ -17,7 +17,7 @@ from lightly.models.utils import deactivate_requires_grad, update_momentum
 from lightly.utils.scheduler import cosine_schedule
 from torch import nn
 
-from medssl.methods.base import SSLMethod, register_method
+from medssl.methods.base import SSLMethod, register_method, require_sizes
 
 
 def _dino_head(n: int, hidden_dim: int, bottleneck_dim: int, output_dim: int) -> DINOProjectionHead:
@@ -43,6 +43,7 @@ class DINO(SSLMethod):
         momentum: float = 0.996,
     ) -> None:
         super().__init__(encoder)
+        require_sizes("dino", output_dim=output_dim, hidden_dim=hidden_dim, bottleneck_dim=bottleneck_dim)
         n = int(encoder.num_features)
         dims = (n, hidden_dim, bottleneck_dim, output_dim)
         self.head = _dino_head(*dims)

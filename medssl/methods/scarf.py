@@ -18,7 +18,7 @@ from lightly.models.modules import SimCLRProjectionHead
 from torch import nn
 
 from medssl.errors import ConfigError
-from medssl.methods.base import SSLMethod, register_method
+from medssl.methods.base import SSLMethod, register_method, require_sizes
 from medssl.transforms.tabular import corrupt_from_batch
 
 
@@ -41,6 +41,7 @@ class SCARF(SSLMethod):
         super().__init__(encoder)
         if not 0.0 < corruption_rate < 1.0:
             raise ConfigError(f"scarf corruption_rate must be in (0, 1), got {corruption_rate}")
+        require_sizes("scarf", projection_dim=projection_dim, hidden_dim=hidden_dim)
         n = int(encoder.num_features)
         self.corruption_rate = corruption_rate
         self.columns = row_columns(encoder)

@@ -9,7 +9,7 @@ from lightly.loss import NTXentLoss
 from lightly.models.modules import SimCLRProjectionHead
 from torch import nn
 
-from medssl.methods.base import SSLMethod, register_method
+from medssl.methods.base import SSLMethod, register_method, require_sizes
 
 
 @register_method("simclr")
@@ -29,6 +29,7 @@ class SimCLR(SSLMethod):
         hidden_dim: int | None = None,
     ) -> None:
         super().__init__(encoder)
+        require_sizes(type(self).__name__.lower(), projection_dim=projection_dim, hidden_dim=hidden_dim)
         n = int(encoder.num_features)
         self.projection = SimCLRProjectionHead(n, hidden_dim or n, projection_dim)
         self.criterion = NTXentLoss(temperature=temperature)

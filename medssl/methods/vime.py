@@ -19,7 +19,7 @@ from lightly.models.modules.heads import ProjectionHead
 from torch import nn
 
 from medssl.errors import ConfigError
-from medssl.methods.base import SSLMethod, register_method
+from medssl.methods.base import SSLMethod, register_method, require_sizes
 from medssl.transforms.tabular import corrupt_from_batch
 
 
@@ -40,6 +40,7 @@ class VIME(SSLMethod):
             raise ConfigError("vime needs a tabular encoder (tabular_mlp, ft_transformer or entity_sequence)")
         if not 0.0 < mask_rate < 1.0:
             raise ConfigError(f"vime mask_rate must be in (0, 1), got {mask_rate}")
+        require_sizes("vime", hidden_dim=hidden_dim)
         self.mask_rate, self.alpha = mask_rate, alpha
         self.n_numeric = int(encoder.n_numeric)
         self.cardinalities = [int(c) for c in encoder.cardinalities]
