@@ -59,15 +59,15 @@ class FinetuneConfig(StrictConfig):
     shots: int | None = None  # labelled cases per class
     seed: int = 0
     init: Literal["pretrained", "random"] = "pretrained"  # random = supervised-from-scratch baseline
-    epochs: int = 30  # full mode: maximum epochs
-    min_steps_per_epoch: int = 10  # small subsets are resampled (with replacement) to this many batches
-    patience: int = 5  # epochs without validation improvement before stopping
+    epochs: int = Field(30, ge=1)  # full mode: maximum epochs
+    min_steps_per_epoch: int = Field(10, ge=1)  # small subsets are resampled (with replacement) to this many batches
+    patience: int = Field(5, ge=1)  # epochs without validation improvement before stopping
     batch_size: int = Field(64, ge=1)
-    lr_head: float = 1e-3
-    lr_encoder: float = 1e-4  # pretrained init; a random init trains the encoder at lr_head
-    weight_decay: float = 1e-4
-    val_fraction: float = 0.2  # of labelled patients, held out when the manifest has no val labels
-    min_holdout_per_class: int = 5  # a held-out split with fewer cases of a class is too noisy to stop on:
+    lr_head: float = Field(1e-3, gt=0)
+    lr_encoder: float = Field(1e-4, gt=0)  # pretrained init; a random init trains the encoder at lr_head
+    weight_decay: float = Field(1e-4, ge=0)
+    val_fraction: float = Field(0.2, gt=0, lt=1)  # of labelled patients, held out when the manifest has no val labels
+    min_holdout_per_class: int = Field(5, ge=1)  # a held-out split with fewer cases of a class is too noisy to stop on:
     # then every labelled case trains for exactly ``epochs`` (applies to pretrained and random init alike)
     knn_k: int = Field(20, ge=1)
     unlabelled: Literal["ignore", "spread"] = "ignore"  # spread: linear mode also learns from the train-split
@@ -75,7 +75,7 @@ class FinetuneConfig(StrictConfig):
     spread_k: int = Field(10, ge=1)  # neighbours of the spreading graph
     spread_alpha: float = Field(0.2, gt=0, lt=1)  # how far a labelled case may be pulled from its own label
     scorer: str | None = "knn"  # anomaly scorer fitted on train-split embeddings; None = none
-    scorer_k: int = 10
+    scorer_k: int = Field(10, ge=1)
     device: str = "auto"
 
     @model_validator(mode="after")
