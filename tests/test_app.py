@@ -215,6 +215,9 @@ def test_medssl_app_imports_scores_and_serves(tmp_path: Path, real_scores: Path)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+    # stopping `medssl app` stops the server itself: nothing is left holding the port
+    with socket.socket() as s:
+        assert s.connect_ex(("127.0.0.1", port)) != 0, "a Streamlit server outlived `medssl app`"
 
 
 def test_app_refuses_a_missing_data_folder_before_touching_the_store(tmp_path: Path, real_scores: Path, capsys) -> None:

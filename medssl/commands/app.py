@@ -74,6 +74,12 @@ def run(args: argparse.Namespace) -> int:
         "--server.headless", "true", "--browser.gatherUsageStats", "false",
     ]
     log.info("serving the review app on http://%s:%d (Ctrl+C stops it)", args.host, args.port)
+    if os.name == "posix":
+        # become the Streamlit server (same PID): stopping this process (Ctrl+C, kill, a service
+        # manager) stops the app, instead of leaving an orphaned server holding the port
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execve(sys.executable, cmd, env)
     try:
         return subprocess.call(cmd, env=env)
     except KeyboardInterrupt:
