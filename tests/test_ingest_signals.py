@@ -29,7 +29,7 @@ def test_aami_mapping_table() -> None:
 @pytest.fixture(scope="module")
 def mitdb(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """Records 101 and 112, a header without its data file (113), a truncated .dat (114), a record
-    without annotations (115: first 20 s only), all ingested once."""
+    without annotations (115: first 20 s only), a truncated .atr (116), all ingested once."""
     src = tmp_path_factory.mktemp("mitdb")
     root = shared_data / "signals/mitdb_ds1"
     for name in RECORDS:
@@ -40,6 +40,9 @@ def mitdb(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[
     (src / "114.dat").write_bytes((root / "101.dat").read_bytes()[:100_000])
     (src / "115.hea").write_text((root / "101.hea").read_text().replace("101", "115").replace("650000", "7200"))
     (src / "115.dat").write_bytes((root / "101.dat").read_bytes()[: 7200 * 3])
+    (src / "116.hea").write_text((root / "101.hea").read_text().replace("101", "116"))
+    shutil.copy(root / "101.dat", src / "116.dat")
+    (src / "116.atr").write_bytes((root / "101.atr").read_bytes()[:50])  # cut: wfdb reads the first beats silently
     out = tmp_path_factory.mktemp("beats") / "data"
     assert main(["-q", "ingest", "signals", str(src), "--format", "wfdb", "--out", str(out)]) == 0
     return src, out
@@ -76,6 +79,7 @@ def test_bad_records_and_fixed_windows(mitdb: tuple[Path, Path]) -> None:
     by_file = {Path(p).name: r for p, r in zip(errors.path, errors.reason)}
     assert "113.hea" in by_file and "missing or truncated" in by_file["113.hea"]
     assert "114.hea" in by_file and "could not be read" in by_file["114.hea"]
+    assert "116.atr" in by_file and "truncated" in by_file["116.atr"] and "116" not in set(m.patient_id)
     fixed = m[m.patient_id == "115"]  # no .atr: 7200 samples -> 28 windows of 252
     assert len(fixed) == 7200 // 252 and fixed.label.isna().all()
     assert fixed.case_id.tolist()[:2] == ["115:0", "115:252"]

@@ -70,6 +70,14 @@ def read_beats(
         except Exception as exc:
             errors.add(f"{record_path}.{annotator}", f"annotations could not be read ({type(exc).__name__}: {exc})", count=1)
             return None
+        if not _has_end_marker(record_path.with_suffix(f".{annotator}")):
+            errors.add(
+                f"{record_path}.{annotator}",
+                "annotation file is truncated (it lacks the WFDB end-of-file marker, two zero bytes), so "
+                "beats after the cut would be missing; record skipped. Copy the file again",
+                count=1,
+            )
+            return None
         symbols = np.asarray(ann.symbol, dtype=object)
         labels = np.asarray([aami_class(s) for s in symbols], dtype=object)
         is_beat = labels != None  # noqa: E711  (elementwise test on an object array)
@@ -87,3 +95,16 @@ def read_beats(
     rows["record"] = name
     rows["leads"] = leads
     return windows, rows, float(record.fs)
+
+
+def _has_end_marker(path: Path) -> bool:
+    """A complete WFDB annotation file ends with the zero annotation (bytes ``00 00``)."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, 2)
+            if fh.tell() < 2:
+                return False
+            fh.seek(-2, 2)
+            return fh.read(2) == b"\0\0"
+    except OSError:
+        return False
