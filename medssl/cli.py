@@ -45,6 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"medssl {medssl.__version__}")
     parser.add_argument("-q", "--quiet", action="store_true", help="only print warnings and errors")
+    parser.add_argument(
+        "--threads", type=int, default=None, metavar="N",
+        help="CPU threads for torch (default: torch's choice, usually every core). On a shared "
+        "server, or with small images, 1 or 2 is often faster than all of them",
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_name in COMMANDS:
         importlib.import_module(module_name).register(subparsers)
@@ -69,6 +74,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0 if args.command is None else 2
     _setup_logging(args.quiet)
+    if args.threads is not None:
+        if args.threads < 1:
+            print(f"medssl: error: --threads must be at least 1, got {args.threads}", file=sys.stderr)
+            return 2
+        import torch
+
+        torch.set_num_threads(args.threads)
     try:
         return int(args.func(args) or 0)
     except MedsslError as exc:

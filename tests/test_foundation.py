@@ -114,6 +114,22 @@ def test_patient_splits_never_share_a_patient() -> None:
     assert split.equals(assign_patient_splits(df, 0.2, 0.2, seed=1))  # deterministic
 
 
+
+def test_cli_threads_option_sets_torch_threads(tmp_path: Path, capsys) -> None:
+    import torch
+
+    before = torch.get_num_threads()
+    db = f"sqlite:///{tmp_path / 'r.db'}"
+    try:
+        torch.set_num_threads(3)
+        assert main(["--threads", "1", "users", "list", "--db", db]) == 0
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    assert main(["--threads", "0", "users", "list", "--db", db]) == 2
+    assert "--threads must be at least 1" in capsys.readouterr().err
+
+
 def test_cli_version_and_bad_input(capsys) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["--version"])
