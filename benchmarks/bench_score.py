@@ -22,7 +22,7 @@ fitted on the train-split embeddings, saved through ``medssl.checkpoints`` (the 
     ru_maxrss, the job's own peak is also reported: VmHWM reset (``/proc/self/clear_refs``) once
     the modules are imported, so it covers model load + scoring + commit only.
 
-Usage: ``.venv/bin/python benchmarks/bench_score.py [--n 2000] [--rounds 7] [--chunk-size 2048]``
+Usage: ``.venv/bin/python benchmarks/bench_score.py [--n 2000] [--rounds 7] [--chunk-size 2048] [--threads N]``
 """
 
 from __future__ import annotations
@@ -138,7 +138,11 @@ def main_bench() -> None:
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--chunk-size", type=int, default=2048)
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch CPU threads for baseline and job alike (default: torch's choice)")
     args = ap.parse_args()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     tmp = Path(tempfile.mkdtemp(prefix="bench_score_"))
     try:
         full = tmp / "full"
@@ -177,6 +181,7 @@ def main_bench() -> None:
             "data": f"PneumoniaMNIST npz, {len(manifest)} real cases (28x28); 10N repeats them under new case ids",
             "model": "small_cnn (128 features) + Linear head + kNN scorer (k=10) over the train embeddings",
             "n": args.n, "batch_size": args.batch_size, "chunk_size": args.chunk_size, "rounds": args.rounds,
+            "torch_threads": torch.get_num_threads(),
             "throughput": {
                 "bare_forward_cases_per_s": round(bare_cps, 1),
                 "score_warm_cases_per_s": round(warm_cps, 1),
