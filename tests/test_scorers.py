@@ -25,6 +25,7 @@ SCORER_KW = {
     "iforest": {"n_estimators": 50},
     "knn": {"k": 5},
     "mahalanobis": {},
+    "pseudo_label": {},
     "reconstruction": {"n_components": 3},
 }
 
@@ -37,12 +38,15 @@ def _cloud(n: int = 300, d: int = 8, seed: int = 0) -> np.ndarray:
 
 
 def test_registry_lists_every_scorer() -> None:
-    assert list_scorers() == ["ecod", "ensemble", "iforest", "knn", "mahalanobis", "reconstruction"]
+    assert list_scorers() == ["ecod", "ensemble", "iforest", "knn", "mahalanobis", "pseudo_label",
+                             "reconstruction"]
     with pytest.raises(UnknownNameError, match="Did you mean 'knn'"):
         create_scorer("kmn")
 
 
-@pytest.mark.parametrize("name", sorted(SCORER_KW))
+# pseudo_label scores along one learned direction: an outlier off that direction need not rank
+# first (documented limit); its own outlier test is test_pseudo_label_learns_the_anomalies_direction
+@pytest.mark.parametrize("name", sorted(set(SCORER_KW) - {"pseudo_label"}))
 def test_obvious_outlier_gets_top_score_and_percentile_100(name: str) -> None:
     ref = _cloud()
     queries = np.vstack([_cloud(20, seed=1), ref.mean(0) + 25.0 * ref.std(0)])
@@ -233,3 +237,50 @@ def test_ensemble_members_on_column_blocks_and_rank_average() -> None:
         EnsembleScorer(members=[("ecod", {})], columns=[(0, 1), (1, 2)])
     with pytest.raises(ConfigError, match="another ensemble"):
         EnsembleScorer(members=[("ensemble", {})])
+
+
+def test_pseudo_label_learns_the_anomalies_direction() -> None:
+    # 400 normal rows in 6-D plus 20 unlabelled anomalies shifted along dimension 2 (+4 sd) that
+    # are unremarkable in every other dimension
+    rng = np.random.default_rng(0)
+    normal = rng.normal(size=(400, 6))
+    anomalies = rng.normal(size=(20, 6))
+    anomalies[:, 2] += 4.0
+    ref = np.vstack([normal, anomalies])
+    scorer = create_scorer("pseudo_label", contamination=0.05).fit(ref)
+    # the pseudo-anomalies (top 5 % = 21 rows by skew-weighted ECOD) are mostly the planted group,
+    # so the logistic direction is dimension 2
+    assert int(np.argmax(np.abs(scorer.coef_))) == 2 and scorer.coef_[2] > 0
+    assert np.abs(scorer.coef_[2]) > 3 * np.abs(np.delete(scorer.coef_, 2)).max()
+    # score = log-odds of the fitted linear model on standardised features, by hand
+    x = (ref - ref.mean(0)) / ref.std(0)
+    np.testing.assert_allclose(scorer.score(ref), x @ scorer.coef_ + scorer.intercept_)
+    # new cases: fresh anomalies of the same kind rank above fresh normals
+    new_normal, new_anom = rng.normal(size=(200, 6)), rng.normal(size=(20, 6))
+    new_anom[:, 2] += 4.0
+    s = scorer.score(np.vstack([new_normal, new_anom]))
+    assert np.mean(s[200:][:, None] > s[:200][None, :]) > 0.95
+    assert np.median(scorer.percentile(s[200:])) > 90
+    # the documented limit: an outlier on the *opposite* side of the learned direction scores low
+    far = ref.mean(0).copy()
+    far[2] -= 25.0 * ref[:, 2].std()
+    assert scorer.percentile(scorer.score(far[None, :]))[0] < 10
+
+
+def test_pseudo_label_options_are_checked() -> None:
+    with pytest.raises(ConfigError, match="contamination"):
+        create_scorer("pseudo_label", contamination=0.6)
+    with pytest.raises(ConfigError, match="normal_quantile"):
+        create_scorer("pseudo_label", contamination=0.2, normal_quantile=0.9)
+    with pytest.raises(ConfigError, match="C "):
+        create_scorer("pseudo_label", C=0.0)
+    with pytest.raises(ConfigError, match="base cannot be"):
+        create_scorer("pseudo_label", base=("pseudo_label", {}))
+    with pytest.raises(UnknownNameError):
+        create_scorer("pseudo_label", base=("ecdo", {}))
+    # another base: kNN distances pick the pseudo-anomalies; state keeps the base's name
+    ref = _cloud()
+    scorer = create_scorer("pseudo_label", base=("knn", {"k": 5}), contamination=0.1).fit(ref)
+    back = load_scorer("pseudo_label", scorer.state_dict())
+    assert back.base[0] == "knn" and back.contamination == 0.1 and back.C == 0.1
+    np.testing.assert_array_equal(back.score(ref), scorer.score(ref))

@@ -53,3 +53,18 @@ def test_skew_tail_ecod_finds_ulb_frauds_without_labels(shared_data: Path) -> No
     # the dimensions the frauds skew (V14, V12, V10, V17 ... in this data) carry the weight
     top = set(np.argsort(-skew.weights_)[:6].tolist())
     assert len(top & {9, 11, 13, 16}) >= 2, sorted(top)
+
+
+def test_pseudo_label_beats_its_base_on_ulb_without_labels(shared_data: Path) -> None:
+    # only the reference half: fit on one half of it (frauds left in, unlabelled), judge on the other
+    x_ref, _, y_ref, _, prep = _halves(shared_data, "ulb_creditcard_a.csv")
+    x = one_hot_categoricals(x_ref, prep)
+    fit, val = train_test_split(np.arange(len(x)), test_size=0.5, stratify=y_ref, random_state=1)
+    pseudo = create_scorer("pseudo_label").fit(x[fit])
+    auprc = average_precision_score(y_ref[val], pseudo.score(x[val]))
+    base = average_precision_score(y_ref[val], create_scorer("ecod", tail="skew").fit(x[fit]).score(x[val]))
+    assert auprc > base + 0.01 and auprc > 0.88, (auprc, base)
+    # its pseudo-anomalies: 5 % of the fit part, mostly real (unseen) frauds
+    assert pseudo.coef_.shape == (x.shape[1],)
+    top = np.argsort(-pseudo.score(x[fit]))[: int(round(0.05 * len(fit)))]
+    assert y_ref[fit][top].mean() > 0.8
