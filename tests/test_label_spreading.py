@@ -63,3 +63,13 @@ def test_bad_input_raises_config_error(kwargs: dict, message: str) -> None:
     args = {"emb_labelled": np.ones((4, 2)), "y": np.array([0, 1, 0, 1]), "emb_unlabelled": np.ones((5, 2)), "n_classes": 2}
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
         spread_labels(**{**args, **kwargs})
+
+
+def test_class_mass_rescales_each_class_to_its_labelled_share(threes_and_eights) -> None:
+    x, y = threes_and_eights
+    lab = np.concatenate([np.flatnonzero(y == 0)[:2], np.flatnonzero(y == 1)[:8]])  # labelled shares 0.2 / 0.8
+    unl = np.setdiff1d(np.arange(len(y)), lab)
+    plain = spread_labels(x[lab], y[lab], x[unl], 2, k=10)
+    scaled = plain * (np.array([0.2, 0.8]) / plain.sum(axis=0))  # Zhu et al. 2003, by hand
+    expected = scaled / scaled.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(spread_labels(x[lab], y[lab], x[unl], 2, k=10, class_mass=True), expected, rtol=1e-10)

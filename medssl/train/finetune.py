@@ -74,6 +74,7 @@ class FinetuneConfig(StrictConfig):
     # cases outside the labelled subset, labelled by label spreading on the frozen embeddings' kNN graph
     spread_k: int = Field(10, ge=1)  # neighbours of the spreading graph
     spread_alpha: float = Field(0.2, gt=0, lt=1)  # how far a labelled case may be pulled from its own label
+    spread_class_mass: bool = False  # rescale spread labels to the labelled class shares (class mass normalisation)
     scorer: str | None = "knn"  # anomaly scorer fitted on train-split embeddings; None = none
     scorer_k: int = Field(10, ge=1)
     device: str = "auto"
@@ -304,7 +305,8 @@ def _spread_probe(
         if frozen_embeddings is not None
         else embed(encoder, data.dataset, unl, device=next(encoder.parameters()).device, desc="embedding unlabelled cases")
     )
-    proba = spread_labels(emb_train.numpy(), y_train, emb_unl.numpy(), n_classes, config.spread_k, config.spread_alpha)
+    proba = spread_labels(emb_train.numpy(), y_train, emb_unl.numpy(), n_classes, config.spread_k, config.spread_alpha,
+                          config.spread_class_mass)
     pseudo = proba.argmax(axis=1)
     log.info("label spreading: %d labelled -> %d unlabelled train cases (spread class counts %s)",
              len(train_rows), len(unl), np.bincount(pseudo, minlength=n_classes).tolist())

@@ -25,6 +25,7 @@ def spread_labels(
     n_classes: int,
     k: int = 10,
     alpha: float = 0.2,
+    class_mass: bool = False,
     max_iter: int = 100,
 ) -> np.ndarray:
     """Class probabilities ``(U, n_classes)`` of the unlabelled embeddings ``(U, F)``.
@@ -57,9 +58,15 @@ def spread_labels(
     model = LabelSpreading(kernel="knn", n_neighbors=min(k, len(x) - 1), alpha=alpha, max_iter=max_iter)
     model.fit(x, target)
     dist = np.zeros((len(x), n_classes))
-    dist[:, model.classes_[model.classes_ >= 0]] = model.label_distributions_
+    dist[:, model.classes_] = model.label_distributions_
     proba = dist[len(y):]
     unreached = ~np.isfinite(proba).all(axis=1) | (proba.sum(axis=1) <= 0)
     if unreached.any():
         proba[unreached] = np.bincount(y, minlength=n_classes) / len(y)
+    if class_mass:
+        prior = np.bincount(y, minlength=n_classes) / len(y)
+        mass = proba.sum(axis=0)
+        proba = proba * np.where(mass > 0, prior / np.maximum(mass, 1e-300), 0.0)
+        empty = proba.sum(axis=1) <= 0
+        proba[empty] = prior
     return proba / proba.sum(axis=1, keepdims=True)
