@@ -9,9 +9,24 @@
    by AUROC on the val split. Early stopping holds out labelled train patients, never val; when
    that hold-out would keep fewer than 5 cases of a class (1%: 39 cases, ~4 normal) every method
    trains on all labelled cases for the fixed epoch budget instead;
+   plus a fourth, semi-supervised curve, ``ssl_label_spreading`` (SSL + label spreading): the same
+   labelled subset's labels are spread over the frozen SSL embeddings' kNN graph to the other
+   train images (their labels unused; val images never enter the graph), and the linear probe is
+   fitted on labelled + spread cases (``FinetuneConfig.unlabelled = "spread"``);
 4. writes benchmarks/results/label_efficiency_pneumonia.{json,png,csv} and prints the table.
 
 Target: mean AUROC of SSL (best of linear / full) at 1% >= supervised-from-scratch at 10%.
+The JSON also reports the comparison for each SSL curve on its own, the label-spreading one included.
+
+How the label-spreading settings were chosen (not on val): ``select_label_spreading_pneumonia.py``
+on the train split only: 75% of it as the pool, 25% held out; labelled subsets of the benchmark's
+1% size (39) drawn from the pool with seeds 0-9, labels spread over the rest of the pool, probe
+AUROC measured on the train hold-out; grid spread_k {10, 20, 50, 100} x spread_alpha {0.2, 0.5} x
+spread_class_mass {no, yes}, with the checkpoint this benchmark pretrains (default config).
+Result of that selection (2026-11-29): no spreading setting beat the plain probe on the train
+hold-out (probe 0.940 +- 0.048; best spreading k=20, alpha=0.5, no class mass 0.938 +- 0.043;
+worst k=100 0.915); the curve uses that best setting, fixed before this benchmark's val numbers
+were seen, and is reported as measured.
 
     .venv/bin/python benchmarks/label_efficiency_pneumonia.py [--pretrain-steps 1500] [--pretrain-batch 128]
         [--seeds 5] [--epochs 8] [--threads 1] [--workers 1] [--work DIR]
@@ -28,6 +43,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import shutil
 import time
 from pathlib import Path
@@ -36,6 +52,8 @@ REPO = Path(__file__).resolve().parents[1]
 NPZ = REPO.parent / "shared" / "data" / "imaging" / "pneumoniamnist_trainval.npz"
 RESULTS = REPO / "benchmarks" / "results"
 AUGMENT = {"crop_scale": [0.3, 1.0], "blur_prob": 0.0}  # other steps: medssl.transforms.image defaults
+SPREAD = {"spread_k": 20, "spread_alpha": 0.5, "spread_class_mass": False}  # chosen on train only, see above
+SSL_CURVES = ("ssl_linear", "ssl_full", "ssl_label_spreading")
 
 
 def main() -> None:
@@ -48,6 +66,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--workers", type=int, default=1, help="DataLoader workers making the pretraining views")
     args = parser.parse_args()
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):  # numpy/scikit-learn too
+        os.environ.setdefault(var, str(args.threads))
     import torch
 
     torch.set_num_threads(args.threads)
@@ -79,12 +99,13 @@ def main() -> None:
         done.write_text(json.dumps({"config": pre_cfg.model_dump(mode="json"), "seconds": time.perf_counter() - t}))
     timings["pretrain_s"] = json.loads(done.read_text())["seconds"]
 
-    ft_cfg = FinetuneConfig(epochs=args.epochs, patience=5, batch_size=64, min_steps_per_epoch=10)
+    ft_cfg = FinetuneConfig(epochs=args.epochs, patience=5, batch_size=64, min_steps_per_epoch=10, **SPREAD)
     seeds = list(range(args.seeds))
     t = time.perf_counter()
     table = run_label_efficiency(
         run_dir / "checkpoint.pt", data_dir, RESULTS / "label_efficiency_pneumonia", fractions=[0.01, 0.1, 1.0],
-        seeds=seeds, seeds_for_fraction={1.0: [0]}, modes=["linear", "full"], supervised=True, base_config=ft_cfg,
+        seeds=seeds, seeds_for_fraction={1.0: [0]}, modes=["linear", "full", "spread"], supervised=True,
+        base_config=ft_cfg,
     )
     timings["curves_s"] = time.perf_counter() - t
     summary = summarize(table)
@@ -102,6 +123,8 @@ def main() -> None:
         "runs": json.loads(table.to_json(orient="records")),
         "target": {"ssl_1pct_auroc": ssl_1, "supervised_10pct_auroc": sup_10, "met": bool(ssl_1 >= sup_10),
                    "ratio_ssl1_over_sup10": ssl_1 / sup_10},
+        "target_per_ssl_curve": {m: {"auroc_1pct": mean[(m, 0.01)], "met": bool(mean[(m, 0.01)] >= sup_10)}
+                                 for m in SSL_CURVES},
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "label_efficiency_pneumonia.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -109,6 +132,8 @@ def main() -> None:
     shutil.copy(RESULTS / "label_efficiency_pneumonia" / "label_efficiency.csv", RESULTS / "label_efficiency_pneumonia.csv")
     print(summary.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     print(f"target: SSL@1% {ssl_1:.3f} vs supervised@10% {sup_10:.3f} -> {'MET' if ssl_1 >= sup_10 else 'MISSED'}")
+    for m in SSL_CURVES:
+        print(f"  {m}@1% {mean[(m, 0.01)]:.3f} -> {'MET' if mean[(m, 0.01)] >= sup_10 else 'MISSED'}")
 
 
 if __name__ == "__main__":
