@@ -137,3 +137,26 @@ def test_cli_version_and_bad_input(capsys) -> None:
     # the exact version, read independently from pyproject.toml
     project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]
     assert capsys.readouterr().out.strip() == f"medssl {project['version']}"
+
+
+def test_cli_and_scoring_start_without_heavy_optional_imports() -> None:
+    """`medssl --help`, and the scoring path of a small-image model, load neither MONAI, torchvision,
+    scikit-learn nor SQLAlchemy: each costs up to seconds at start-up, and none is needed there."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, medssl.cli\n"
+        "medssl.cli.build_parser()\n"
+        "import medssl.scoring.job, medssl.scoring.scorers, medssl.encoders.builtin\n"
+        "from medssl.data import get_domain\n"
+        "get_domain('imaging')\n"
+        "from medssl.encoders.registry import create_encoder\n"
+        "from medssl.scoring.scorers import create_scorer\n"
+        "import torch\n"
+        "create_scorer('knn').fit(torch.randn(20, 4))\n"
+        "create_encoder('small_cnn', in_channels=1)\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'monai', 'torchvision', 'sklearn', 'sqlalchemy', 'argon2', 'lightning'}))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert run.stdout.strip() == "[]", run.stdout

@@ -6,9 +6,8 @@ import argparse
 import getpass
 import sys
 
-from medssl.review.db import DB_ENV
+from medssl.review.constants import DB_ENV, MIN_PASSWORD_LENGTH, ROLES
 from medssl.review.errors import UserError
-from medssl.review.users import MIN_PASSWORD_LENGTH, ROLES
 
 DB_HELP = (
     "review database URL: sqlite:///path/review.db (default: $%s, else medssl_review.db in the "

@@ -7,23 +7,25 @@ The classifier ``fc`` is removed: the output is the pooled feature vector.
 
 from __future__ import annotations
 
-from typing import Callable
-
 import torch
 from torch import nn
-from torchvision.models import ResNet, resnet18, resnet50
 
 from medssl.encoders.registry import EncoderExample, register_encoder
 
 
 class ImageResNet(nn.Module):
-    """``(B, in_channels, H, W)`` -> ``(B, num_features)``; 512 features (ResNet-18) or 2048 (ResNet-50)."""
+    """``(B, in_channels, H, W)`` -> ``(B, num_features)``; 512 features (ResNet-18) or 2048 (ResNet-50).
 
-    def __init__(self, build: Callable[..., ResNet], in_channels: int = 1, small_input: bool = False) -> None:
+    ``arch`` names the torchvision builder (``"resnet18"``, ``"resnet50"``).
+    """
+
+    def __init__(self, arch: str, in_channels: int = 1, small_input: bool = False) -> None:
         super().__init__()
         if in_channels < 1:
             raise ValueError(f"in_channels must be >= 1, got {in_channels}")
-        net = build(weights=None)
+        from torchvision import models  # imported here: torchvision costs ~1 s, and only ResNets need it
+
+        net = getattr(models, arch)(weights=None)
         if small_input:
             net.conv1 = nn.Conv2d(in_channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
             net.maxpool = nn.Identity()
@@ -41,10 +43,10 @@ class ImageResNet(nn.Module):
 @register_encoder("resnet18", EncoderExample({"in_channels": 1}, (1, 32, 32), "imaging"))
 def build_resnet18(in_channels: int = 1, small_input: bool = False) -> ImageResNet:
     """ResNet-18 with a ``in_channels`` stem; ``num_features`` = 512."""
-    return ImageResNet(resnet18, in_channels=in_channels, small_input=small_input)
+    return ImageResNet("resnet18", in_channels=in_channels, small_input=small_input)
 
 
 @register_encoder("resnet50", EncoderExample({"in_channels": 1}, (1, 32, 32), "imaging"))
 def build_resnet50(in_channels: int = 1, small_input: bool = False) -> ImageResNet:
     """ResNet-50 with a ``in_channels`` stem; ``num_features`` = 2048."""
-    return ImageResNet(resnet50, in_channels=in_channels, small_input=small_input)
+    return ImageResNet("resnet50", in_channels=in_channels, small_input=small_input)

@@ -17,8 +17,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DatabaseError, NoSuchModuleError
 
 from medssl.errors import ConfigError
+from medssl.review.constants import DB_ENV
 
-DB_ENV = "MEDSSL_DB"
 DEFAULT_DB_FILE = "medssl_review.db"
 BUSY_TIMEOUT_S = 30.0
 

@@ -14,15 +14,12 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError
 
+from medssl.review.constants import DATA_SCIENCE_ROLES, MIN_PASSWORD_LENGTH, NAME_MAX_LENGTH, ROLES  # noqa: F401
 from medssl.review.errors import UserError
 from medssl.review.models import User, utcnow
 
 log = logging.getLogger(__name__)
 
-ROLES: tuple[str, ...] = ("clinician", "data_scientist", "admin")
-DATA_SCIENCE_ROLES: frozenset[str] = frozenset({"data_scientist", "admin"})
-MIN_PASSWORD_LENGTH = 8
-NAME_MAX_LENGTH = 64
 
 _HASHER = PasswordHasher()
 # Verified when the name is unknown, so a wrong name costs as long as a wrong password.

@@ -27,9 +27,6 @@ from typing import Any, Callable, ClassVar, TypeVar
 
 import numpy as np
 import torch
-from sklearn.covariance import EmpiricalCovariance, LedoitWolf
-from sklearn.decomposition import PCA
-from sklearn.ensemble import IsolationForest
 
 from medssl.errors import ConfigError, DataError
 from medssl.registry import Registry
@@ -270,6 +267,8 @@ class MahalanobisScorer(AnomalyScorer):
         self.precision_: np.ndarray | None = None
 
     def _fit(self, x: np.ndarray) -> np.ndarray:
+        from sklearn.covariance import EmpiricalCovariance, LedoitWolf  # here: sklearn costs ~1 s at start-up
+
         cov = LedoitWolf() if self.estimator == "ledoit_wolf" else EmpiricalCovariance()
         cov.fit(x)
         self.location_ = cov.location_
@@ -337,6 +336,8 @@ class ReconstructionScorer(AnomalyScorer):
             n = self.n_components
             if isinstance(n, int):
                 n = min(n, x.shape[1], len(x))
+            from sklearn.decomposition import PCA
+
             pca = PCA(n_components=n, svd_solver="full").fit(x)
             self.pca_mean_ = pca.mean_
             self.components_ = pca.components_
@@ -457,10 +458,12 @@ class IsolationForestScorer(AnomalyScorer):
             raise ConfigError(f"n_estimators must be a positive number of trees, got {n_estimators}")
         self.n_estimators, self.random_state = int(n_estimators), int(random_state)
         self.reference_: np.ndarray | None = None
-        self._forest: IsolationForest | None = None
+        self._forest: "IsolationForest | None" = None
 
-    def _forest_fit(self) -> IsolationForest:
+    def _forest_fit(self) -> "IsolationForest":
         if self._forest is None:
+            from sklearn.ensemble import IsolationForest
+
             self._forest = IsolationForest(n_estimators=self.n_estimators, random_state=self.random_state,
                                            n_jobs=1).fit(self.reference_)
         return self._forest

@@ -49,9 +49,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from monai.transforms import SpatialPad
 from torch.utils.data import Dataset
-from torchvision.transforms.v2 import functional as TF
 
 from medssl.config import StrictConfig
 from medssl.errors import ConfigError, DataError, ReaderError
@@ -181,9 +179,15 @@ def to_square(image: np.ndarray, size: int) -> torch.Tensor:
     """``(H, W)`` in [0, 1] -> ``(1, size, size)``: centred zero padding to a square, then resize."""
     tensor = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None]
     side = max(tensor.shape[-2:])
+    # MONAI and torchvision are imported only when needed: together they cost seconds at start-up,
+    # and native-size square images (MedMNIST) need neither
     if tensor.shape[-2] != tensor.shape[-1]:
+        from monai.transforms import SpatialPad
+
         tensor = SpatialPad(spatial_size=(side, side), method="symmetric")(tensor).as_tensor()
     if side != size:
+        from torchvision.transforms.v2 import functional as TF
+
         tensor = TF.resize(tensor, [size, size], interpolation=TF.InterpolationMode.BILINEAR, antialias=True)
     return tensor.clamp_(0.0, 1.0).contiguous()
 
