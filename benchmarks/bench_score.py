@@ -21,6 +21,8 @@ fitted on the train-split embeddings, saved through ``medssl.checkpoints`` (the 
     dataset has 4,406 images). Ratio target <= 1.2. Because imports (torch, MONAI, sklearn) dominate
     ru_maxrss, the job's own peak is also reported: VmHWM reset (``/proc/self/clear_refs``) once
     the modules are imported, so it covers model load + scoring + commit only.
+(c) Start-up: wall seconds of ``python -m medssl score`` over the N cases as a new process (what a
+    nightly job pays, imports included) next to a process that only imports torch (best of 3).
 
 Usage: ``.venv/bin/python benchmarks/bench_score.py [--n 2000] [--rounds 7] [--chunk-size 2048] [--threads N]``
 """
@@ -117,6 +119,13 @@ def score_seconds(model: Path, data: Path, out: Path, batch_size: int, chunk_siz
     return time.perf_counter() - t0
 
 
+def _seconds(cmd: list[str]) -> float:
+    """Wall seconds of a subprocess (it must succeed)."""
+    t0 = time.perf_counter()
+    subprocess.run(cmd, cwd=REPO, capture_output=True, check=True)
+    return time.perf_counter() - t0
+
+
 def peak_rss_mb(model: Path, data: Path, out: Path, batch_size: int, chunk_size: int) -> dict[str, float]:
     """Memory (MB) of a fresh process running ``medssl score`` over DATA_DIR ``data``.
 
@@ -176,6 +185,13 @@ def main_bench() -> None:
         score_seconds(model, tmp / "n10", tmp / "prefill.parquet", args.batch_size, args.chunk_size)
         rss_n = peak_rss_mb(model, tmp / "n", tmp / "rss_n.parquet", args.batch_size, args.chunk_size)
         rss_10n = peak_rss_mb(model, tmp / "n10", tmp / "rss_10n.parquet", args.batch_size, args.chunk_size)
+
+        # (c) what a nightly job sees: `medssl score` as a new process (imports included), against
+        # the floor of any torch program (a process that only imports torch)
+        fresh = [_seconds([sys.executable, "-m", "medssl", "-q", "score", "--model", str(model), "--data",
+                           str(tmp / "n"), "--out", str(tmp / "fresh.parquet"), "--batch-size", str(args.batch_size),
+                           "--chunk-size", str(args.chunk_size)]) for _ in range(3)]
+        torch_only = [_seconds([sys.executable, "-c", "import torch"]) for _ in range(3)]
         result = {
             "benchmark": "medssl score (local engine) vs bare inference_mode forward; peak RSS at N and 10N",
             "data": f"PneumoniaMNIST npz, {len(manifest)} real cases (28x28); 10N repeats them under new case ids",
@@ -207,6 +223,11 @@ def main_bench() -> None:
                 "rss_mb_before_job_n": round(rss_n["before_job"], 1),
                 "rss_mb_before_job_10n": round(rss_10n["before_job"], 1),
                 "note": "peak = ru_maxrss of the whole process; job_peak = VmHWM reset after imports",
+            },
+            "fresh_process": {
+                "score_n_seconds": round(min(fresh), 3),
+                "import_torch_only_seconds": round(min(torch_only), 3),
+                "note": "best of 3: `python -m medssl score` over N cases in a new process, and a process that only imports torch",
             },
             "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                         "python": platform.python_version(), "torch": torch.__version__,
