@@ -13,7 +13,8 @@
    labelled subset's labels are spread over the frozen SSL embeddings' kNN graph to the other
    train images (their labels unused; val images never enter the graph), and the linear probe is
    fitted on labelled + spread cases (``FinetuneConfig.unlabelled = "spread"``);
-4. writes benchmarks/results/label_efficiency_pneumonia.{json,png,csv} and prints the table.
+4. writes benchmarks/results/label_efficiency_pneumonia[_METHOD].{json,png,csv} (suffix unless
+   --method simclr) and prints the table.
 
 Target: mean AUROC of SSL (best of linear / full) at 1% >= supervised-from-scratch at 10%.
 The JSON also reports the comparison for each SSL curve on its own, the label-spreading one included.
@@ -28,7 +29,7 @@ hold-out (probe 0.940 +- 0.048; best spreading k=20, alpha=0.5, no class mass 0.
 worst k=100 0.915); the curve uses that best setting, fixed before this benchmark's val numbers
 were seen, and is reported as measured.
 
-    .venv/bin/python benchmarks/label_efficiency_pneumonia.py [--pretrain-steps 1500] [--pretrain-batch 128]
+    .venv/bin/python benchmarks/label_efficiency_pneumonia.py [--method simclr] [--pretrain-steps 1500] [--pretrain-batch 128]
         [--seeds 5] [--epochs 8] [--threads 1] [--workers 1] [--work DIR]
 
 Defaults: 1500 SimCLR steps at batch 128 (~50 epochs of the train split), 5 seeds at 1% and 10%,
@@ -59,7 +60,8 @@ SSL_CURVES = ("ssl_linear", "ssl_full", "ssl_label_spreading")
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", type=Path, default=Path("/tmp/medssl_bench_pneu"), help="scratch folder (data, runs)")
-    parser.add_argument("--pretrain-steps", type=int, default=1500, help="SimCLR optimizer steps")
+    parser.add_argument("--method", default="simclr", help="SSL method (medssl.methods registry), e.g. byol")
+    parser.add_argument("--pretrain-steps", type=int, default=1500, help="pretraining optimizer steps")
     parser.add_argument("--pretrain-batch", type=int, default=128)
     parser.add_argument("--epochs", type=int, default=8, help="max epochs of full fine-tuning / from scratch")
     parser.add_argument("--seeds", type=int, default=5, help="seeds at 1%% and 10%% (100%% uses seed 0)")
@@ -80,6 +82,7 @@ def main() -> None:
     from medssl.train.pretrain_config import PretrainConfig
 
     work = args.work
+    name = "label_efficiency_pneumonia" + ("" if args.method == "simclr" else f"_{args.method}")  # results files
     data_dir, run_dir = work / "data", work / "pretrain"
     timings: dict[str, float] = {}
     if not (data_dir / "manifest.parquet").is_file():
@@ -87,7 +90,7 @@ def main() -> None:
         assert cli(["-q", "ingest", "images", str(NPZ), "--format", "npz", "--out", str(data_dir)]) == 0
         timings["ingest_s"] = time.perf_counter() - t
     pre_cfg = PretrainConfig(
-        method="simclr", encoder="small_cnn", epochs=10000, max_steps=args.pretrain_steps,
+        method=args.method, encoder="small_cnn", epochs=10000, max_steps=args.pretrain_steps,
         batch_size=args.pretrain_batch, lr=2e-3, warmup_epochs=1.0, seed=0, accelerator="cpu",
         num_workers=args.workers, augment=AUGMENT,
     )
@@ -103,7 +106,7 @@ def main() -> None:
     seeds = list(range(args.seeds))
     t = time.perf_counter()
     table = run_label_efficiency(
-        run_dir / "checkpoint.pt", data_dir, RESULTS / "label_efficiency_pneumonia", fractions=[0.01, 0.1, 1.0],
+        run_dir / "checkpoint.pt", data_dir, RESULTS / name, fractions=[0.01, 0.1, 1.0],
         seeds=seeds, seeds_for_fraction={1.0: [0]}, modes=["linear", "full", "spread"], supervised=True,
         base_config=ft_cfg,
     )
@@ -113,7 +116,7 @@ def main() -> None:
     ssl_1 = max(mean[("ssl_linear", 0.01)], mean[("ssl_full", 0.01)])
     sup_10 = mean[("supervised", 0.1)]
     result = {
-        "benchmark": "label_efficiency_pneumonia",
+        "benchmark": name,
         "eval": "AUROC on the PneumoniaMNIST val split (524 images), never used for training or early stopping",
         "pretrain": pre_cfg.model_dump(mode="json"),
         "finetune": ft_cfg.model_dump(mode="json"),
@@ -127,9 +130,9 @@ def main() -> None:
                                  for m in SSL_CURVES},
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "label_efficiency_pneumonia.json").write_text(json.dumps(result, indent=2) + "\n")
-    shutil.copy(RESULTS / "label_efficiency_pneumonia" / "label_efficiency.png", RESULTS / "label_efficiency_pneumonia.png")
-    shutil.copy(RESULTS / "label_efficiency_pneumonia" / "label_efficiency.csv", RESULTS / "label_efficiency_pneumonia.csv")
+    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    shutil.copy(RESULTS / name / "label_efficiency.png", RESULTS / f"{name}.png")
+    shutil.copy(RESULTS / name / "label_efficiency.csv", RESULTS / f"{name}.csv")
     print(summary.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     print(f"target: SSL@1% {ssl_1:.3f} vs supervised@10% {sup_10:.3f} -> {'MET' if ssl_1 >= sup_10 else 'MISSED'}")
     for m in SSL_CURVES:

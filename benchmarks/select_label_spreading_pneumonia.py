@@ -71,7 +71,8 @@ def main() -> None:
 
     settings = [("probe only", None, None, None)] + [
         (f"spread k={k} alpha={a} class_mass={bool(int(c))}", int(k), float(a), bool(int(c)))
-        for k, a, c in itertools.product(args.ks.split(","), args.alphas.split(","), args.class_mass.split(","))
+        for k, a, c in itertools.product(*(v.split(",") for v in (args.ks, args.alphas, args.class_mass)))
+        if k and a and c  # --ks "" compares checkpoints by the plain probe only
     ]
     scores: dict[str, list[float]] = {name: [] for name, _, _, _ in settings}
     for seed in range(args.seeds):
