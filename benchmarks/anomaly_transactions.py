@@ -40,8 +40,28 @@ single ``pseudo_label(x)`` has the best ULB mean (1.184) but its PaySim ratio sw
 rule before pseudo_label existed: 1.118) is kept as a row. ``benchmarks/_select_anomaly_transactions.py``
 redoes that selection. The few-label recipe (chosen earlier among plain LR and LR-CV on raw, raw
 one-hot, +embedding and +score features) is unchanged; its score feature follows the
-unsupervised default. The other rows below are reported for reference
-and are not used to pick anything. Writes
+unsupervised default.
+
+Second pass (same protocol, reference halves only; ``_select_anomaly_transactions.py
+--pseudo-label-variants`` and ``--few-label``): no candidate beat either default by more than the
+selection tolerance, so both were kept. Unsupervised: 13 option sets of the pseudo_label members
+(normal_quantile 0.3-0.9, C 0.01-1, contamination 0.03/0.07, ECOD / IsolationForest / kNN bases)
+alone and as (x, xz) pairs: best worst case 1.156 against the default's 1.155; a scratch harness
+with iterated self-training (2-3 rounds), quadratic / signed-log / quantile-normal features,
+class weights and a kNN(embedding) third member found nothing above 1.156 either. On ULB's
+validation splits the default (0.893 / 0.910 / 0.943 AUPRC) is within 0.03 of LogisticRegression
+trained on *all* labels of the fit part (0.908 / 0.937 / 0.947, i.e. 1.19 / 1.24 / 1.16 x
+IsolationForest): there the 1.2 x target sits at the supervised ceiling. Few labels (cell =
+data set x K x split seed, mean over the five label seeds of AUPRC minus LogisticRegression on
+raw): the default's worst cell is +0.009 (positive in all 18); self-training from the labelled
+fit (top 5 % / p > 0.5 of the unlabelled pool as frauds, lower half as normals) reached +0.009 /
++0.010, member log-odds instead of the percentile +0.009 / +0.007, PU learning (labelled frauds
+against the whole unlabelled pool, ULB 6.6 % and PaySim 17 % frauds) -0.063 / -0.157 (balanced),
+pseudo_label seeded with the labelled frauds -0.132, the embedding as extra features -0.030.
+The ``supervised reference`` line (LogisticRegression on raw, trained on every labelled row of
+the reference half) is a ceiling for orientation, not a target or a medssl method.
+
+The other rows below are reported for reference and are not used to pick anything. Writes
 ``benchmarks/results/anomaly_transactions.json`` and prints a table.
 Run: ``.venv/bin/python benchmarks/anomaly_transactions.py [--epochs N]`` (selection used 10).
 """
@@ -216,6 +236,14 @@ def few_label(raw: np.ndarray, raw_oh: np.ndarray, z: np.ndarray, ref: np.ndarra
     return out
 
 
+def supervised_reference(raw: np.ndarray, ref: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """Ceiling for orientation (not a target): the few-label baseline's LogisticRegression on raw
+    features trained on *every* labelled row of the reference half; AUROC/AUPRC on the evaluation half."""
+    p = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(raw[ref], y[ref]).predict_proba(raw[~ref])[:, 1]
+    return {"auroc": float(roc_auc_score(y[~ref], p)), "auprc": float(average_precision_score(y[~ref], p)),
+            "reference_frauds": int(y[ref].sum())}
+
+
 FEW_LABEL_ROWS = (BASELINE_FEW_LABEL, DEFAULT_FEW_LABEL, "logreg_cv(raw) [reference point]",
                   "medssl logreg(raw+embedding+knn score)")
 
@@ -238,6 +266,7 @@ def main(argv: list[str] | None = None) -> int:
             raw, raw_oh, z, secs = medssl_embeddings(data_dir, Path(tmp) / f"run_{name}", args.epochs)
             results[name] = {"n": len(m), "frauds": int(y.sum()), "pretrain_embed_seconds": round(secs, 1),
                              "unsupervised": unsupervised(raw, raw_oh, z, ref, y),
+                             "supervised_reference": supervised_reference(raw, ref, y),
                              "few_label": few_label(raw, raw_oh, z, ref, y)}
     default = DEFAULT_UNSUPERVISED
     results["ratio_to_isolation_forest"] = {
@@ -256,6 +285,9 @@ def main(argv: list[str] | None = None) -> int:
         for det, v in r["unsupervised"].items():
             print(f"{det:84s} {v['auroc']:7.3f} {v['auprc']:7.3f}")
         print(f"{default} / best IsolationForest AUPRC = {results['ratio_to_isolation_forest'][name]:.3f} (target >= 1.2)")
+        sup, best_if = r["supervised_reference"], max(r["unsupervised"][i]["auprc"] for i in IF_ROWS)
+        print(f"supervised reference (logreg(raw) on all {sup['reference_frauds']} labelled reference frauds; "
+              f"ceiling, not a target): AUROC {sup['auroc']:.3f} AUPRC {sup['auprc']:.3f} = {sup['auprc'] / best_if:.3f} x IsolationForest")
         print(f"{'few-label AUPRC (mean±std, 5 seeds)':46s} " + " ".join(f"{'K=' + k:>15s}" for k in r["few_label"]))
         for method in FEW_LABEL_ROWS:
             cells = [f"{v[method]['auprc_mean']:.3f}±{v[method]['auprc_std']:.3f}" for v in r["few_label"].values()]
