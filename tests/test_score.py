@@ -64,8 +64,11 @@ def test_model_file_scores_exactly_what_the_model_computes(cxr) -> None:
     emb = embed_all(enc, root / "data", manifest)
     scorer = load_scorer("knn", {k[7:]: v for k, v in ckpt.tensors.items()})
     expected = scorer.score(emb)
-    np.testing.assert_allclose(df["anomaly_score"].to_numpy(), expected, rtol=1e-6, atol=1e-9)
-    np.testing.assert_allclose(df["anomaly_percentile"].to_numpy(), scorer.percentile(expected), atol=1e-9)
+    # the job runs the encoder in inference form (batch-norm folded, channels-last): float rounding only
+    np.testing.assert_allclose(df["anomaly_score"].to_numpy(), expected, rtol=1e-5, atol=1e-9)
+    np.testing.assert_allclose(df["anomaly_percentile"].to_numpy(), scorer.percentile(df["anomaly_score"].to_numpy()), atol=1e-9)
+    n_ref = len(ckpt.tensors["scorer/reference"])
+    np.testing.assert_allclose(df["anomaly_percentile"].to_numpy(), scorer.percentile(expected), atol=100 / n_ref + 1e-9)
     head = torch.nn.Linear(enc.num_features, 2)
     head.load_state_dict(ckpt.states["head"])
     with torch.no_grad():
@@ -97,7 +100,7 @@ def test_encoder_checkpoint_fits_a_reference_scorer_on_the_train_split(cxr, caps
     enc.load_state_dict(ckpt.states["encoder"])
     emb = embed_all(enc, root / "data", manifest)
     ref = create_scorer("knn").fit(emb[:120])
-    np.testing.assert_allclose(df["anomaly_score"].to_numpy(), ref.score(emb), rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(df["anomaly_score"].to_numpy(), ref.score(emb), rtol=1e-5, atol=1e-9)
 
     rc = _score(encoder, root / "data", root / "x.parquet", "--reference-split", "test")
     err = capsys.readouterr().err
@@ -119,7 +122,7 @@ def test_a_small_reference_split_uses_fewer_neighbours_instead_of_failing(cxr, t
     enc.load_state_dict(ckpt.states["encoder"])
     emb = embed_all(enc, root / "data", manifest)
     expected = create_scorer("knn", k=5).fit(emb[:6]).score(emb)
-    np.testing.assert_allclose(pd.read_parquet(tmp_path / "s.parquet")["anomaly_score"].to_numpy(), expected, rtol=1e-6)
+    np.testing.assert_allclose(pd.read_parquet(tmp_path / "s.parquet")["anomaly_score"].to_numpy(), expected, rtol=1e-5)  # inference form: float rounding
 
 
 def test_flag_top_k_across_chunks_and_embeddings_file(cxr) -> None:
@@ -255,4 +258,4 @@ def test_scores_a_real_finetuned_model_as_finetune_predicts(cxr, mode) -> None:
     assert df["predicted_label"].tolist() == [ft.classes[i] for i in proba.argmax(axis=1)]
     np.testing.assert_allclose(df["predicted_proba"].to_numpy(), proba.max(axis=1), rtol=1e-5)
     emb = embed_all(ft.encoder, root / "data", manifest)
-    np.testing.assert_allclose(df["anomaly_score"].to_numpy(), ft.scorer.score(emb), rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(df["anomaly_score"].to_numpy(), ft.scorer.score(emb), rtol=1e-5, atol=1e-9)
