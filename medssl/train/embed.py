@@ -8,6 +8,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from medssl.encoders.inference import InferenceEncoder
 from medssl.errors import ConfigError
 from medssl.progress import progress
 
@@ -33,7 +34,9 @@ def embed(
     """Embeddings ``(N, num_features)`` float32 on the CPU of ``dataset`` (or of its ``rows``).
 
     Item ``i`` of the dataset is one input tensor ``(*input_shape)``; the encoder is put in eval
-    mode (BatchNorm uses its running statistics) and restored to its previous mode afterwards.
+    mode (BatchNorm uses its running statistics) and restored to its previous mode afterwards. It
+    runs in inference form (``medssl.encoders.inference``), as ``medssl score`` runs it, so the
+    embeddings a model file's statistics are fitted on match the ones it is scored with.
     """
     data = dataset if rows is None else Subset(dataset, list(map(int, rows)))
     n = len(data)
@@ -42,12 +45,12 @@ def embed(
     device = torch.device(device)
     loader = DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=0)
     was_training = encoder.training
-    encoder.eval()
+    fast = InferenceEncoder(encoder, device)  # eval mode, batch-norm folded, channels-last on CPU
     out: list[torch.Tensor] = []
     try:
         with torch.inference_mode():
             for batch in progress(loader, total=len(loader), desc=desc, unit="batch"):
-                out.append(encoder(batch.to(device)).float().cpu())
+                out.append(fast(batch.to(device)).float().cpu())
     finally:
         encoder.train(was_training)
     return torch.cat(out)
