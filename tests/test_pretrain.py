@@ -83,6 +83,10 @@ def test_pretrain_writes_a_self_describing_encoder(small_data: Path, tmp_path: P
     enc = create_encoder(meta["encoder"]["name"], **meta["encoder"]["kwargs"])
     enc.load_state_dict(ckpt.states["encoder"])
     assert enc(torch.rand(3, 1, 28, 28)).shape == (3, 32)
+    # a conv encoder trained on CPU in the channels-last layout (faster); its weights load as usual
+    conv = ckpt.states["encoder"]["features.1.0.weight"]  # (16, 8, 3, 3): the layouts differ
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    assert torch.equal(enc.state_dict()["features.1.0.weight"], conv)
     m = _metrics(run)
     assert list(m.columns) == ["epoch", "step", "loss", "lr"] and m["step"].tolist() == list(range(1, 7))
     assert np.isfinite(m["loss"]).all()

@@ -1,4 +1,10 @@
-"""The Lightning wrapper around an ``SSLMethod``: optimizer, warm-up + cosine LR, EMA hook."""
+"""The Lightning wrapper around an ``SSLMethod``: optimizer, warm-up + cosine LR, EMA hook.
+
+On CPU, a method whose networks contain 2-D convolutions trains in the channels-last memory
+layout (parameters and 4-D batch tensors): oneDNN's convolutions and pooling are markedly faster
+on NHWC tensors (a ``small_cnn`` step at 28 px: ~1.5x). Values are the same up to float rounding;
+saved weights are ordinary tensors (checkpoint digests hash them in the standard layout).
+"""
 
 from __future__ import annotations
 
@@ -37,6 +43,20 @@ class PretrainModule(L.LightningModule):
         self.lr = lr
         self.weight_decay = weight_decay
         self.warmup_steps = warmup_steps
+
+    def on_fit_start(self) -> None:
+        self.channels_last = self.device.type == "cpu" and any(
+            isinstance(m, torch.nn.Conv2d) for m in self.method.modules()
+        )
+        if self.channels_last:  # in place: the optimizer keeps the same parameter objects
+            self.method.to(memory_format=torch.channels_last)
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        if getattr(self, "channels_last", False) and isinstance(batch, dict):
+            return {k: v.contiguous(memory_format=torch.channels_last)
+                    if isinstance(v, torch.Tensor) and v.ndim == 4 and v.is_floating_point() else v
+                    for k, v in batch.items()}
+        return batch
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss = self.method.training_loss(batch)
