@@ -243,6 +243,11 @@ def test_too_small_holdout_trains_every_labelled_case_for_the_fixed_budget(encod
     held = fit_classifier(data, subset, np.zeros(0, dtype=np.int64), base.model_copy(update={"min_holdout_per_class": 1}))
     assert held.train_log["validation"] == "held-out labelled patients"
     assert 0 < held.train_log["n_val"] < 24 and held.train_log["n_train"] + held.train_log["n_val"] == 24
+    # a two-class head early-stopped on held-out patients takes its decision threshold from them
+    cut = held.train_log["decision_threshold"]
+    assert 0 < cut["p_class1"] < 1 and cut["n_heldout"] == held.train_log["n_val"]
+    assert cut["balanced_accuracy_after_on_heldout"] >= cut["balanced_accuracy_before"] == held.metrics["balanced_accuracy"]
+    assert "decision_threshold" not in small.train_log  # no held-out patients: the head is left as trained
 
 
 def test_labelled_pairs_batched_fetch_matches_item_by_item(data_dir: Path) -> None:

@@ -11,7 +11,9 @@
    or the encoder and head trained together with a class-weighted loss, the encoder at a smaller
    learning rate, started from the linear probe (LP-FT) and early-stopped on a patient-level
    validation split (``full``; when a held-out split would keep fewer than ``min_holdout_per_class``
-   cases of some class, every labelled case trains for exactly ``epochs`` instead);
+   cases of some class, every labelled case trains for exactly ``epochs`` instead). A two-class
+   head early-stopped on held-out labelled patients also gets its decision threshold from them
+   (``medssl.train.threshold``: best balanced accuracy, folded into the bias);
 4. fit an anomaly scorer on the train-split embeddings, and write ``model.pt``, ``metrics.json``
    and ``config.yaml`` into RUN_DIR.
 """
@@ -30,6 +32,7 @@ import pandas as pd
 import torch
 from pydantic import Field, model_validator
 from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
+from sklearn.metrics import balanced_accuracy_score
 from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.class_weight import compute_class_weight
@@ -46,6 +49,7 @@ from medssl.progress import progress
 from medssl.train.embed import embed, resolve_device
 from medssl.train.label_spreading import spread_labels
 from medssl.train.labels import class_names, draw_labelled_subset, load_labels, validation_split
+from medssl.train.threshold import balanced_threshold, shift_head_to_threshold
 from medssl.train.model_file import FineTunedModel, KnnMemory, build_encoder, centroid_head, model_checkpoint
 
 log = logging.getLogger(__name__)
@@ -406,8 +410,30 @@ def fit_classifier(
         )
         proba = FineTunedModel(encoder, head, classes, {}, knn).proba_from_embeddings(emb_val)
         metrics = {"n": int(len(val_rows)), **classification_metrics(y_val, proba, classes)}
+        if validation == "held-out labelled patients" and n_classes == 2 and knn is None and head.bias is not None:
+            _set_decision_threshold(head, y_val, np.asarray(proba)[:, 1], metrics, train_log)
     train_log.update(n_train=int(len(train_rows)), n_val=int(len(val_rows)), validation=validation)
     return FitResult(encoder, head, classes, knn, metrics, train_log)
+
+
+def _set_decision_threshold(
+    head: nn.Linear, y_val: np.ndarray, p1: np.ndarray, metrics: dict[str, Any], train_log: dict[str, Any]
+) -> None:
+    """Fold the held-out patients' balanced-accuracy cut-off into ``head`` (``medssl.train.threshold``).
+
+    ``metrics`` stay those of the unshifted head (the cut-off is fitted on these very cases, so its
+    own balanced accuracy there is optimistic); ``train_log["decision_threshold"]`` records both."""
+    t = balanced_threshold(y_val, p1)
+    if t is None:
+        return
+    shift_head_to_threshold(head, t)
+    after = float(balanced_accuracy_score(y_val, (p1 >= t).astype(int)))
+    train_log["decision_threshold"] = {
+        "p_class1": t, "n_heldout": int(len(y_val)),
+        "balanced_accuracy_before": metrics["balanced_accuracy"], "balanced_accuracy_after_on_heldout": after,
+    }
+    log.info("decision threshold P(class 1) >= %.4g chosen on %d held-out labelled cases "
+             "(their balanced accuracy %.3f -> %.3f)", t, len(y_val), metrics["balanced_accuracy"], after)
 
 
 def fit_scorer(name: str, k: int, embeddings: torch.Tensor) -> tuple[Any, dict[str, Any]] | None:
