@@ -233,6 +233,10 @@ def train_full(
     weights = compute_class_weight("balanced", classes=np.arange(n_classes), y=y_train) if len(np.unique(y_train)) == n_classes else np.ones(n_classes)
     loss_fn = nn.CrossEntropyLoss(weight=torch.as_tensor(weights, dtype=torch.float32))
     model = nn.Sequential(encoder, head).to(device)
+    # conv encoders train channels-last on CPU (oneDNN is markedly faster on NHWC), as pretraining does
+    channels_last = device.type == "cpu" and any(isinstance(m, nn.Conv2d) for m in encoder.modules())
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
     optim = torch.optim.AdamW(
         [{"params": encoder.parameters(), "lr": lr_encoder}, {"params": head.parameters(), "lr": config.lr_head}],
         weight_decay=config.weight_decay,
@@ -257,7 +261,10 @@ def train_full(
         model.train()
         total = 0.0
         for x, y in loader:
-            loss = loss_fn(model(x.to(device)), y.to(device))
+            x = x.to(device)
+            if channels_last and x.ndim == 4:
+                x = x.contiguous(memory_format=torch.channels_last)
+            loss = loss_fn(model(x), y.to(device))
             optim.zero_grad(set_to_none=True)
             loss.backward()
             optim.step()
