@@ -6,8 +6,7 @@
    followed by the matching ``BatchNorm`` becomes one layer whose weights absorb the normalisation
    (``torch.nn.utils.fusion``), the same rewrite ONNX/TorchScript exporters do. In eval mode
    batch-norm is a fixed affine map, so the outputs do not change beyond float rounding.
-2. **Channels-last layout on CPU** for encoders with 2-D convolutions: oneDNN's convolutions and
-   pooling run several times faster on NHWC tensors than on NCHW ones for small images.
+2. **Channels-last layout on CPU** for encoders with 2-D convolutions (``medssl.encoders.layout``).
 3. **A safety check.** The first batch is also run, for its first few cases, through the original
    encoder; if the two disagree beyond float rounding the wrapper logs a warning and uses the
    original from then on. So an unusual encoder can never get wrong embeddings, only slower ones.
@@ -24,6 +23,8 @@ import logging
 import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
+
+from medssl.encoders.layout import channels_last_batch, prefers_channels_last
 
 log = logging.getLogger(__name__)
 
@@ -66,10 +67,9 @@ class InferenceEncoder(nn.Module):
         super().__init__()
         device = torch.device(device)
         self.original = encoder.eval().to(device)
-        self.num_features = int(getattr(encoder, "num_features"))
+        self.num_features = int(encoder.num_features)
         fast, self.n_folded = fold_batch_norms(self.original)
-        has_conv2d = any(isinstance(m, nn.Conv2d) for m in fast.modules())
-        self.channels_last = device.type == "cpu" and has_conv2d
+        self.channels_last = prefers_channels_last(fast, device)
         self.fast = fast.to(memory_format=torch.channels_last) if self.channels_last else fast
         self._checked = False
         self._use_fast = True
@@ -95,4 +95,4 @@ class InferenceEncoder(nn.Module):
         return out
 
     def _layout(self, x: torch.Tensor) -> torch.Tensor:
-        return x.contiguous(memory_format=torch.channels_last) if self.channels_last and x.ndim == 4 else x
+        return channels_last_batch(x) if self.channels_last else x

@@ -42,6 +42,7 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler
 from medssl.checkpoints import Checkpoint, load_checkpoint, save_checkpoint
 from medssl.config import StrictConfig, save_config
 from medssl.data import get_domain, read_manifest
+from medssl.encoders.layout import channels_last_batch, prefers_channels_last
 from medssl.errors import ConfigError
 from medssl.eval.metrics import classification_metrics, point_metrics
 from medssl.eval.report import write_json
@@ -233,8 +234,7 @@ def train_full(
     weights = compute_class_weight("balanced", classes=np.arange(n_classes), y=y_train) if len(np.unique(y_train)) == n_classes else np.ones(n_classes)
     loss_fn = nn.CrossEntropyLoss(weight=torch.as_tensor(weights, dtype=torch.float32))
     model = nn.Sequential(encoder, head).to(device)
-    # conv encoders train channels-last on CPU (oneDNN is markedly faster on NHWC), as pretraining does
-    channels_last = device.type == "cpu" and any(isinstance(m, nn.Conv2d) for m in encoder.modules())
+    channels_last = prefers_channels_last(encoder, device)  # as pretraining does (medssl.encoders.layout)
     if channels_last:
         model.to(memory_format=torch.channels_last)
     optim = torch.optim.AdamW(
@@ -262,9 +262,7 @@ def train_full(
         total = 0.0
         for x, y in loader:
             x = x.to(device)
-            if channels_last and x.ndim == 4:
-                x = x.contiguous(memory_format=torch.channels_last)
-            loss = loss_fn(model(x), y.to(device))
+            loss = loss_fn(model(channels_last_batch(x) if channels_last else x), y.to(device))
             optim.zero_grad(set_to_none=True)
             loss.backward()
             optim.step()
@@ -319,13 +317,14 @@ def _spread_probe(
     proba = spread_labels(emb_train.numpy(), y_train, emb_unl.numpy(), n_classes, config.spread_k, config.spread_alpha,
                           config.spread_class_mass)
     pseudo = proba.argmax(axis=1)
+    counts = np.bincount(pseudo, minlength=n_classes).tolist()
     log.info("label spreading: %d labelled -> %d unlabelled train cases (spread class counts %s)",
-             len(train_rows), len(unl), np.bincount(pseudo, minlength=n_classes).tolist())
+             len(train_rows), len(unl), counts)
     x = np.concatenate([emb_train.numpy(), emb_unl.numpy()])
     y = np.concatenate([y_train, pseudo])
     groups = np.concatenate([data.patient_ids[train_rows], data.patient_ids[unl]])
     head = linear_probe(x, y, groups, n_classes, config.seed)
-    return head, {"n_unlabelled": int(len(unl)), "spread_class_counts": np.bincount(pseudo, minlength=n_classes).tolist()}
+    return head, {"n_unlabelled": int(len(unl)), "spread_class_counts": counts}
 
 
 @dataclass

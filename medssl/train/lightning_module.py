@@ -1,9 +1,8 @@
 """The Lightning wrapper around an ``SSLMethod``: optimizer, warm-up + cosine LR, EMA hook.
 
 On CPU, a method whose networks contain 2-D convolutions trains in the channels-last memory
-layout (parameters and 4-D batch tensors): oneDNN's convolutions and pooling are markedly faster
-on NHWC tensors (a ``small_cnn`` step at 28 px: ~1.5x). Values are the same up to float rounding;
-saved weights are ordinary tensors (checkpoint digests hash them in the standard layout).
+layout (parameters and 4-D batch tensors; ``medssl.encoders.layout``). Saved weights are ordinary
+tensors (checkpoint digests hash them in the standard layout).
 """
 
 from __future__ import annotations
@@ -14,6 +13,7 @@ from typing import Any
 import lightning as L
 import torch
 
+from medssl.encoders.layout import channels_last_batch, prefers_channels_last
 from medssl.methods.base import SSLMethod
 
 
@@ -45,17 +45,13 @@ class PretrainModule(L.LightningModule):
         self.warmup_steps = warmup_steps
 
     def on_fit_start(self) -> None:
-        self.channels_last = self.device.type == "cpu" and any(
-            isinstance(m, torch.nn.Conv2d) for m in self.method.modules()
-        )
+        self.channels_last = prefers_channels_last(self.method, self.device)
         if self.channels_last:  # in place: the optimizer keeps the same parameter objects
             self.method.to(memory_format=torch.channels_last)
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         if getattr(self, "channels_last", False) and isinstance(batch, dict):
-            return {k: v.contiguous(memory_format=torch.channels_last)
-                    if isinstance(v, torch.Tensor) and v.ndim == 4 and v.is_floating_point() else v
-                    for k, v in batch.items()}
+            return {k: channels_last_batch(v) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
         return batch
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
