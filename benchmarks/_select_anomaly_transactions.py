@@ -47,6 +47,7 @@ import itertools
 import sys
 import tempfile
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -149,6 +150,28 @@ FEW_LABEL_CANDIDATES = {
 FEW_LABEL_DEFAULT = "logreg_cv(x|pct) [default]"
 
 
+def _reference_splits(epochs: int) -> Iterator[tuple[str, int, np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+                                                       np.ndarray, np.ndarray]]:
+    """For each data set and split seed of ``VAL_SEEDS``: ``(name, split seed, labels y, raw features,
+    raw one-hot x, SCARF embedding z, fit rows, validation rows)``. ``fit``/``val`` halve the
+    *reference* half (stratified); the benchmark's evaluation half is never touched."""
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in bench.DATASETS:
+            data_dir = bench.prepare(name, Path(tmp))
+            m = read_manifest(data_dir)
+            y = m["label"].astype(int).to_numpy()
+            ref_idx = np.flatnonzero((m["split"] == "train").to_numpy())
+            raw, x, z, _ = bench.medssl_embeddings(data_dir, Path(tmp) / f"run_{name}", epochs)
+            for seed in VAL_SEEDS:
+                fit, val = train_test_split(ref_idx, test_size=0.5, stratify=y[ref_idx], random_state=seed)
+                yield name, seed, y, raw, x, z, fit, val
+
+
+def _iforest_auprc(raw: np.ndarray, y: np.ndarray, fit: np.ndarray, val: np.ndarray) -> float:
+    """The baseline every ratio divides by: IsolationForest (defaults) fitted on ``fit``, AUPRC on ``val``."""
+    return average_precision_score(y[val], -IsolationForest(random_state=0).fit(raw[fit]).score_samples(raw[val]))
+
+
 def few_label_selection(epochs: int) -> int:
     """Few-label recipes on the reference halves only: per (data set, split seed), the unsupervised
     default is fitted on the fit part (unlabelled), K frauds + proportional normals are drawn from
@@ -158,38 +181,30 @@ def few_label_selection(epochs: int) -> int:
     default is replaced only by a candidate whose worst cell beats the default's by > TOLERANCE."""
     diffs: dict[str, list[float]] = {n: [] for n in FEW_LABEL_CANDIDATES}
     cells: list[str] = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for name in bench.DATASETS:
-            data_dir = bench.prepare(name, Path(tmp))
-            m = read_manifest(data_dir)
-            y = m["label"].astype(int).to_numpy()
-            ref_idx = np.flatnonzero((m["split"] == "train").to_numpy())
-            raw, x, z, _ = bench.medssl_embeddings(data_dir, Path(tmp) / f"run_{name}", epochs)
-            xz = np.hstack([x, z])
-            for split in VAL_SEEDS:
-                fit, val = train_test_split(ref_idx, test_size=0.5, stratify=y[ref_idx], random_state=split)
-                scorer = bench.default_scorer(x.shape[1]).fit(xz[fit])
-                pct = scorer.percentile(scorer.score(xz))[:, None] / 100.0
-                members = np.column_stack([mb.score(scorer._part(i, xz)) for i, mb in enumerate(scorer.members)])
-                views = {"x|pct": np.hstack([x, pct]), "x|members": np.hstack([x, members]),
-                         "x|members|pct": np.hstack([x, members, pct]), "x|z|pct": np.hstack([x, z, pct])}
-                pos, neg = fit[y[fit] == 1], fit[y[fit] == 0]
-                for k in bench.SHOTS:
-                    n_neg = int(round(k * len(neg) / len(pos)))
-                    cell: dict[str, list[float]] = {n: [] for n in FEW_LABEL_CANDIDATES}
-                    for seed in bench.SEEDS:
-                        rng = np.random.default_rng(seed)
-                        lab = np.concatenate([rng.choice(pos, k, replace=False), rng.choice(neg, n_neg, replace=False)])
-                        unl = np.setdiff1d(fit, lab)
-                        base = average_precision_score(y[val], _lr().fit(raw[lab], y[lab]).predict_proba(raw[val])[:, 1])
-                        for cand, (view, make) in FEW_LABEL_CANDIDATES.items():
-                            f = views[view]
-                            p = make(f, y, lab, unl, seed).predict_proba(f[val])[:, 1]
-                            cell[cand].append(average_precision_score(y[val], p) - base)
-                    cells.append(f"{name[:4]} K{k} s{split}")
-                    for cand, v in cell.items():
-                        diffs[cand].append(float(np.mean(v)))
-                print(f"{name} split {split} done", flush=True)
+    for name, split, y, raw, x, z, fit, val in _reference_splits(epochs):
+        xz = np.hstack([x, z])
+        scorer = bench.default_scorer(x.shape[1]).fit(xz[fit])
+        pct = scorer.percentile(scorer.score(xz))[:, None] / 100.0
+        members = np.column_stack([mb.score(scorer._part(i, xz)) for i, mb in enumerate(scorer.members)])
+        views = {"x|pct": np.hstack([x, pct]), "x|members": np.hstack([x, members]),
+                 "x|members|pct": np.hstack([x, members, pct]), "x|z|pct": np.hstack([x, z, pct])}
+        pos, neg = fit[y[fit] == 1], fit[y[fit] == 0]
+        for k in bench.SHOTS:
+            n_neg = int(round(k * len(neg) / len(pos)))
+            cell: dict[str, list[float]] = {n: [] for n in FEW_LABEL_CANDIDATES}
+            for seed in bench.SEEDS:
+                rng = np.random.default_rng(seed)
+                lab = np.concatenate([rng.choice(pos, k, replace=False), rng.choice(neg, n_neg, replace=False)])
+                unl = np.setdiff1d(fit, lab)
+                base = average_precision_score(y[val], _lr().fit(raw[lab], y[lab]).predict_proba(raw[val])[:, 1])
+                for cand, (view, make) in FEW_LABEL_CANDIDATES.items():
+                    f = views[view]
+                    p = make(f, y, lab, unl, seed).predict_proba(f[val])[:, 1]
+                    cell[cand].append(average_precision_score(y[val], p) - base)
+            cells.append(f"{name[:4]} K{k} s{split}")
+            for cand, v in cell.items():
+                diffs[cand].append(float(np.mean(v)))
+        print(f"{name} split {split} done", flush=True)
     rows = sorted(diffs.items(), key=lambda kv: -min(kv[1]))
     print(f"\n== few-label: AUPRC minus LogisticRegression(raw), mean over {len(bench.SEEDS)} label seeds, per cell")
     print(f"{'candidate':30s} {'worst':>7s} {'mean':>7s}  " + " ".join(f"{c:>12s}" for c in cells))
@@ -218,25 +233,16 @@ def pseudo_label_variants(epochs: int) -> int:
     and as every (x variant, xz variant) rank-averaged pair. The default is replaced only by a
     configuration whose worst case beats its own by more than ``TOLERANCE``."""
     ratios: dict[tuple[str, ...], dict[str, list[float]]] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for name in bench.DATASETS:
-            data_dir = bench.prepare(name, Path(tmp))
-            m = read_manifest(data_dir)
-            y = m["label"].astype(int).to_numpy()
-            ref_idx = np.flatnonzero((m["split"] == "train").to_numpy())
-            raw, raw_oh, z, _ = bench.medssl_embeddings(data_dir, Path(tmp) / f"run_{name}", epochs)
-            views = {"x": raw_oh, "xz": np.hstack([raw_oh, z])}
-            for seed in VAL_SEEDS:
-                fit, val = train_test_split(ref_idx, test_size=0.5, stratify=y[ref_idx], random_state=seed)
-                base = average_precision_score(
-                    y[val], -IsolationForest(random_state=0).fit(raw[fit]).score_samples(raw[val]))
-                scores = {f"{c}({v})": _registered("pseudo_label", **kw)(views[v][fit], views[v][val])
-                          for v in views for c, kw in PSEUDO_LABEL_VARIANTS.items()}
-                combos = [(k,) for k in scores] + [(f"{a}(x)", f"{b}(xz)") for a in PSEUDO_LABEL_VARIANTS
-                                                   for b in PSEUDO_LABEL_VARIANTS]
-                for combo in combos:
-                    sc = scores[combo[0]][1] if len(combo) == 1 else np.mean([_pct(*scores[c]) for c in combo], axis=0)
-                    ratios.setdefault(combo, {}).setdefault(name, []).append(average_precision_score(y[val], sc) / base)
+    for name, _, y, raw, raw_oh, z, fit, val in _reference_splits(epochs):
+        views = {"x": raw_oh, "xz": np.hstack([raw_oh, z])}
+        base = _iforest_auprc(raw, y, fit, val)
+        scores = {f"{c}({v})": _registered("pseudo_label", **kw)(views[v][fit], views[v][val])
+                  for v in views for c, kw in PSEUDO_LABEL_VARIANTS.items()}
+        combos = [(k,) for k in scores] + [(f"{a}(x)", f"{b}(xz)") for a in PSEUDO_LABEL_VARIANTS
+                                           for b in PSEUDO_LABEL_VARIANTS]
+        for combo in combos:
+            sc = scores[combo[0]][1] if len(combo) == 1 else np.mean([_pct(*scores[c]) for c in combo], axis=0)
+            ratios.setdefault(combo, {}).setdefault(name, []).append(average_precision_score(y[val], sc) / base)
     rows = sorted(((min(min(v[n]) for n in bench.DATASETS), k, v) for k, v in ratios.items()), key=lambda r: -r[0])
     print(f"\n== pseudo_label variants, rule 'split': {'worst':>6s} "
           + " ".join(f"{n[:8] + ' mean':>13s}" for n in bench.DATASETS) + "  configuration")
@@ -264,24 +270,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.pseudo_label_variants:
         return pseudo_label_variants(args.epochs)
     ratios: dict[tuple[str, ...], dict[str, list[float]]] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for name in bench.DATASETS:
-            data_dir = bench.prepare(name, Path(tmp))
-            m = read_manifest(data_dir)
-            y = m["label"].astype(int).to_numpy()
-            ref_idx = np.flatnonzero((m["split"] == "train").to_numpy())
-            raw, raw_oh, z, _ = bench.medssl_embeddings(data_dir, Path(tmp) / f"run_{name}", args.epochs)
-            views = {"x": raw_oh, "z": z, "xz": np.hstack([raw_oh, z])}
-            for seed in VAL_SEEDS:
-                fit, val = train_test_split(ref_idx, test_size=0.5, stratify=y[ref_idx], random_state=seed)
-                base = average_precision_score(
-                    y[val], -IsolationForest(random_state=0).fit(raw[fit]).score_samples(raw[val]))
-                scores = {f"{c}({v})": run(views[v][fit], views[v][val])
-                          for v in views for c, run in CANDIDATES.items()}
-                for r in (1, 2, 3):
-                    for combo in itertools.combinations(sorted(scores), r):
-                        s = scores[combo[0]][1] if r == 1 else np.mean([_pct(*scores[c]) for c in combo], axis=0)
-                        ratios.setdefault(combo, {}).setdefault(name, []).append(average_precision_score(y[val], s) / base)
+    for name, _, y, raw, raw_oh, z, fit, val in _reference_splits(args.epochs):
+        views = {"x": raw_oh, "z": z, "xz": np.hstack([raw_oh, z])}
+        base = _iforest_auprc(raw, y, fit, val)
+        scores = {f"{c}({v})": run(views[v][fit], views[v][val])
+                  for v in views for c, run in CANDIDATES.items()}
+        for r in (1, 2, 3):
+            for combo in itertools.combinations(sorted(scores), r):
+                s = scores[combo[0]][1] if r == 1 else np.mean([_pct(*scores[c]) for c in combo], axis=0)
+                ratios.setdefault(combo, {}).setdefault(name, []).append(average_precision_score(y[val], s) / base)
     rules = {"split": lambda v: min(min(v[n]) for n in bench.DATASETS),  # in force: worst (data set, split seed)
              "mean": lambda v: min(np.mean(v[n]) for n in bench.DATASETS)}  # earlier: worst data set's mean
     for rule, worst in rules.items():
