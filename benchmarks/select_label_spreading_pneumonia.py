@@ -40,6 +40,8 @@ def main() -> None:
     parser.add_argument("--ks", default="10,20,50,100", help="graph neighbours to try")
     parser.add_argument("--alphas", default="0.2,0.5", help="spread_alpha values to try")
     parser.add_argument("--class-mass", default="0,1", help="spread_class_mass values to try (0/1)")
+    parser.add_argument("--out", type=Path, default=RESULTS / "select_label_spreading_pneumonia.json",
+                        help="JSON result (give one per checkpoint when comparing checkpoints)")
     args = parser.parse_args()
     import torch
     from sklearn.model_selection import train_test_split
@@ -91,10 +93,10 @@ def main() -> None:
                 for n, v in scores.items()]
     for r in sorted(rows_out, key=lambda r: -r["auroc_mean"]):
         print(f"{r['setting']:<44} {r['auroc_mean']:.4f} +- {r['auroc_std']:.4f}")
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     out = {"checkpoint": str(args.checkpoint), "n_pool": len(pool_rows), "n_holdout": len(hold_rows),
            "n_labelled": args.n_labelled, "seeds": args.seeds, "results": rows_out}
-    (RESULTS / "select_label_spreading_pneumonia.json").write_text(json.dumps(out, indent=2) + "\n")
+    args.out.write_text(json.dumps(out, indent=2) + "\n")
 
 
 if __name__ == "__main__":
