@@ -63,7 +63,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import anomaly_transactions as bench
 
 from medssl.data import read_manifest
-from medssl.scoring.scorers import create_scorer
+from medssl.anomaly import create_scorer
 
 VAL_SEEDS = (1, 2, 3)
 TOLERANCE = 0.01

@@ -90,7 +90,7 @@ from medssl.data import get_domain, read_manifest, write_manifest
 from medssl.data.transactions.encoding import one_hot_categoricals
 from medssl.data.transactions.ingest import IngestOptions, ingest_transactions
 from medssl.encoders import create_encoder
-from medssl.scoring.scorers import create_scorer
+from medssl.anomaly import create_scorer
 from medssl.train.embed import embed
 from medssl.train.pretrain import pretrain
 
@@ -158,7 +158,7 @@ def unsupervised(raw: np.ndarray, raw_oh: np.ndarray, z: np.ndarray, ref: np.nda
                  y: np.ndarray) -> dict[str, dict[str, float]]:
     """AUROC/AUPRC on the evaluation half of each unsupervised detector (fitted on the reference half).
 
-    Every medssl row is a registered scorer (``medssl.scoring.scorers``); none is tuned here.
+    Every medssl row is a registered scorer (``medssl.anomaly``); none is tuned here.
     """
     ev = ~ref
     combo = np.hstack([raw, z])

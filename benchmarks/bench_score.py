@@ -57,7 +57,7 @@ from medssl.cli import main  # noqa: E402
 from medssl.data import get_domain, read_manifest, write_manifest  # noqa: E402
 from medssl.encoders.inference import InferenceEncoder  # noqa: E402
 from medssl.encoders.registry import create_encoder  # noqa: E402
-from medssl.scoring.scorers import create_scorer  # noqa: E402
+from medssl.anomaly import create_scorer  # noqa: E402
 
 NPZ = REPO.parent / "shared" / "data" / "imaging" / "pneumoniamnist_trainval.npz"
 RESULTS = REPO / "benchmarks" / "results" / "bench_score.json"

@@ -19,7 +19,7 @@ from medssl.checkpoints import Checkpoint, save_checkpoint
 from medssl.data import ErrorLog, get_domain, write_manifest
 from medssl.data.imaging.npz import scan_npz
 from medssl.encoders.registry import create_encoder
-from medssl.scoring.scorers import create_scorer
+from medssl.anomaly import create_scorer
 
 NPZ = "imaging/pneumoniamnist_trainval.npz"
 ENCODER = {"name": "small_cnn", "kwargs": {"in_channels": 1, "width": 8}}

@@ -148,11 +148,11 @@ def test_cli_and_scoring_start_without_heavy_optional_imports() -> None:
     code = (
         "import sys, medssl.cli\n"
         "medssl.cli.build_parser()\n"
-        "import medssl.scoring.job, medssl.scoring.scorers, medssl.encoders.builtin\n"
+        "import medssl.scoring.job, medssl.anomaly, medssl.encoders.builtin\n"
         "from medssl.data import get_domain\n"
         "get_domain('imaging')\n"
         "from medssl.encoders.registry import create_encoder\n"
-        "from medssl.scoring.scorers import create_scorer\n"
+        "from medssl.anomaly import create_scorer\n"
         "import torch\n"
         "create_scorer('knn').fit(torch.randn(20, 4))\n"
         "create_encoder('small_cnn', in_channels=1)\n"

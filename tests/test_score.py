@@ -27,7 +27,7 @@ from medssl.checkpoints import file_sha256, load_checkpoint
 from medssl.cli import main
 from medssl.data import get_domain
 from medssl.encoders.registry import create_encoder
-from medssl.scoring.scorers import create_scorer, load_scorer
+from medssl.anomaly import create_scorer, load_scorer
 
 REPO = Path(__file__).resolve().parents[1]
 

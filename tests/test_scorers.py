@@ -8,7 +8,7 @@ import torch
 
 from medssl.checkpoints import Checkpoint, load_checkpoint, save_checkpoint
 from medssl.errors import ConfigError, DataError, UnknownNameError
-from medssl.scoring.scorers import (
+from medssl.anomaly import (
     ECODScorer,
     EnsembleScorer,
     KNNDistanceScorer,

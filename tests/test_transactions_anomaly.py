@@ -14,7 +14,7 @@ from medssl.data.transactions import encode_rows, fit_preprocessing, infer_schem
 from medssl.data.transactions.encoding import one_hot_categoricals
 from medssl.data.transactions.ingest import read_table
 from medssl.errors import DataError
-from medssl.scoring.scorers import create_scorer
+from medssl.anomaly import create_scorer
 
 
 def _halves(shared_data: Path, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:

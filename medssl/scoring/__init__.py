@@ -1,1 +1,1 @@
-"""Anomaly scorers, the batch scoring job, local and Ray engines."""
+"""The batch scoring job, chunks, local and Ray engines, explanations (scorers: ``medssl.anomaly``)."""

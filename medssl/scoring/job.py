@@ -86,7 +86,7 @@ def _fit_reference_scorer(
     num_workers: int, cache: Path,
 ) -> None:
     """Give ``model`` a kNN scorer fitted on the embeddings of the ``split`` rows (cached in ``cache``)."""
-    from medssl.scoring.scorers import create_scorer
+    from medssl.anomaly import create_scorer
 
     if cache.is_file():
         state = torch.load(cache, map_location="cpu", weights_only=True)  # written atomically below

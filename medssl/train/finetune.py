@@ -444,7 +444,7 @@ def _set_decision_threshold(
 
 def fit_scorer(name: str, k: int, embeddings: torch.Tensor) -> tuple[Any, dict[str, Any]] | None:
     """An anomaly scorer fitted on train-split embeddings ``(N, F)``, and its ``{"name", "kwargs"}``."""
-    from medssl.scoring.scorers import create_scorer
+    from medssl.anomaly import create_scorer
 
     kwargs: dict[str, Any] = {"normalize": "l2"}
     if name == "knn":
@@ -470,7 +470,7 @@ def finetune(
     config = config or FinetuneConfig()
     resolve_device(config.device)  # an unknown device or scorer name fails now, not after the training
     if config.scorer:
-        from medssl.scoring.scorers import SCORERS
+        from medssl.anomaly import SCORERS
 
         SCORERS.get(config.scorer)
     out = Path(out_dir)
