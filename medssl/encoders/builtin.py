@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib
 
 _MODULES: tuple[str, ...] = (
-    # "medssl.encoders.image_cnn",
     "medssl.encoders.small_cnn",
     "medssl.encoders.image_resnet",
     "medssl.encoders.tabular_mlp",
