@@ -48,7 +48,7 @@ def main() -> None:
 
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore", message="max_iter=")  # LabelSpreading: 100 iterations are plenty here
-    from medssl.eval.metrics import point_metrics
+    from medssl.metrics import point_metrics
     from medssl.train.embed import embed
     from medssl.train.finetune import linear_probe, load_data
     from medssl.train.label_spreading import spread_labels

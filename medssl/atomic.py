@@ -1,10 +1,13 @@
 """Atomic file writes: write to a temp file in the same folder, then rename over the target.
 
-A crash mid-write leaves the old file (or none), never a half-written one.
+A crash mid-write leaves the old file (or none), never a half-written one. Temporary files are
+hidden (``.<name>.<random>.tmp``) and removed when the write fails. ``write_json`` is the one JSON
+writer for reports, results and cache notes.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -12,7 +15,11 @@ from typing import Any, Callable
 
 
 def atomic_write(path: str | Path, write: Callable[[str], Any]) -> Path:
-    """Call ``write(tmp_path)`` then ``os.replace`` it onto ``path``; returns ``path``."""
+    """Call ``write(tmp_path)`` then ``os.replace`` it onto ``path``; returns ``path``.
+
+    ``write`` gets a path ending in ``.tmp``: open it yourself (``np.save`` given a name would
+    append ``.npy``; give it the open file instead).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -24,3 +31,25 @@ def atomic_write(path: str | Path, write: Callable[[str], Any]) -> Path:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically; returns ``path``."""
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+
+    return atomic_write(path, write)
+
+
+def write_json(obj: Any, path: str | Path, allow_nan: bool = False) -> Path:
+    """Write ``obj`` as indented JSON (and a final newline) atomically; returns ``path``.
+
+    NaN and infinity are refused unless ``allow_nan`` (undefined metrics are written as null).
+    """
+    def write(tmp: str) -> None:
+        with open(tmp, "w") as fh:
+            json.dump(obj, fh, indent=2, allow_nan=allow_nan)
+            fh.write("\n")
+
+    return atomic_write(path, write)

@@ -14,7 +14,7 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from medssl.eval.metrics import classification_metrics, patient_bootstrap_ci, point_metrics
+from medssl.metrics import classification_metrics, patient_bootstrap_ci, point_metrics
 from medssl.eval.report import build_report, write_json, write_plots
 
 Y_BIN = np.array([0, 0, 1, 1, 0, 1, 1, 0, 1, 0])

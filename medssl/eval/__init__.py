@@ -7,12 +7,12 @@ from medssl.lazy import lazy_exports
 __getattr__, __all__ = lazy_exports(
     __name__,
     {
-        "SUMMARY_METRICS": "medssl.eval.metrics",
-        "auprc": "medssl.eval.metrics",
-        "auroc": "medssl.eval.metrics",
-        "classification_metrics": "medssl.eval.metrics",
-        "patient_bootstrap_ci": "medssl.eval.metrics",
-        "per_class_metrics": "medssl.eval.metrics",
-        "point_metrics": "medssl.eval.metrics",
+        "SUMMARY_METRICS": "medssl.metrics",
+        "auprc": "medssl.metrics",
+        "auroc": "medssl.metrics",
+        "classification_metrics": "medssl.metrics",
+        "patient_bootstrap_ci": "medssl.metrics",
+        "per_class_metrics": "medssl.metrics",
+        "point_metrics": "medssl.metrics",
     },
 )

@@ -32,8 +32,8 @@ import pandas as pd  # noqa: E402
 
 from medssl.errors import ConfigError, LabelError  # noqa: E402
 from medssl.eval.evaluate import choose_split  # noqa: E402
-from medssl.eval.metrics import point_metrics  # noqa: E402
-from medssl.eval.report import write_json  # noqa: E402
+from medssl.metrics import point_metrics  # noqa: E402
+from medssl.atomic import write_json  # noqa: E402
 from medssl.train.embed import embed, resolve_device  # noqa: E402
 from medssl.train.finetune import FinetuneConfig, fit_classifier, load_data  # noqa: E402
 from medssl.train.labels import draw_labelled_subset  # noqa: E402

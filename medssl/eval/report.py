@@ -10,23 +10,15 @@ REPORT_JSON::
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Sequence
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from sklearn.metrics import (  # noqa: E402
-    ConfusionMatrixDisplay,
-    PrecisionRecallDisplay,
-    RocCurveDisplay,
-)
+from medssl.atomic import write_json  # re-exported: the report's JSON writer
+from medssl.metrics import classification_metrics, patient_bootstrap_ci
 
-from medssl.atomic import atomic_write
-from medssl.eval.metrics import classification_metrics, patient_bootstrap_ci  # noqa: E402
+__all__ = ["build_report", "write_json", "write_plots"]
 
 
 def build_report(
@@ -50,19 +42,21 @@ def build_report(
     }
 
 
-def write_json(obj: dict[str, Any], path: str | Path) -> Path:
-    """Write ``obj`` as indented JSON atomically (NaN is refused: undefined metrics are null)."""
-    def write(tmp: str) -> None:
-        with open(tmp, "w") as fh:
-            json.dump(obj, fh, indent=2, allow_nan=False)
-            fh.write("\n")
+def _figure() -> Any:
+    """A new 5 x 5 inch matplotlib ``Figure`` and its axes, outside pyplot: saving it renders with
+    Agg whatever backend the process uses, and no global backend is switched (a notebook that
+    calls ``evaluate`` keeps its inline plots)."""
+    from matplotlib.figure import Figure
 
-    return atomic_write(path, write)
+    fig = Figure(figsize=(5, 5))
+    return fig, fig.subplots()
 
 
 def _curves(kind: str, y: np.ndarray, proba: np.ndarray, classes: Sequence[str], path: Path) -> None:
+    from sklearn.metrics import PrecisionRecallDisplay, RocCurveDisplay
+
     display = RocCurveDisplay if kind == "roc" else PrecisionRecallDisplay
-    fig, ax = plt.subplots(figsize=(5, 5))
+    fig, ax = _figure()
     columns = [1] if proba.shape[1] == 2 else range(proba.shape[1])
     for c in columns:
         positives = y == c
@@ -74,23 +68,23 @@ def _curves(kind: str, y: np.ndarray, proba: np.ndarray, classes: Sequence[str],
     ax.set_title("ROC curve" if kind == "roc" else "Precision-recall curve")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def write_plots(y_true: np.ndarray, proba: np.ndarray, classes: Sequence[str], out_dir: str | Path) -> dict[str, str]:
     """Write roc.png, pr.png and confusion.png into ``out_dir``; returns ``{name: file name}``."""
+    from sklearn.metrics import ConfusionMatrixDisplay
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     y = np.asarray(y_true, dtype=np.int64)
     p = np.asarray(proba, dtype=np.float64)
     _curves("roc", y, p, classes, out / "roc.png")
     _curves("pr", y, p, classes, out / "pr.png")
-    fig, ax = plt.subplots(figsize=(5, 5))
+    fig, ax = _figure()
     ConfusionMatrixDisplay.from_predictions(
         y, p.argmax(axis=1), labels=list(range(p.shape[1])), display_labels=list(classes), ax=ax, colorbar=False
     )
     ax.set_title("Confusion matrix (rows: true, columns: predicted)")
     fig.tight_layout()
     fig.savefig(out / "confusion.png", dpi=100)
-    plt.close(fig)
     return {"roc": "roc.png", "pr": "pr.png", "confusion": "confusion.png"}

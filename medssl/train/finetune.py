@@ -44,8 +44,8 @@ from medssl.config import StrictConfig, save_config
 from medssl.data import get_domain, read_manifest
 from medssl.encoders.layout import channels_last_batch, prefers_channels_last
 from medssl.errors import ConfigError
-from medssl.eval.metrics import classification_metrics, point_metrics
-from medssl.eval.report import write_json
+from medssl.metrics import classification_metrics, point_metrics
+from medssl.atomic import write_json
 from medssl.progress import progress
 from medssl.train.embed import embed, resolve_device
 from medssl.train.label_spreading import spread_labels
