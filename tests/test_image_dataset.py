@@ -12,7 +12,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from medssl.data import ErrorLog, get_domain
-from medssl.data.imaging.dataset import ImagingDataset, resolve_preprocessing
+from medssl.data.imaging.dataset import ImagingDataset
+from medssl.data.imaging.preprocessing import resolve_preprocessing
 from medssl.data.imaging.domain import default_encoder_for
 from medssl.data.imaging.npz import scan_npz
 from medssl.errors import ConfigError, ReaderError
@@ -149,7 +150,9 @@ def test_a_damaged_cache_entry_is_recomputed(npz_copy: Path, tmp_path: Path) -> 
     entry.write_bytes(entry.read_bytes()[:50])  # as if a write had been cut off mid-way
     assert torch.equal(ImagingDataset(tmp_path, manifest, None)[1], first[1])
     assert entry.stat().st_size == 28 * 28 * 4  # rewritten whole
-    assert not list(ds.cache_dir.rglob(".tmp-*"))  # no temporary file left behind
+    # no temporary file left behind: only entries and the preprocessing note, none hidden
+    files = [p for p in ds.cache_dir.rglob("*") if p.is_file()]
+    assert all(p.suffix in (".f32", ".json") and not p.name.startswith(".") for p in files), files
 
 
 def test_png_non_square_is_padded_then_resized(shared_data: Path, tmp_path: Path) -> None:
@@ -253,7 +256,7 @@ def test_augment_options_are_checked_and_applied() -> None:
 
 
 def test_robust_scaling_falls_back_to_min_max_for_nearly_uniform_images() -> None:
-    from medssl.data.imaging.dataset import scale_intensity
+    from medssl.data.imaging.intensity import scale_intensity
 
     prep = resolve_preprocessing(pd.DataFrame({"source_format": ["image"]}), None)
     img = np.zeros((28, 28), dtype=np.float32)
@@ -266,7 +269,7 @@ def test_robust_scaling_falls_back_to_min_max_for_nearly_uniform_images() -> Non
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int16])
 def test_integer_percentile_road_equals_numpy_percentile(dtype: type) -> None:
-    from medssl.data.imaging.dataset import row_percentiles, scale_intensity, scale_intensity_batch
+    from medssl.data.imaging.intensity import row_percentiles, scale_intensity, scale_intensity_batch
 
     rng = np.random.default_rng(7)
     info = np.iinfo(dtype)

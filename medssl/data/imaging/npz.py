@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from medssl.atomic import atomic_write
 from medssl.data.manifest import ErrorLog
 from medssl.errors import DataError, ReaderError
 
@@ -81,16 +80,12 @@ def _npy_entry(path: Path, key: str, cache_dir: Path) -> Path | None:
 
 def _store_npy(entry: Path, array: np.ndarray) -> None:
     """Write ``array`` to ``entry`` atomically; any OSError (read-only DATA_DIR, full disk) skips it."""
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as fh:  # a file, not a name: np.save would append ".npy" to the name
+            np.save(fh, np.ascontiguousarray(array), allow_pickle=False)
+
     try:
-        entry.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=entry.parent, prefix=".tmp-", suffix=".npy")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.save(fh, np.ascontiguousarray(array), allow_pickle=False)
-            os.replace(tmp, entry)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        atomic_write(entry, write)
     except OSError as exc:
         log.debug("npz cache not written (%s)", exc)
 
