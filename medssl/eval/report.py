@@ -1,4 +1,4 @@
-"""The evaluate report: REPORT_JSON (DESIGN.md contract) plus roc.png, pr.png and confusion.png.
+"""The evaluate report: REPORT_JSON (DESIGN.md contract) plus its plots REPORT.roc.png, .pr.png, .confusion.png.
 
 REPORT_JSON::
 
@@ -70,21 +70,29 @@ def _curves(kind: str, y: np.ndarray, proba: np.ndarray, classes: Sequence[str],
     fig.savefig(path, dpi=100)
 
 
-def write_plots(y_true: np.ndarray, proba: np.ndarray, classes: Sequence[str], out_dir: str | Path) -> dict[str, str]:
-    """Write roc.png, pr.png and confusion.png into ``out_dir``; returns ``{name: file name}``."""
+def write_plots(
+    y_true: np.ndarray, proba: np.ndarray, classes: Sequence[str], out_dir: str | Path, stem: str = ""
+) -> dict[str, str]:
+    """Write the ROC, PR and confusion plots into ``out_dir``; returns ``{name: file name}``.
+
+    The files are ``STEM.roc.png``, ``STEM.pr.png`` and ``STEM.confusion.png`` (``stem``: the
+    report's file name without ``.json``), so two reports in one folder keep their own plots;
+    without a stem, ``roc.png``, ``pr.png`` and ``confusion.png``.
+    """
     from sklearn.metrics import ConfusionMatrixDisplay
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    names = {kind: f"{stem}.{kind}.png" if stem else f"{kind}.png" for kind in ("roc", "pr", "confusion")}
     y = np.asarray(y_true, dtype=np.int64)
     p = np.asarray(proba, dtype=np.float64)
-    _curves("roc", y, p, classes, out / "roc.png")
-    _curves("pr", y, p, classes, out / "pr.png")
+    _curves("roc", y, p, classes, out / names["roc"])
+    _curves("pr", y, p, classes, out / names["pr"])
     fig, ax = _figure()
     ConfusionMatrixDisplay.from_predictions(
         y, p.argmax(axis=1), labels=list(range(p.shape[1])), display_labels=list(classes), ax=ax, colorbar=False
     )
     ax.set_title("Confusion matrix (rows: true, columns: predicted)")
     fig.tight_layout()
-    fig.savefig(out / "confusion.png", dpi=100)
-    return {"roc": "roc.png", "pr": "pr.png", "confusion": "confusion.png"}
+    fig.savefig(out / names["confusion"], dpi=100)
+    return names
