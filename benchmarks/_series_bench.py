@@ -27,9 +27,9 @@ from medssl.checkpoints import Checkpoint, load_checkpoint, save_checkpoint
 from medssl.cli import main as cli
 from medssl.data import assign_patient_splits, read_manifest, write_manifest
 from medssl.encoders.registry import create_encoder
-from medssl.train.embed import embed
+from medssl.models import embed
 from medssl.train.finetune import FinetuneConfig, FinetuneData, fit_classifier
-from medssl.train.model_file import FineTunedModel
+from medssl.train.classifier import proba_from_embeddings
 from medssl.train.pretrain import pretrain
 from medssl.train.pretrain_config import PretrainConfig
 
@@ -105,6 +105,5 @@ def fit_predict(
         emb = frozen[torch.as_tensor(eval_rows, dtype=torch.long)]
     else:
         emb = embed(result.encoder, data.dataset, eval_rows, desc="embedding evaluation cases")
-    model = FineTunedModel(result.encoder, result.head, result.classes, {}, result.knn)
-    proba = np.asarray(model.proba_from_embeddings(emb), dtype=np.float64)
+    proba = np.asarray(proba_from_embeddings(result.head, result.knn, emb, len(result.classes)), dtype=np.float64)
     return proba, result.classes, result.train_log

@@ -111,9 +111,9 @@ def main() -> None:
 
     from sklearn.metrics import f1_score
 
-    from medssl.train.embed import embed
+    from medssl.models import embed
     from medssl.train.finetune import FinetuneConfig, load_data
-    from medssl.train.model_file import build_encoder
+    from medssl.models import build_encoder
     from medssl.train.pretrain_config import PretrainConfig
 
     data_dir = args.work / "data"

@@ -89,10 +89,10 @@ def main() -> None:
     from sklearn.metrics import roc_auc_score
 
     from medssl.eval.label_efficiency import summarize
-    from medssl.train.embed import embed
+    from medssl.models import embed
     from medssl.train.finetune import FinetuneConfig, load_data
     from medssl.train.labels import draw_labelled_subset
-    from medssl.train.model_file import build_encoder
+    from medssl.models import build_encoder
     from medssl.train.pretrain_config import PretrainConfig
 
     work = args.work / (f"limit{args.max_stays}" if args.max_stays else "full")

@@ -49,11 +49,12 @@ def main() -> None:
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore", message="max_iter=")  # LabelSpreading: 100 iterations are plenty here
     from medssl.metrics import point_metrics
-    from medssl.train.embed import embed
-    from medssl.train.finetune import linear_probe, load_data
+    from medssl.models import embed
+    from medssl.train.finetune_data import load_data
+    from medssl.train.probe import linear_probe
     from medssl.train.label_spreading import spread_labels
     from medssl.train.labels import draw_labelled_subset
-    from medssl.train.model_file import build_encoder
+    from medssl.models import build_encoder
 
     data = load_data(args.checkpoint, args.data)
     encoder = build_encoder(data.checkpoint.meta, data.checkpoint.states["encoder"])

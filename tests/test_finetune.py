@@ -14,7 +14,7 @@ from medssl.checkpoints import Checkpoint, load_checkpoint, save_checkpoint
 from medssl.cli import main
 from medssl.data import get_domain, read_manifest
 from medssl.encoders import create_encoder
-from medssl.train.model_file import load_model, predict_proba
+from medssl.models import load_model
 
 ENCODER = {"name": "small_cnn", "kwargs": {"in_channels": 1, "width": 8}}
 
@@ -73,7 +73,7 @@ def test_linear_finetune_model_file_and_evaluate(encoder_ckpt: Path, data_dir: P
     assert meta["metrics"]["n"] == 80 and meta["validation"] == "val"  # the manifest's val split
     assert meta["scorer"]["name"] == "knn" and any(k.startswith("scorer/") for k in ckpt.tensors)
     assert load_model(model_path).scorer.score(torch.zeros(1, 32)).shape == (1,)
-    assert (tmp_path / "run" / "config.yaml").read_text().startswith("mode: linear")
+    assert (tmp_path / "run" / "config.yaml").read_text().startswith("mode: auto")  # resolved per domain: linear for images
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["n_labelled"] == 30
 
     report = _evaluate(model_path, data_dir, tmp_path / "rep" / "report.json")
@@ -82,7 +82,7 @@ def test_linear_finetune_model_file_and_evaluate(encoder_ckpt: Path, data_dir: P
     assert report["metrics"]["auroc"] == pytest.approx(meta["metrics"]["auroc"])
     lo, hi = report["ci95"]["auroc"]
     assert lo <= report["metrics"]["auroc"] <= hi
-    for png in ("roc.png", "pr.png", "confusion.png"):
+    for png in ("report.roc.png", "report.pr.png", "report.confusion.png"):  # named after report.json
         assert (tmp_path / "rep" / png).stat().st_size > 1000
 
 
@@ -92,7 +92,7 @@ def test_perfect_and_random_labels_give_auroc_1_and_half(encoder_ckpt: Path, dat
     model = load_model(model_path)
     manifest = read_manifest(data_dir)
     val = manifest[manifest.split == "val"].reset_index(drop=True)
-    proba = predict_proba(model, get_domain("imaging").make_dataset(data_dir, val, model.meta["preprocessing"]))
+    proba = model.predict_proba(get_domain("imaging").make_dataset(data_dir, val, model.meta["preprocessing"]))
     perfect = np.where(proba[:, 1] > np.median(proba[:, 1]), "1", "0")
     pd.DataFrame({"case_id": val.case_id, "label": perfect}).to_csv(tmp_path / "perfect.csv", index=False)
     report = _evaluate(model_path, data_dir, tmp_path / "p.json", "--labels", str(tmp_path / "perfect.csv"))
@@ -253,7 +253,7 @@ def test_too_small_holdout_trains_every_labelled_case_for_the_fixed_budget(encod
 def test_labelled_pairs_batched_fetch_matches_item_by_item(data_dir: Path) -> None:
     from torch.utils.data import DataLoader
 
-    from medssl.train.finetune import _Labelled
+    from medssl.train.full import _Labelled
 
     dataset = get_domain("imaging").make_dataset(data_dir, read_manifest(data_dir), None)
     rows = np.arange(3, 120, 2)

@@ -92,14 +92,14 @@ def test_encoder_checkpoint_fits_a_reference_scorer_on_the_train_split(cxr, caps
     root, manifest, _, encoder = cxr
     out = root / "encoder_scores.parquet"
     assert _score(encoder, root / "data", out, "--chunk-size", "64") == 0
-    assert "fitted a kNN scorer on the embeddings of 120 'train' rows" in capsys.readouterr().err
+    assert "fitted its domain's anomaly recipe 'embedding_knn' (knn) on 120 'train' rows" in capsys.readouterr().err
     df = pd.read_parquet(out)
     assert df["predicted_label"].isna().all() and df["predicted_proba"].isna().all()
     ckpt = load_checkpoint(encoder)
     enc = create_encoder(ENCODER["name"], **ENCODER["kwargs"])
     enc.load_state_dict(ckpt.states["encoder"])
     emb = embed_all(enc, root / "data", manifest)
-    ref = create_scorer("knn").fit(emb[:120])
+    ref = create_scorer("knn", normalize="l2").fit(emb[:120])  # the imaging anomaly recipe
     np.testing.assert_allclose(df["anomaly_score"].to_numpy(), ref.score(emb), rtol=1e-5, atol=1e-9)
 
     rc = _score(encoder, root / "data", root / "x.parquet", "--reference-split", "test")
@@ -121,7 +121,7 @@ def test_a_small_reference_split_uses_fewer_neighbours_instead_of_failing(cxr, t
     enc = create_encoder(ENCODER["name"], **ENCODER["kwargs"])
     enc.load_state_dict(ckpt.states["encoder"])
     emb = embed_all(enc, root / "data", manifest)
-    expected = create_scorer("knn", k=5).fit(emb[:6]).score(emb)
+    expected = create_scorer("knn", k=5, normalize="l2").fit(emb[:6]).score(emb)
     np.testing.assert_allclose(pd.read_parquet(tmp_path / "s.parquet")["anomaly_score"].to_numpy(), expected, rtol=1e-5)  # inference form: float rounding
 
 
@@ -243,7 +243,7 @@ def test_bad_flags_give_a_clear_error(cxr, capsys) -> None:
 
 @pytest.mark.parametrize("mode", ["linear", "knn"])
 def test_scores_a_real_finetuned_model_as_finetune_predicts(cxr, mode) -> None:
-    from medssl.train.model_file import load_model, predict_proba
+    from medssl.models import load_model
 
     root, manifest, _, encoder = cxr
     run = root / f"ft_{mode}"
@@ -254,7 +254,7 @@ def test_scores_a_real_finetuned_model_as_finetune_predicts(cxr, mode) -> None:
     df = pd.read_parquet(out)
     ft = load_model(run / "model.pt")
     ds = get_domain("imaging").make_dataset(root / "data", manifest, ft.meta["preprocessing"])
-    proba = predict_proba(ft, ds)
+    proba = ft.predict_proba(ds)
     assert df["predicted_label"].tolist() == [ft.classes[i] for i in proba.argmax(axis=1)]
     np.testing.assert_allclose(df["predicted_proba"].to_numpy(), proba.max(axis=1), rtol=1e-5)
     emb = embed_all(ft.encoder, root / "data", manifest)

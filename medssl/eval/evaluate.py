@@ -13,13 +13,11 @@ from typing import Any
 
 import numpy as np
 
-from medssl.checkpoints import file_sha256
 from medssl.data import get_domain, read_manifest
-from medssl.errors import DataError, LabelError
+from medssl.errors import CheckpointError, DataError, LabelError
 from medssl.eval.report import build_report, write_json, write_plots
-from medssl.train.embed import resolve_device
 from medssl.train.labels import load_labels
-from medssl.train.model_file import load_model, predict_proba
+from medssl.models import load_model
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +48,9 @@ def evaluate(
     device: str = "auto",
 ) -> dict[str, Any]:
     """Evaluate ``model_path`` on the labelled rows of ``data_dir``; writes the report and plots."""
-    dev = resolve_device(device)
-    model = load_model(model_path, device=dev)
+    model = load_model(model_path, device=device, expect_kind="model")
+    if model.head is None:
+        raise CheckpointError(f"{model_path} has no classification head; re-run `medssl finetune`")
     manifest = read_manifest(data_dir)
     labels = load_labels(manifest, labels_csv).to_numpy(dtype=object)
     split_col = manifest["split"].astype(str).to_numpy() if "split" in manifest.columns else None
@@ -76,15 +75,15 @@ def evaluate(
         )
         log.warning(context["caution"])
     sub = manifest.iloc[rows].reset_index(drop=True)
-    dataset = get_domain(model.meta["domain"]).make_dataset(Path(data_dir), sub, model.meta.get("preprocessing"))
-    proba = predict_proba(model, dataset, device=dev)
+    dataset = get_domain(model.domain).make_dataset(Path(data_dir), sub, model.preprocessing)
+    proba = model.predict_proba(dataset)
     lookup = {c: i for i, c in enumerate(model.classes)}
     y = np.array([lookup[labels[i]] for i in rows], dtype=np.int64)
     out = Path(out_json)
-    plots = write_plots(y, proba, model.classes, out.parent)
+    plots = write_plots(y, proba, model.classes, out.parent, stem=out.stem)
     report = build_report(
         y, proba, model.classes, sub["patient_id"].tolist(), n_boot=n_boot,
-        split=chosen, model_id=file_sha256(model_path), mode=model.mode,
+        split=chosen, model_id=model.model_id, mode=model.mode,
         n_left_out_unknown_label=int(unknown.sum()), plots=plots, **context,
     )
     write_json(report, out)

@@ -34,10 +34,11 @@ from medssl.errors import ConfigError, LabelError  # noqa: E402
 from medssl.eval.evaluate import choose_split  # noqa: E402
 from medssl.metrics import point_metrics  # noqa: E402
 from medssl.atomic import write_json  # noqa: E402
-from medssl.train.embed import embed, resolve_device  # noqa: E402
-from medssl.train.finetune import FinetuneConfig, fit_classifier, load_data  # noqa: E402
+from medssl.models import build_encoder, embed, resolve_device  # noqa: E402
+from medssl.train.classifier import fit_classifier, proba_from_embeddings  # noqa: E402
+from medssl.train.finetune_config import FinetuneConfig  # noqa: E402
+from medssl.train.finetune_data import load_data  # noqa: E402
 from medssl.train.labels import draw_labelled_subset  # noqa: E402
-from medssl.train.model_file import FineTunedModel, build_encoder  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -115,10 +116,9 @@ def run_label_efficiency(
                     emb = frozen[eval_rows]
                 else:
                     emb = embed(result.encoder, data.dataset, eval_rows, desc="embedding evaluation cases")
-                model = FineTunedModel(result.encoder, result.head, result.classes, {}, result.knn)
                 if result.classes != all_classes:
                     raise LabelError(f"the subset at fraction {fraction} lacks a class: {result.classes}")
-                metrics = point_metrics(y_eval, model.proba_from_embeddings(emb))
+                metrics = point_metrics(y_eval, proba_from_embeddings(result.head, result.knn, emb, len(result.classes)))
                 records.append({
                     "method": method, "fraction": fraction, "seed": seed, "n_labelled": int(len(subset)),
                     **metrics, "epochs_run": result.train_log.get("epochs_run"),

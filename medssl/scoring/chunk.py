@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from medssl.data import get_domain
 from medssl.errors import CheckpointError, ReaderError
-from medssl.scoring.model import ScoringModel
+from medssl.models import Model
 
 
 class _SafeItems(Dataset):
@@ -78,7 +78,7 @@ class ChunkResult:
     errors: list[tuple[int, str, str]]
 
 
-def make_chunk_dataset(model: ScoringModel, data_dir: Path, rows: pd.DataFrame) -> Any:
+def make_chunk_dataset(model: Model, data_dir: Path, rows: pd.DataFrame) -> Any:
     """The model's domain dataset over ``rows`` with the model's saved preprocessing."""
     if model.preprocessing is None:
         raise CheckpointError(
@@ -88,11 +88,9 @@ def make_chunk_dataset(model: ScoringModel, data_dir: Path, rows: pd.DataFrame) 
     return get_domain(model.domain).make_dataset(Path(data_dir), rows.reset_index(drop=True), model.preprocessing)
 
 
-def embed_chunk(
-    model: ScoringModel, data_dir: Path, rows: pd.DataFrame, batch_size: int, num_workers: int = 0
-) -> tuple[np.ndarray, np.ndarray, list[tuple[int, str, str]]]:
-    """``(ok positions (n_ok,), embeddings (n_ok, D) float32, errors)`` for the manifest ``rows``."""
-    loader = DataLoader(
+def _batches(model: Model, data_dir: Path, rows: pd.DataFrame, batch_size: int, num_workers: int) -> Any:
+    """The decoded batches of ``rows``: dicts ``{"index", "x", "errors"}`` (see ``_collate``)."""
+    return DataLoader(
         _SafeItems(make_chunk_dataset(model, data_dir, rows)),
         batch_size=batch_size,
         shuffle=False,
@@ -100,30 +98,42 @@ def embed_chunk(
         collate_fn=_collate,
         pin_memory=model.device.type == "cuda",
     )
-    ok: list[torch.Tensor] = []
-    embs: list[torch.Tensor] = []
+
+
+def anomaly_features_chunk(
+    model: Model, data_dir: Path, rows: pd.DataFrame, batch_size: int, num_workers: int = 0
+) -> tuple[np.ndarray, list[tuple[int, str, str]]]:
+    """``(anomaly-recipe features (n_ok, P) float64, errors)`` of the manifest ``rows`` (to fit a scorer)."""
+    feats: list[np.ndarray] = []
     errors: list[tuple[int, str, str]] = []
-    for batch in loader:
+    for batch in _batches(model, data_dir, rows, batch_size, num_workers):
         errors.extend((i, path, reason) for i, (path, reason) in batch["errors"])
         if batch["x"] is not None:
-            ok.append(batch["index"])
-            embs.append(model.embed(batch["x"]))
-    if not embs:
-        return np.zeros(0, dtype=np.int64), np.zeros((0, int(model.encoder.num_features)), np.float32), errors
-    return torch.cat(ok).numpy(), torch.cat(embs).numpy().astype(np.float32, copy=False), errors
+            feats.append(model.anomaly_features(batch["x"], model.embed(batch["x"])))
+    return (np.concatenate(feats) if feats else np.zeros((0, 0))), errors
 
 
 def score_chunk(
-    model: ScoringModel, data_dir: Path, rows: pd.DataFrame, batch_size: int, num_workers: int = 0
+    model: Model, data_dir: Path, rows: pd.DataFrame, batch_size: int, num_workers: int = 0
 ) -> ChunkResult:
-    """Decode, embed, predict and anomaly-score the manifest ``rows`` (one chunk)."""
-    ok, emb, errors = embed_chunk(model, data_dir, rows, batch_size, num_workers)
-    n = len(ok)
-    if n:
-        scores, pct = model.anomaly(torch.from_numpy(emb))
-        pred = model.predict(torch.from_numpy(emb))
-    else:
-        scores, pct, pred = np.zeros(0), np.zeros(0), None
+    """Decode, embed, anomaly-score and predict the manifest ``rows`` (one chunk)."""
+    ok: list[torch.Tensor] = []
+    outs = []
+    errors: list[tuple[int, str, str]] = []
+    for batch in _batches(model, data_dir, rows, batch_size, num_workers):
+        errors.extend((i, path, reason) for i, (path, reason) in batch["errors"])
+        if batch["x"] is not None:
+            ok.append(batch["index"])
+            outs.append(model.run_batch(batch["x"]))
+    n = sum(len(o.embeddings) for o in outs)
+    if not n:
+        dim = int(model.encoder.num_features)
+        return ChunkResult(np.zeros(0, np.int64), np.zeros((0, dim), np.float32), np.zeros(0), np.zeros(0),
+                           np.zeros(0, dtype=object), np.zeros(0), errors)
+    emb = torch.cat([o.embeddings for o in outs]).numpy().astype(np.float32, copy=False)
+    scores = np.concatenate([o.anomaly_score for o in outs])
+    pct = np.concatenate([o.anomaly_percentile for o in outs])
+    pred = model.predict(None if outs[0].proba is None else np.concatenate([o.proba for o in outs]))
     labels = pred[0] if pred is not None else np.full(n, None, dtype=object)
     proba = pred[1] if pred is not None else np.full(n, np.nan)
-    return ChunkResult(ok, emb, scores, pct, labels, proba, errors)
+    return ChunkResult(torch.cat(ok).numpy(), emb, scores, pct, labels, proba, errors)

@@ -8,13 +8,13 @@ from pathlib import Path
 import pandas as pd
 
 from medssl.scoring.chunk import ChunkResult, score_chunk
-from medssl.scoring.model import ScoringModel
+from medssl.models import Model
 
 Chunk = tuple[int, int, int]  # (chunk index, first manifest row, end row)
 
 
 def run_local(
-    model: ScoringModel,
+    model: Model,
     data_dir: Path,
     manifest: pd.DataFrame,
     chunks: list[Chunk],

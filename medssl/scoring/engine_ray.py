@@ -22,7 +22,7 @@ from medssl import errors as medssl_errors
 from medssl.errors import MedsslError
 from medssl.scoring.chunk import ChunkResult, score_chunk
 from medssl.scoring.engine_local import Chunk
-from medssl.scoring.model import load_scoring_model
+from medssl.models import load_model
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ class ChunkScorer:
     ) -> None:
         import ray
 
-        self.model = load_scoring_model(model_path, device)
+        self.model = load_model(model_path, device)
         if scorer is not None:
             self.model.set_scorer(*scorer)
         self.data_dir = Path(data_dir)

@@ -30,9 +30,9 @@ from medssl.data import read_manifest
 from medssl.data.manifest import MANIFEST_NAME
 from medssl.errors import ConfigError, DataError
 from medssl.progress import progress
-from medssl.scoring.chunk import ChunkResult, embed_chunk
+from medssl.scoring.chunk import ChunkResult, anomaly_features_chunk
 from medssl.scoring.engine_local import Chunk, run_local
-from medssl.scoring.model import ScoringModel, load_scoring_model
+from medssl.models import Model, load_model
 from medssl.scoring.parts import (
     ERROR_COLUMNS,
     FlagRule,
@@ -45,8 +45,6 @@ from medssl.scoring.parts import (
 
 log = logging.getLogger(__name__)
 
-REFERENCE_SCORER = "knn"
-REFERENCE_K = 10  # neighbours of the reference kNN scorer (fewer when the reference split is small)
 ENGINES = ("local", "ray")
 
 
@@ -63,7 +61,7 @@ class ScoreSummary:
     model_id: str
 
 
-def _domain_rows(manifest: pd.DataFrame, model: ScoringModel) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _domain_rows(manifest: pd.DataFrame, model: Model) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``(rows of the model's domain, error rows for the others)``."""
     mine = manifest["domain"].astype(str) == model.domain
     if not mine.any():
@@ -82,16 +80,16 @@ def _domain_rows(manifest: pd.DataFrame, model: ScoringModel) -> tuple[pd.DataFr
 
 
 def _fit_reference_scorer(
-    model: ScoringModel, data_dir: Path, manifest: pd.DataFrame, split: str, chunk_size: int, batch_size: int,
+    model: Model, data_dir: Path, manifest: pd.DataFrame, split: str, chunk_size: int, batch_size: int,
     num_workers: int, cache: Path,
 ) -> None:
-    """Give ``model`` a kNN scorer fitted on the embeddings of the ``split`` rows (cached in ``cache``)."""
+    """Give ``model`` its anomaly recipe's scorer fitted on the ``split`` rows (cached in ``cache``)."""
     from medssl.anomaly import create_scorer
 
     if cache.is_file():
-        state = torch.load(cache, map_location="cpu", weights_only=True)  # written atomically below
-        model.set_scorer(REFERENCE_SCORER, {}, state)
-        log.info("reusing the kNN anomaly scorer fitted by the interrupted run")
+        saved = torch.load(cache, map_location="cpu", weights_only=True)  # written atomically below
+        model.set_scorer(str(saved["name"]), {}, saved["state"])
+        log.info("reusing the anomaly scorer fitted by the interrupted run")
         return
     if "split" not in manifest.columns or not (manifest["split"].astype(str) == split).any():
         have = sorted(manifest["split"].dropna().astype(str).unique()) if "split" in manifest.columns else []
@@ -101,28 +99,26 @@ def _fit_reference_scorer(
             "--reference-split with a split that exists, or score with a model from `medssl finetune`"
         )
     ref = manifest.loc[manifest["split"].astype(str) == split].reset_index(drop=True)
-    embs = []
+    feats = []
     starts = range(0, len(ref), chunk_size)
     for start in progress(starts, total=len(starts), desc=f"embedding {split!r} reference rows", unit="chunk"):
-        _, emb, _ = embed_chunk(model, data_dir, ref.iloc[start:start + chunk_size], batch_size, num_workers)
-        embs.append(emb)
-    emb = np.concatenate(embs)
-    if len(emb) < 2:
-        raise DataError(f"only {len(emb)} {split!r} row(s) could be decoded; a reference scorer needs at least 2")
-    k = min(REFERENCE_K, len(emb) - 1)  # a small reference set: fewer neighbours, never a failure
-    if k < REFERENCE_K:
-        log.warning("only %d %r reference rows: the kNN anomaly scorer uses k=%d neighbours instead of %d",
-                    len(emb), split, k, REFERENCE_K)
-    scorer = create_scorer(REFERENCE_SCORER, k=k).fit(torch.from_numpy(emb))
+        f, _ = anomaly_features_chunk(model, data_dir, ref.iloc[start:start + chunk_size], batch_size, num_workers)
+        if len(f):
+            feats.append(f)
+    n = sum(len(f) for f in feats)
+    if n < 2:
+        raise DataError(f"only {n} {split!r} row(s) could be decoded; a reference scorer needs at least 2")
+    x = np.concatenate(feats)
+    recipe = model.anomaly_recipe
+    name, kwargs = recipe.scorer(n, int(model.encoder.num_features), x.shape[1])
+    scorer = create_scorer(name, **kwargs).fit(x)
     state = dict(scorer.state_dict())
     tmp = cache.with_name(f".part-{cache.name}.tmp")  # ".part-" temp names are swept on resume
-    torch.save(state, tmp)
+    torch.save({"name": name, "state": state}, tmp)
     os.replace(tmp, cache)
-    model.set_scorer(REFERENCE_SCORER, {}, state)
-    log.info(
-        "the model carries no anomaly-scorer statistics: fitted a kNN scorer on the embeddings of "
-        "%d %r rows of DATA_DIR", len(emb), split,
-    )
+    model.set_scorer(name, {}, state)
+    log.info("the model carries no anomaly-scorer statistics: fitted its domain's anomaly recipe %r (%s) on "
+             "%d %r rows of DATA_DIR", recipe.name, name, n, split)
 
 
 def _part_frame(rows: pd.DataFrame, first_row: int, res: ChunkResult) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -182,7 +178,7 @@ def score(
     if emb_out == out:
         raise ConfigError("--embeddings must be a different file from --out")
 
-    model = load_scoring_model(model_path, device="cpu" if engine == "ray" else device)
+    model = load_model(model_path, device="cpu" if engine == "ray" else device)
     manifest, extra_errors = _domain_rows(read_manifest(data_dir), model)
     rule = FlagRule(top_k=flag_top) if flag_top is not None else FlagRule(
         percentile=flag_percentile if flag_percentile is not None else model.default_flag_percentile

@@ -25,6 +25,8 @@ class PretrainConfig(StrictConfig):
     encoder_options: dict[str, Any] = Field(default_factory=dict)
     augment: dict[str, Any] = Field(default_factory=dict)
     preprocessing: dict[str, Any] | None = None
+    anomaly_recipe: str = "auto"  # how `medssl score` turns this encoder into anomaly scores (medssl.domains); auto: the domain's
+    few_label_recipe: str = "auto"  # what `medssl finetune --mode auto` fits on few labels; auto: the domain's
 
     epochs: int = Field(10, ge=1)
     max_steps: int | None = Field(None, ge=1)  # stop after this many optimizer steps (overrides epochs)

@@ -1,0 +1,46 @@
+"""Per-domain recipes, chosen by measurement: which features an anomaly scorer and a few-label
+classifier read, and how they are fitted (``medssl.domains.recipe``).
+
+``anomaly_recipe(name)`` / ``few_label_recipe(name)`` look one up ("did you mean" for typos);
+``default_recipes(domain)`` gives a domain's defaults; ``"auto"`` always means the default.
+"""
+
+from __future__ import annotations
+
+from medssl.domains import generic, transactions  # noqa: F401  (registers the recipes)
+from medssl.domains.recipe import (
+    ANOMALY_RECIPES,
+    FEW_LABEL_RECIPES,
+    AnomalyRecipe,
+    FewLabelRecipe,
+    linear_head,
+)
+
+DEFAULTS: dict[str, tuple[str, str]] = {  # domain -> (anomaly recipe, few-label recipe)
+    "transactions": ("raw_pseudo_label", "raw_score_logreg"),
+}
+FALLBACK = ("embedding_knn", "embedding_head")
+
+
+def default_recipes(domain: str) -> tuple[str, str]:
+    """``(anomaly recipe, few-label recipe)`` names a domain uses unless told otherwise."""
+    return DEFAULTS.get(domain, FALLBACK)
+
+
+def anomaly_recipe(name: str, domain: str) -> AnomalyRecipe:
+    """The anomaly recipe ``name`` (``"auto"``: the domain's default)."""
+    return ANOMALY_RECIPES.create(default_recipes(domain)[0] if name in ("auto", None) else name)
+
+
+def few_label_recipe(name: str, domain: str) -> FewLabelRecipe:
+    """The few-label recipe ``name`` (``"auto"``: the domain's default)."""
+    return FEW_LABEL_RECIPES.create(default_recipes(domain)[1] if name in ("auto", None) else name)
+
+
+def list_recipes() -> dict[str, list[str]]:
+    """Registered recipe names by kind."""
+    return {"anomaly": ANOMALY_RECIPES.names(), "few_label": FEW_LABEL_RECIPES.names()}
+
+
+__all__ = ["AnomalyRecipe", "FewLabelRecipe", "anomaly_recipe", "few_label_recipe", "default_recipes",
+           "list_recipes", "linear_head"]

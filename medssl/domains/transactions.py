@@ -1,0 +1,88 @@
+"""Transaction-log recipes: raw encoded columns next to the SCARF embedding.
+
+Anomaly (``raw_pseudo_label``): features ``[raw one-hot | embedding]``; scorer the rank average of
+two ``pseudo_label`` scorers (self-training from skewness-weighted ECOD), one on the raw one-hot
+block and one on all columns. Few labels (``raw_score_logreg``): a logistic regression whose
+strength C is picked by 3-fold cross-validated average precision on the labelled cases only, on
+``[raw one-hot | anomaly percentile / 100]``. Both were chosen on labelled validation splits of
+the reference halves of the shared transaction data (``benchmarks/_select_anomaly_transactions.py``),
+never on the evaluation halves.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from medssl.data.transactions.encoding import one_hot_categoricals
+from medssl.domains.recipe import AnomalyRecipe, FewLabelRecipe, linear_head, register_anomaly_recipe, register_few_label_recipe
+
+LOGREG_CS = (0.01, 0.1, 1.0, 10.0)
+CV_FOLDS = 3
+
+
+def raw_columns(x: torch.Tensor, preprocessing: dict[str, Any]) -> np.ndarray:
+    """The encoded transaction itself ``(B, F)`` (slot 0 when items carry entity history)."""
+    width = int(preprocessing["n_numeric"]) + len(preprocessing["cardinalities"])
+    x = x.detach().cpu().double()
+    if int(preprocessing.get("history", 0)):
+        x = x.reshape(x.shape[0], -1, width + 1)[:, 0, :width]
+    return one_hot_categoricals(x.numpy(), preprocessing).astype(np.float64)
+
+
+def raw_and_embedding(x: torch.Tensor, emb: torch.Tensor, preprocessing: dict[str, Any]) -> np.ndarray:
+    """``[raw one-hot (B, R) | embedding (B, D)]``."""
+    return np.hstack([raw_columns(x, preprocessing), emb.detach().cpu().double().numpy()])
+
+
+def _pseudo_label_pair(n_reference: int, emb_dim: int, feature_dim: int) -> tuple[str, dict[str, Any]]:
+    n_raw = feature_dim - emb_dim
+    return "ensemble", {"members": [("pseudo_label", {}), ("pseudo_label", {})], "columns": [(0, n_raw), None]}
+
+
+RAW_PSEUDO_LABEL = register_anomaly_recipe(AnomalyRecipe(
+    name="raw_pseudo_label",
+    description="rank average of pseudo_label(raw one-hot) and pseudo_label(raw one-hot + embedding)",
+    features=raw_and_embedding,
+    scorer=_pseudo_label_pair,
+))
+
+
+def raw_and_percentile(x: torch.Tensor, emb: torch.Tensor, percentile: np.ndarray,
+                       preprocessing: dict[str, Any]) -> np.ndarray:
+    """``[raw one-hot (B, R) | anomaly percentile / 100 (B, 1)]``."""
+    pct = np.asarray(percentile, dtype=np.float64).reshape(-1, 1) / 100.0
+    return np.hstack([raw_columns(x, preprocessing), pct])
+
+
+def fit_logreg_cv(features: np.ndarray, y: np.ndarray, groups: np.ndarray, n_classes: int, seed: int) -> nn.Linear:
+    """Standardised logistic regression, C by stratified 3-fold average precision (one-vs-rest
+    macro for more classes; plain C=1 when a class has fewer than 3 cases), folded into a head."""
+    from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
+    from sklearn.model_selection import StratifiedKFold
+    from sklearn.preprocessing import StandardScaler
+
+    scaler = StandardScaler().fit(features)
+    z = scaler.transform(features)
+    if int(np.bincount(y, minlength=n_classes).min()) >= CV_FOLDS:
+        cv = StratifiedKFold(CV_FOLDS, shuffle=True, random_state=seed)
+        scoring = "average_precision" if n_classes == 2 else "roc_auc_ovr"
+        clf = LogisticRegressionCV(Cs=list(LOGREG_CS), cv=cv, scoring=scoring, max_iter=2000)
+    else:
+        clf = LogisticRegression(max_iter=2000)
+    clf.fit(z, y)
+    scale = np.where(scaler.scale_ > 0, scaler.scale_, 1.0)
+    coef = clf.coef_ / scale
+    bias = clf.intercept_ - coef @ scaler.mean_
+    return linear_head(coef, bias, n_classes)
+
+
+RAW_SCORE_LOGREG = register_few_label_recipe(FewLabelRecipe(
+    name="raw_score_logreg",
+    description="logistic regression (C by cross-validation) on raw one-hot columns + anomaly percentile",
+    features=raw_and_percentile,
+    fit=fit_logreg_cv,
+))

@@ -1,0 +1,60 @@
+"""The typed settings of ``medssl finetune`` (YAML keys = field names; saved as RUN_DIR/config.yaml)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from medssl.config import StrictConfig
+
+
+class FinetuneConfig(StrictConfig):
+    """Fine-tuning settings (YAML keys = field names); saved as RUN_DIR/config.yaml."""
+
+    mode: Literal["auto", "linear", "knn", "full", "recipe"] = "auto"  # auto: the domain's few-label recipe
+    recipe: str = "auto"  # few-label recipe (medssl.domains) for mode auto/recipe; auto: the checkpoint's or domain's default
+    label_fraction: float | None = None  # of the labelled train cases; None and no shots = all
+    shots: int | None = None  # labelled cases per class
+    seed: int = 0
+    init: Literal["pretrained", "random"] = "pretrained"  # random = supervised-from-scratch baseline
+    epochs: int = Field(30, ge=1)  # full mode: maximum epochs
+    min_steps_per_epoch: int = Field(10, ge=1)  # small subsets are resampled (with replacement) to this many batches
+    patience: int = Field(5, ge=1)  # epochs without validation improvement before stopping
+    batch_size: int = Field(64, ge=1)
+    lr_head: float = Field(1e-3, gt=0)
+    lr_encoder: float = Field(1e-4, gt=0)  # pretrained init; a random init trains the encoder at lr_head
+    weight_decay: float = Field(1e-4, ge=0)
+    val_fraction: float = Field(0.2, gt=0, lt=1)  # of labelled patients, held out when the manifest has no val labels
+    min_holdout_per_class: int = Field(5, ge=1)  # a held-out split with fewer cases of a class is too noisy to stop on:
+    # then every labelled case trains for exactly ``epochs`` (applies to pretrained and random init alike)
+    knn_k: int = Field(20, ge=1)
+    unlabelled: Literal["ignore", "spread"] = "ignore"  # spread: linear mode also learns from the train-split
+    # cases outside the labelled subset, labelled by label spreading on the frozen embeddings' kNN graph
+    spread_k: int = Field(10, ge=1)  # neighbours of the spreading graph
+    spread_alpha: float = Field(0.2, gt=0, lt=1)  # how far a labelled case may be pulled from its own label
+    spread_class_mass: bool = False  # rescale spread labels to the labelled class shares (class mass normalisation)
+    scorer: str | None = "auto"  # anomaly scorer fitted on the train split: auto = the domain's anomaly recipe;
+    # a scorer name (medssl.anomaly) = that scorer on the recipe's features; None = none
+    scorer_k: int = Field(10, ge=1)
+    device: str = "auto"
+
+    @model_validator(mode="after")
+    def _one_size(self) -> "FinetuneConfig":
+        if self.label_fraction is not None and self.shots is not None:
+            raise ValueError("give either label_fraction or shots, not both")
+        if self.unlabelled == "spread" and self.mode not in ("linear", "auto"):
+            raise ValueError(f"unlabelled: spread works with mode linear (a probe on frozen embeddings), not {self.mode}")
+        return self
+
+
+def resolve_mode(config: FinetuneConfig, recipe_on_embeddings: bool) -> str:
+    """The mode ``auto`` stands for: the few-label recipe when the domain's recipe is not a classic
+    embedding mode, else ``linear`` (``full`` for a randomly initialised encoder)."""
+    if config.mode != "auto":
+        return config.mode
+    if config.init == "random":
+        return "full"
+    if config.unlabelled == "spread" or recipe_on_embeddings:
+        return "linear"
+    return "recipe"

@@ -1,0 +1,101 @@
+"""Fitting a domain's recipes (``medssl.domains``) on a fine-tuning data set.
+
+- ``recipe_batches``: run an encoder over dataset rows, giving each batch's inputs ``x``
+  ``(B, *input_shape)`` and embeddings ``(B, D)`` to a function (the recipes read both);
+- ``fit_anomaly``: the anomaly recipe's scorer fitted on the train split's recipe features;
+- ``fit_recipe_classifier``: the few-label recipe's classifier on the labelled rows, with
+  validation metrics on the manifest's labelled val rows.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Subset
+
+from medssl.domains import AnomalyRecipe, FewLabelRecipe
+from medssl.encoders.inference import InferenceEncoder
+from medssl.errors import ConfigError
+from medssl.metrics import classification_metrics
+from medssl.progress import progress
+from medssl.train.classifier import FitResult, class_ids, known_rows
+from medssl.train.finetune_config import FinetuneConfig
+from medssl.train.finetune_data import FinetuneData
+from medssl.train.labels import class_names
+
+log = logging.getLogger(__name__)
+
+
+def recipe_batches(encoder: nn.Module, dataset: Any, rows: np.ndarray, fn: Callable[[torch.Tensor, torch.Tensor], np.ndarray],
+                   batch_size: int = 256, desc: str = "embedding") -> np.ndarray:
+    """``fn(x, emb)`` over ``dataset[rows]`` in batches, concatenated ``(len(rows), P)``."""
+    loader = DataLoader(Subset(dataset, [int(r) for r in rows]), batch_size=batch_size, shuffle=False)
+    fast = InferenceEncoder(encoder, torch.device("cpu"))
+    out: list[np.ndarray] = []
+    with torch.inference_mode():
+        for x in progress(loader, total=len(loader), desc=desc, unit="batch"):
+            out.append(np.asarray(fn(x, fast(x).float())))
+    return np.concatenate(out) if out else np.zeros((0, 0))
+
+
+def fit_anomaly(
+    recipe: AnomalyRecipe, encoder: nn.Module, data: FinetuneData, rows: np.ndarray, scorer: str | None, scorer_k: int,
+) -> tuple[Any, dict[str, Any]] | None:
+    """The anomaly scorer fitted on the recipe features of ``rows`` (the train split), and its
+    ``{"name", "kwargs"}``; ``scorer`` overrides the recipe's scorer by name. ``None`` with fewer than 3 rows."""
+    from medssl.anomaly import create_scorer
+
+    if len(rows) < 3:
+        log.warning("only %d train case(s): no anomaly scorer is stored", len(rows))
+        return None
+    prep = data.checkpoint.meta.get("preprocessing") or {}
+    feats = recipe_batches(encoder, data.dataset, rows, lambda x, e: recipe.features(x, e, prep),
+                           desc="anomaly reference (train split)")
+    emb_dim = int(encoder.num_features)
+    name, kwargs = recipe.scorer(len(rows), emb_dim, feats.shape[1])
+    if scorer not in (None, "auto") and scorer != name:
+        name, kwargs = scorer, {}
+    if name == "knn":
+        kwargs = {"normalize": "l2", **kwargs, "k": max(1, min(kwargs.get("k", scorer_k), len(rows) - 1))}
+    log.info("anomaly recipe %r: %s scorer fitted on %d train cases", recipe.name, name, len(rows))
+    return create_scorer(name, **kwargs).fit(feats), {"name": name, "kwargs": kwargs}
+
+
+def fit_recipe_classifier(
+    data: FinetuneData, subset: np.ndarray, config: FinetuneConfig, recipe: FewLabelRecipe, anomaly: AnomalyRecipe,
+    scorer: Any, encoder: nn.Module,
+) -> FitResult:
+    """The few-label recipe's head over ``recipe.features(x, emb, anomaly percentile)`` of the
+    labelled ``subset``; metrics on the manifest's labelled val rows (none: ``metrics=None``)."""
+    if scorer is None:
+        raise ConfigError(f"few-label recipe {recipe.name!r} reads anomaly percentiles: keep the anomaly scorer "
+                          "(scorer: auto) or pick --mode linear")
+    prep = data.checkpoint.meta.get("preprocessing") or {}
+    classes = class_names(pd.Series(data.labels[subset]))
+    val_rows = np.zeros(0, dtype=np.int64)
+    if data.split is not None:
+        val_rows = known_rows(data, np.flatnonzero((data.split == "val") & pd.notna(data.labels)), classes)
+
+    def features(x: torch.Tensor, emb: torch.Tensor) -> np.ndarray:
+        pct = scorer.percentile(scorer.score(anomaly.features(x, emb, prep)))
+        return recipe.features(x, emb, pct, prep)
+
+    rows = np.concatenate([subset, val_rows])
+    feats = recipe_batches(encoder, data.dataset, rows, features, desc="recipe features (labelled cases)")
+    y = class_ids(data.labels, subset, classes)
+    head = recipe.fit(feats[: len(subset)], y, data.patient_ids[subset], len(classes), config.seed)
+    metrics = None
+    if len(val_rows):
+        with torch.no_grad():
+            logits = head(torch.as_tensor(feats[len(subset):], dtype=torch.float32))
+        proba = torch.softmax(logits.double(), dim=1).numpy()
+        metrics = {"n": int(len(val_rows)), **classification_metrics(class_ids(data.labels, val_rows, classes), proba, classes)}
+    log.info("few-label recipe %r fitted on %d labelled cases", recipe.name, len(subset))
+    train_log = {"n_train": int(len(subset)), "n_val": int(len(val_rows)),
+                 "validation": "val" if len(val_rows) else "none", "recipe": recipe.name}
+    return FitResult(encoder, head, classes, None, metrics, train_log)
