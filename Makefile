@@ -1,4 +1,5 @@
-# medssl: `make demo` runs the whole loop on bundled data; `make test` runs the test suite.
+# medssl: `make demo` runs the whole loop on bundled data; `make test` runs the test suite
+# (tests/test_layout.py checks the layers and module sizes); `make lint` checks the layers alone.
 # Both install what they need into .venv first.
 
 PYTHON ?= python3
@@ -7,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install browser-deps test test-fast demo bench clean
+.PHONY: install browser-deps test test-fast lint demo bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +29,9 @@ test: $(STAMP) browser-deps  ## run every test (slow ones included)
 
 test-fast: $(STAMP)  ## skip tests marked slow
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+lint: $(STAMP)  ## check the layers: imports only point down ([tool.importlinter] in pyproject.toml)
+	$(BIN)/lint-imports --no-cache
 
 demo: $(STAMP)  ## ingest the bundled sample, pretrain briefly, score, and serve the app
 	$(BIN)/medssl demo
