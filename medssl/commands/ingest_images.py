@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from medssl.data.imaging.ingest import ImageIngestOptions
+
+log = logging.getLogger(__name__)
 
 DESCRIPTION = """\
 Read images into DATA_DIR/manifest.parquet (one row per image) and DATA_DIR/errors.csv (every file
@@ -55,8 +62,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    """Parse done; the work happens in ``medssl.data.imaging.ingest``."""
-    from medssl.data.imaging.ingest import run as run_ingest
+def options_from_args(args: argparse.Namespace) -> ImageIngestOptions:
+    """The parsed flags as ``ImageIngestOptions`` (raises what the options' checks raise)."""
+    from medssl.data.imaging.ingest import ImageIngestOptions
 
-    return run_ingest(args)
+    return ImageIngestOptions(
+        format=args.format, metadata=args.metadata, image_col=args.image_col, patient_col=args.patient_col,
+        label_col=args.label_col, label_from_folder=args.label_from_folder, val_fraction=args.val_fraction,
+        test_fraction=args.test_fraction, seed=args.seed, workers=args.workers,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Ingest with ``medssl.data.imaging.ingest.ingest_images`` and log the summary line; exit 0."""
+    from medssl.data.imaging.ingest import ingest_images
+
+    s = ingest_images(args.src, args.out, options_from_args(args))
+    log.info(
+        "wrote %s: %d cases, %d patients, splits %s%s; %d rejected input(s) in %s",
+        s["manifest"], s["cases"], s["patients"], s["splits"], ", with labels" if s["labelled"] else ", no labels",
+        s["rejected"], s["errors_csv"],
+    )
+    return 0

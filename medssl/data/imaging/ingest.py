@@ -1,71 +1,120 @@
-"""Implementation of `medssl ingest images` (the command module only parses arguments)."""
+"""Ingest PNG/JPEG folders (optional metadata CSV) or MedMNIST-style npz arrays into DATA_DIR.
+
+``ingest_images(src, out, ImageIngestOptions(...))`` writes ``manifest.parquet`` (one row per
+image) and ``errors.csv`` and returns the counts ``medssl ingest images`` prints.
+"""
 
 from __future__ import annotations
 
-import argparse
-import logging
+import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from medssl.data import ErrorLog, assign_patient_splits, write_manifest
 from medssl.data.imaging.images import scan_image_folder, scan_image_metadata
 from medssl.data.imaging.npz import scan_npz
-from medssl.errors import DataError
+from medssl.errors import ConfigError, DataError
 
-log = logging.getLogger(__name__)
+FORMATS = ("folder", "npz")
 
-def _check_args(args: argparse.Namespace, src: Path) -> None:
-    if args.format == "npz":
-        if args.metadata or args.patient_col or args.label_col or args.label_from_folder:
-            raise DataError("--format npz takes labels and splits from the arrays; drop --metadata, --patient-col, --label-col and --label-from-folder")
+
+@dataclass(frozen=True)
+class ImageIngestOptions:
+    """Options of ``medssl ingest images`` (the flags minus SRC and --out), with the CLI's defaults.
+
+    ``format``: ``"folder"`` (PNG/JPEG files under SRC) or ``"npz"`` (a MedMNIST-style .npz file,
+    labels and splits from the arrays). ``metadata``: CSV with one row per image (paths relative
+    to SRC) whose ``image_col``, ``patient_col`` and ``label_col`` name the image path, patient id
+    and class. ``label_from_folder``: without metadata, each image's folder name is its label.
+    ``val_fraction``/``test_fraction``/``seed``: the patient-level split of cases that come
+    without one. ``workers``: processes decoding images (default: all cores).
+    Conflicting or out-of-range values raise ``DataError`` (an unknown format ``ConfigError``).
+    """
+
+    format: str = "folder"
+    metadata: str | Path | None = None
+    image_col: str = "image"
+    patient_col: str | None = None
+    label_col: str | None = None
+    label_from_folder: bool = False
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    seed: int = 0
+    workers: int = os.cpu_count() or 1
+
+    def __post_init__(self) -> None:
+        if self.format not in FORMATS:
+            raise ConfigError(f"unknown image format {self.format!r}; use one of {', '.join(FORMATS)}")
+        if self.format == "npz":
+            if self.metadata or self.patient_col or self.label_col or self.label_from_folder:
+                raise DataError("--format npz takes labels and splits from the arrays; drop --metadata, --patient-col, --label-col and --label-from-folder")
+        else:
+            if self.metadata and self.label_from_folder:
+                raise DataError("--label-from-folder and --metadata exclude each other; take labels from --label-col instead")
+            if not self.metadata and (self.patient_col or self.label_col):
+                raise DataError("--patient-col and --label-col name columns of --metadata CSV; pass --metadata too")
+            if self.workers < 1:
+                raise DataError(f"--workers {self.workers} must be at least 1")
+        v, t = self.val_fraction, self.test_fraction
+        if not 0 <= v < 1 or not 0 <= t < 1 or v + t >= 1:
+            raise DataError(f"split fractions val={v}, test={t} must be in [0, 1) and sum below 1")
+
+
+def _check_src(src: Path, options: ImageIngestOptions) -> None:
+    if options.format == "npz":
         if not src.is_file():
             raise DataError(f"{src} is not a file; --format npz expects the path of an .npz file")
         return
     if not src.is_dir():
         hint = " (for MedMNIST-style arrays add --format npz)" if src.suffix.lower() == ".npz" else ""
         raise DataError(f"{src} is not a folder; pass a folder of PNG/JPEG images{hint}")
-    if args.metadata and args.label_from_folder:
-        raise DataError("--label-from-folder and --metadata exclude each other; take labels from --label-col instead")
-    if not args.metadata and (args.patient_col or args.label_col):
-        raise DataError("--patient-col and --label-col name columns of --metadata CSV; pass --metadata too")
-    if args.workers < 1:
-        raise DataError(f"--workers {args.workers} must be at least 1")
 
 
-def _add_splits(df: pd.DataFrame, args: argparse.Namespace) -> pd.DataFrame:
+def _add_splits(df: pd.DataFrame, options: ImageIngestOptions) -> pd.DataFrame:
     """Fill missing ``split`` values by patient; rows that came with a split keep it."""
     if "split" not in df.columns:
         df["split"] = pd.Series([None] * len(df), dtype=object)
     todo = df["split"].isna()
     if todo.any():
         df.loc[todo, "split"] = assign_patient_splits(
-            df.loc[todo], val_fraction=args.val_fraction, test_fraction=args.test_fraction, seed=args.seed
+            df.loc[todo], val_fraction=options.val_fraction, test_fraction=options.test_fraction, seed=options.seed
         ).to_numpy()
     return df
 
 
-def run(args: argparse.Namespace) -> int:
-    """Scan SRC, write DATA_DIR/manifest.parquet and errors.csv; exit 0 if any case was ingested."""
-    src, out = Path(args.src), Path(args.out)
-    _check_args(args, src)
+def ingest_images(src: str | Path, out: str | Path, options: ImageIngestOptions | None = None) -> dict[str, Any]:
+    """Scan ``src``, write ``out/manifest.parquet`` and ``out/errors.csv``; return the summary counts.
+
+    The summary: ``cases``, ``patients``, ``splits`` (split -> cases), ``labelled`` (any label),
+    ``rejected`` (rows of errors.csv), ``manifest`` and ``errors_csv`` (the paths written).
+    Raises ``DataError`` when ``src`` does not fit ``options.format`` or no image could be read.
+    """
+    options = options if options is not None else ImageIngestOptions()
+    src, out = Path(src), Path(out)
+    _check_src(src, options)
     errors = ErrorLog()
-    if args.format == "npz":
+    if options.format == "npz":
         df = scan_npz(src, errors)
-    elif args.metadata:
-        df = scan_image_metadata(src, args.metadata, errors, args.image_col, args.patient_col, args.label_col, args.workers)
+    elif options.metadata:
+        df = scan_image_metadata(src, options.metadata, errors, options.image_col, options.patient_col,
+                                 options.label_col, options.workers)
     else:
-        df = scan_image_folder(src, errors, label_from_folder=args.label_from_folder, workers=args.workers)
+        df = scan_image_folder(src, errors, label_from_folder=options.label_from_folder, workers=options.workers)
     out.mkdir(parents=True, exist_ok=True)
     errors_path = errors.write(out)
     if len(df) == 0:
         raise DataError(f"no image could be ingested from {src}; the reasons are in {errors_path}")
-    df = _add_splits(df, args)
+    df = _add_splits(df, options)
     path = write_manifest(df, out)
-    counts = df["split"].value_counts().to_dict()
-    labelled = "label" in df.columns and bool(df["label"].notna().any())
-    log.info(
-        "wrote %s: %d cases, %d patients, splits %s%s; %d rejected input(s) in %s",
-        path, len(df), df["patient_id"].nunique(), counts, ", with labels" if labelled else ", no labels", len(errors), errors_path,
-    )
-    return 0
+    return {
+        "cases": len(df),
+        "patients": int(df["patient_id"].nunique()),
+        "splits": df["split"].value_counts().to_dict(),
+        "labelled": "label" in df.columns and bool(df["label"].notna().any()),
+        "rejected": len(errors),
+        "manifest": path,
+        "errors_csv": errors_path,
+    }
