@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from medssl.data.ehr.ingest import EhrIngestOptions
+
+log = logging.getLogger(__name__)
 
 FORMATS = ("physionet2012", "mimic3", "csv")
 
@@ -52,8 +59,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    """Parse done; the work happens in ``medssl.data.ehr.ingest``."""
-    from medssl.data.ehr.ingest import run as run_ingest
+def options_from_args(args: argparse.Namespace) -> EhrIngestOptions:
+    """The parsed flags as ``EhrIngestOptions`` (raises what the options' checks raise)."""
+    from medssl.data.ehr.ingest import EhrIngestOptions
 
-    return run_ingest(args)
+    return EhrIngestOptions(
+        format=args.format, outcomes=args.outcomes, patient_col=args.patient_col, time_col=args.time_col,
+        variable_col=args.variable_col, value_col=args.value_col, case_col=args.case_col, label_col=args.label_col,
+        hours=args.hours, step_hours=args.step_hours, max_variables=args.max_variables, limit=args.limit,
+        seed=args.seed,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Ingest with ``medssl.data.ehr.ingest.ingest_ehr`` and log the summary line; exit 0."""
+    from medssl.data.ehr.ingest import ingest_ehr
+
+    s = ingest_ehr(args.src, args.out, options_from_args(args))
+    log.info("ingested %d stays (%d variables x %d bins) from %d measurements; %d dropped as invalid, "
+             "%d errors.csv rows -> %s", s["cases"], s["variables"], s["bins"], s["measurements"],
+             s["dropped"], s["errors"], args.out)
+    return 0

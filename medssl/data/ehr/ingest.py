@@ -1,9 +1,15 @@
-"""Implementation of `medssl ingest ehr` (the command module only parses arguments)."""
+"""Ingest ICU stays (PhysioNet 2012, MIMIC-III or a long CSV) into DATA_DIR.
+
+``ingest_ehr(src, out, EhrIngestOptions(format=...))`` writes ``manifest.parquet`` (one row per
+stay, split by patient), ``ehr/grid.npz``, ``ehr/events.parquet`` and ``errors.csv`` and returns
+the counts ``medssl ingest ehr`` prints.
+"""
 
 from __future__ import annotations
 
-import argparse
-import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -13,58 +19,112 @@ from medssl.data.ehr.long_csv import clean_events, read_long_csv
 from medssl.data.ehr.mimic3 import STATIC_NAMES as MIMIC_STATIC
 from medssl.data.ehr.mimic3 import read_mimic3
 from medssl.data.ehr.physionet2012 import STATIC, VARIABLES, read_physionet2012
-from medssl.errors import DataError
+from medssl.errors import ConfigError, DataError
 
-log = logging.getLogger(__name__)
+FORMATS = ("physionet2012", "mimic3", "csv")
 
-def _read(args: argparse.Namespace, errors: ErrorLog) -> tuple[pd.DataFrame, pd.DataFrame, list[str] | None, list[str]]:
-    if not args.src.exists():
-        raise DataError(f"{args.src} does not exist; pass the folder or file to ingest")
-    if args.format == "physionet2012":
-        events, cases = read_physionet2012(args.src, errors, outcomes=args.outcomes, limit=args.limit)
+
+@dataclass(frozen=True)
+class EhrIngestOptions:
+    """Options of ``medssl ingest ehr`` (the flags minus SRC and --out), with the CLI's defaults.
+
+    ``format`` (required, as ``--format`` is): ``"physionet2012"`` (a folder of RecordID.txt;
+    ``outcomes`` = Outcomes-a.txt adds the in-hospital death label, ``limit`` reads only the
+    first N stays), ``"mimic3"`` (a MIMIC-III folder) or ``"csv"`` (one long CSV whose
+    ``patient_col``, ``time_col``, ``variable_col`` and ``value_col`` must be named; ``case_col``
+    and ``label_col`` are optional). ``hours``/``step_hours``: the observation window and bin
+    width; ``max_variables``: mimic3/csv keep the variables measured in most training stays;
+    ``seed``: the patient-level split. ``outcomes`` is stored as a ``Path``.
+    Bad values raise ``DataError`` (an unknown format ``ConfigError``).
+    """
+
+    format: str
+    outcomes: Path | None = None
+    patient_col: str | None = None
+    time_col: str | None = None
+    variable_col: str | None = None
+    value_col: str | None = None
+    case_col: str | None = None
+    label_col: str | None = None
+    hours: float = 48.0
+    step_hours: float = 1.0
+    max_variables: int = 64
+    limit: int | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.format not in FORMATS:
+            raise ConfigError(f"unknown EHR format {self.format!r}; use one of {', '.join(FORMATS)}")
+        if self.outcomes is not None and not isinstance(self.outcomes, Path):
+            object.__setattr__(self, "outcomes", Path(self.outcomes))
+        if self.max_variables < 1:
+            raise DataError("--max-variables must be at least 1")
+        n_bins = int(round(self.hours / self.step_hours)) if self.step_hours > 0 else 0
+        if n_bins < 1 or abs(n_bins * self.step_hours - self.hours) > 1e-9:
+            raise DataError(f"--hours {self.hours} must be a positive multiple of --step-hours {self.step_hours}")
+
+
+def _read(src: Path, options: EhrIngestOptions, errors: ErrorLog) -> tuple[pd.DataFrame, pd.DataFrame, list[str] | None, list[str]]:
+    if not src.exists():
+        raise DataError(f"{src} does not exist; pass the folder or file to ingest")
+    if options.format == "physionet2012":
+        events, cases = read_physionet2012(src, errors, outcomes=options.outcomes, limit=options.limit)
         return events, cases, list(VARIABLES), list(STATIC)
-    if args.format == "mimic3":
-        events, cases = read_mimic3(args.src, errors)
+    if options.format == "mimic3":
+        events, cases = read_mimic3(src, errors)
         return events, cases, None, list(MIMIC_STATIC)
-    needed = {"--patient-col": args.patient_col, "--time-col": args.time_col,
-              "--variable-col": args.variable_col, "--value-col": args.value_col}
+    needed = {"--patient-col": options.patient_col, "--time-col": options.time_col,
+              "--variable-col": options.variable_col, "--value-col": options.value_col}
     missing = [flag for flag, value in needed.items() if not value]
     if missing:
-        raise DataError(f"--format csv needs {', '.join(missing)} to name the columns of {args.src}")
-    if not args.src.is_file():
-        raise DataError(f"{args.src} is not a file; --format csv reads one CSV file")
-    events, cases = read_long_csv(args.src, args.patient_col, args.time_col, args.variable_col,
-                                  args.value_col, args.case_col, args.label_col)
+        raise DataError(f"--format csv needs {', '.join(missing)} to name the columns of {src}")
+    if not src.is_file():
+        raise DataError(f"{src} is not a file; --format csv reads one CSV file")
+    events, cases = read_long_csv(src, options.patient_col, options.time_col, options.variable_col,
+                                  options.value_col, options.case_col, options.label_col)
     return events, cases, None, []
 
 
-def run(args: argparse.Namespace) -> int:
-    """Ingest, write the data dir, log a summary; returns 0."""
-    if args.max_variables < 1:
-        raise DataError("--max-variables must be at least 1")
+def ingest_ehr(src: str | Path, out: str | Path, options: EhrIngestOptions | None = None) -> dict[str, Any]:
+    """Ingest ``src`` into the data dir ``out``; return the summary counts.
+
+    The summary: ``cases`` (stays), ``patients``, ``splits`` (split -> stays), ``variables`` and
+    ``bins`` (grid size), ``measurements`` (raw events read), ``dropped`` (values dropped as
+    invalid) and ``errors`` (rows of errors.csv). ``options`` is required in practice: there is
+    no default format, so ``None`` raises ``ConfigError``.
+    """
+    if options is None:
+        raise ConfigError(f"ingest_ehr needs options=EhrIngestOptions(format=...) with format one of {', '.join(FORMATS)}")
+    src, out = Path(src), Path(out)
     errors = ErrorLog()
-    events, cases, variables, static_names = _read(args, errors)
+    events, cases, variables, static_names = _read(src, options, errors)
     n_raw = len(events)
-    events = clean_events(events, errors, hours=args.hours)
-    cases["split"] = assign_patient_splits(cases, seed=args.seed)
+    events = clean_events(events, errors, hours=options.hours)
+    cases["split"] = assign_patient_splits(cases, seed=options.seed)
     if variables is None:
         train_ids = cases.loc[cases["split"] == "train", "case_id"].tolist()
-        variables = choose_variables(events, train_ids, args.max_variables)
-    grid = build_grid(events, cases["case_id"].tolist(), variables, static_names, args.hours, args.step_hours)
-    args.out.mkdir(parents=True, exist_ok=True)
-    grid.save(args.out)
+        variables = choose_variables(events, train_ids, options.max_variables)
+    grid = build_grid(events, cases["case_id"].tolist(), variables, static_names, options.hours, options.step_hours)
+    out.mkdir(parents=True, exist_ok=True)
+    grid.save(out)
     series = events[~events["variable"].str.startswith(STATIC_PREFIX)]
-    series[["case_id", "time_h", "variable", "value"]].to_parquet(args.out / "ehr" / "events.parquet", index=False)
+    series[["case_id", "time_h", "variable", "value"]].to_parquet(out / "ehr" / "events.parquet", index=False)
     manifest = cases.assign(
         domain="ehr", grid_row=range(len(cases)), n_observations=grid.mask.sum(axis=(1, 2)).astype(int),
-        source_format=args.format,
+        source_format=options.format,
     )
     if "label" in manifest.columns:
         manifest["label"] = manifest["label"].astype(object).where(manifest["label"].notna(), None)
-    write_manifest(manifest, args.out)
-    errors.write(args.out)
+    write_manifest(manifest, out)
+    errors.write(out)
     dropped = int(errors.frame()["count"].fillna(0).sum()) if "count" in errors.frame().columns else 0
-    log.info("ingested %d stays (%d variables x %d bins) from %d measurements; %d dropped as invalid, "
-             "%d errors.csv rows -> %s", len(cases), len(variables), grid.values.shape[-1], n_raw,
-             dropped, len(errors), args.out)
-    return 0
+    return {
+        "cases": len(cases),
+        "patients": int(cases["patient_id"].nunique()),
+        "splits": cases["split"].value_counts().to_dict(),
+        "variables": len(variables),
+        "bins": int(grid.values.shape[-1]),
+        "measurements": n_raw,
+        "dropped": dropped,
+        "errors": len(errors),
+    }
