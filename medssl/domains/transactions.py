@@ -70,7 +70,8 @@ def fit_logreg_cv(features: np.ndarray, y: np.ndarray, groups: np.ndarray, n_cla
     if int(np.bincount(y, minlength=n_classes).min()) >= CV_FOLDS:
         cv = StratifiedKFold(CV_FOLDS, shuffle=True, random_state=seed)
         scoring = "average_precision" if n_classes == 2 else "roc_auc_ovr"
-        clf = LogisticRegressionCV(Cs=list(LOGREG_CS), cv=cv, scoring=scoring, max_iter=2000)
+        clf = LogisticRegressionCV(Cs=list(LOGREG_CS), cv=cv, scoring=scoring, max_iter=2000, l1_ratios=(0.0,),
+                                   use_legacy_attributes=False)
     else:
         clf = LogisticRegression(max_iter=2000)
     clf.fit(z, y)
