@@ -46,6 +46,7 @@ import argparse
 import itertools
 import sys
 import tempfile
+import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -53,20 +54,81 @@ from pathlib import Path
 import numpy as np
 from sklearn.covariance import MinCovDet
 from sklearn.ensemble import IsolationForest
-from sklearn.linear_model import LogisticRegression
+from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
 from sklearn.metrics import average_precision_score
-from sklearn.model_selection import train_test_split
+from sklearn.model_selection import StratifiedKFold, train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import anomaly_transactions as bench
 
 from medssl.data import read_manifest
 from medssl.anomaly import create_scorer
+from medssl.checkpoints import load_checkpoint
+from medssl.data import get_domain, write_manifest
+from medssl.data.transactions.encoding import one_hot_categoricals
+from medssl.data.transactions.ingest import IngestOptions, ingest_transactions
+from medssl.encoders import create_encoder
+from medssl.models import embed
+from medssl.train.pretrain import pretrain
 
 VAL_SEEDS = (1, 2, 3)
 TOLERANCE = 0.01
+
+
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data" / "transactions"
+DATASETS = {"ulb_creditcard_a": "ulb_creditcard_a.csv", "paysim_sample": "paysim_sample.csv"}
+SHOTS = (10, 25, 50)
+SEEDS = (0, 1, 2, 3, 4)
+SPLIT_SEED = 0
+LOGREG_CS = (0.01, 0.1, 1.0, 10.0)
+
+
+def default_scorer(n_raw: int):
+    """The shipped anomaly recipe's scorer (``medssl.domains.transactions``) for ``[raw one-hot | z]``
+    whose first ``n_raw`` columns are the raw one-hot features."""
+    from medssl.domains.transactions import RAW_PSEUDO_LABEL
+
+    name, kwargs = RAW_PSEUDO_LABEL.scorer(0, 0, n_raw)  # (n_reference, emb_dim, feature_dim): raw block = n_raw
+    return create_scorer(name, **kwargs)
+
+
+def prepare(name: str, work: Path) -> Path:
+    """Ingest and re-split 50/50 stratified (reference = "train", evaluation = "test")."""
+    data_dir = work / name
+    ingest_transactions(DATA / DATASETS[name], data_dir, IngestOptions())
+    m = read_manifest(data_dir)
+    ref, _ = train_test_split(np.arange(len(m)), test_size=0.5, stratify=m["label"], random_state=SPLIT_SEED)
+    split = np.full(len(m), "test", dtype=object)
+    split[ref] = "train"
+    write_manifest(m.assign(split=split), data_dir)
+    return data_dir
+
+
+def medssl_embeddings(data_dir: Path, run_dir: Path, epochs: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """SCARF-pretrain on the reference half; return (raw encoded features, the same with one-hot
+    categoricals, embeddings, seconds)."""
+    t0 = time.perf_counter()
+    config = {"method": "scarf", "encoder": "tabular_mlp", "encoder_options": {"hidden": 256, "num_features": 64},
+              "epochs": epochs, "batch_size": 256, "lr": 1e-3, "warmup_epochs": 1.0, "seed": 0, "accelerator": "cpu"}
+    ckpt = load_checkpoint(pretrain(data_dir, run_dir, config), expect_kind="encoder")
+    encoder = create_encoder(ckpt.meta["encoder"]["name"], **ckpt.meta["encoder"]["kwargs"])
+    encoder.load_state_dict(ckpt.states["encoder"])
+    m = read_manifest(data_dir)
+    dataset = get_domain("transactions").make_dataset(data_dir, m, ckpt.meta["preprocessing"])
+    z = embed(encoder, dataset).numpy().astype(np.float64)
+    raw = dataset.items.numpy().astype(np.float64)
+    raw_oh = one_hot_categoricals(raw, ckpt.meta["preprocessing"]).astype(np.float64)
+    return raw, raw_oh, z, time.perf_counter() - t0
+
+def logreg_cv(seed: int):
+    """LogisticRegression with C picked by 3-fold CV (average precision) on the labelled rows only."""
+    cv = StratifiedKFold(3, shuffle=True, random_state=seed)
+    return make_pipeline(StandardScaler(), LogisticRegressionCV(Cs=list(LOGREG_CS), cv=cv, scoring="average_precision",
+                                                                max_iter=2000))
+
 
 
 def _registered(name: str, **kw):
@@ -107,13 +169,13 @@ def _lr(c: float = 1.0, class_weight: str | None = None):
 def _self_training(feats, y, lab, unl, seed, share=None, threshold=None):
     """Fit the current recipe on the labelled rows, pseudo-label the unlabelled fit rows (its top
     ``share``, or those above ``threshold`` probability, as frauds; its lower half as normals), refit."""
-    p = bench.logreg_cv(seed).fit(feats[lab], y[lab]).predict_proba(feats[unl])[:, 1]
+    p = logreg_cv(seed).fit(feats[lab], y[lab]).predict_proba(feats[unl])[:, 1]
     order = np.argsort(p, kind="stable")
     hi = unl[order[len(unl) - int(round(share * len(unl))):]] if share else unl[p > threshold]
     lo = unl[order[: len(unl) // 2]]
     rows = np.concatenate([lab, hi, lo])
     target = np.concatenate([y[lab], np.ones(len(hi), int), np.zeros(len(lo), int)])
-    return bench.logreg_cv(seed).fit(feats[rows], target)
+    return logreg_cv(seed).fit(feats[rows], target)
 
 
 def _pu(feats, y, lab, unl, seed, c, class_weight=None):
@@ -130,16 +192,16 @@ def _seeded_pseudo_label(feats, y, lab, unl, seed, share=0.05):
     hi, lo = unl[p > 1.0 - share], unl[p <= 0.5]
     rows = np.concatenate([lab, hi, lo])
     target = np.concatenate([y[lab], np.ones(len(hi), int), np.zeros(len(lo), int)])
-    return bench.logreg_cv(seed).fit(feats[rows], target)
+    return logreg_cv(seed).fit(feats[rows], target)
 
 
 # name -> (feature set, fit(feats, y, lab, unl, seed) -> model with predict_proba)
 FEW_LABEL_CANDIDATES = {
-    "logreg_cv(x|pct) [default]": ("x|pct", lambda f, y, lab, unl, s: bench.logreg_cv(s).fit(f[lab], y[lab])),
+    "logreg_cv(x|pct) [default]": ("x|pct", lambda f, y, lab, unl, s: logreg_cv(s).fit(f[lab], y[lab])),
     "logreg(x|pct)": ("x|pct", lambda f, y, lab, unl, s: _lr().fit(f[lab], y[lab])),
-    "logreg_cv(x|members)": ("x|members", lambda f, y, lab, unl, s: bench.logreg_cv(s).fit(f[lab], y[lab])),
-    "logreg_cv(x|members|pct)": ("x|members|pct", lambda f, y, lab, unl, s: bench.logreg_cv(s).fit(f[lab], y[lab])),
-    "logreg_cv(x|z|pct)": ("x|z|pct", lambda f, y, lab, unl, s: bench.logreg_cv(s).fit(f[lab], y[lab])),
+    "logreg_cv(x|members)": ("x|members", lambda f, y, lab, unl, s: logreg_cv(s).fit(f[lab], y[lab])),
+    "logreg_cv(x|members|pct)": ("x|members|pct", lambda f, y, lab, unl, s: logreg_cv(s).fit(f[lab], y[lab])),
+    "logreg_cv(x|z|pct)": ("x|z|pct", lambda f, y, lab, unl, s: logreg_cv(s).fit(f[lab], y[lab])),
     "pu C0.1": ("x|pct", lambda f, y, lab, unl, s: _pu(f, y, lab, unl, s, 0.1)),
     "pu C0.1 balanced": ("x|pct", lambda f, y, lab, unl, s: _pu(f, y, lab, unl, s, 0.1, "balanced")),
     "self-training top 2%": ("x|pct", lambda f, y, lab, unl, s: _self_training(f, y, lab, unl, s, share=0.02)),
@@ -156,12 +218,12 @@ def _reference_splits(epochs: int) -> Iterator[tuple[str, int, np.ndarray, np.nd
     raw one-hot x, SCARF embedding z, fit rows, validation rows)``. ``fit``/``val`` halve the
     *reference* half (stratified); the benchmark's evaluation half is never touched."""
     with tempfile.TemporaryDirectory() as tmp:
-        for name in bench.DATASETS:
-            data_dir = bench.prepare(name, Path(tmp))
+        for name in DATASETS:
+            data_dir = prepare(name, Path(tmp))
             m = read_manifest(data_dir)
             y = m["label"].astype(int).to_numpy()
             ref_idx = np.flatnonzero((m["split"] == "train").to_numpy())
-            raw, x, z, _ = bench.medssl_embeddings(data_dir, Path(tmp) / f"run_{name}", epochs)
+            raw, x, z, _ = medssl_embeddings(data_dir, Path(tmp) / f"run_{name}", epochs)
             for seed in VAL_SEEDS:
                 fit, val = train_test_split(ref_idx, test_size=0.5, stratify=y[ref_idx], random_state=seed)
                 yield name, seed, y, raw, x, z, fit, val
@@ -183,16 +245,16 @@ def few_label_selection(epochs: int) -> int:
     cells: list[str] = []
     for name, split, y, raw, x, z, fit, val in _reference_splits(epochs):
         xz = np.hstack([x, z])
-        scorer = bench.default_scorer(x.shape[1]).fit(xz[fit])
+        scorer = default_scorer(x.shape[1]).fit(xz[fit])
         pct = scorer.percentile(scorer.score(xz))[:, None] / 100.0
         members = np.column_stack([mb.score(scorer._part(i, xz)) for i, mb in enumerate(scorer.members)])
         views = {"x|pct": np.hstack([x, pct]), "x|members": np.hstack([x, members]),
                  "x|members|pct": np.hstack([x, members, pct]), "x|z|pct": np.hstack([x, z, pct])}
         pos, neg = fit[y[fit] == 1], fit[y[fit] == 0]
-        for k in bench.SHOTS:
+        for k in SHOTS:
             n_neg = int(round(k * len(neg) / len(pos)))
             cell: dict[str, list[float]] = {n: [] for n in FEW_LABEL_CANDIDATES}
-            for seed in bench.SEEDS:
+            for seed in SEEDS:
                 rng = np.random.default_rng(seed)
                 lab = np.concatenate([rng.choice(pos, k, replace=False), rng.choice(neg, n_neg, replace=False)])
                 unl = np.setdiff1d(fit, lab)
@@ -206,7 +268,7 @@ def few_label_selection(epochs: int) -> int:
                 diffs[cand].append(float(np.mean(v)))
         print(f"{name} split {split} done", flush=True)
     rows = sorted(diffs.items(), key=lambda kv: -min(kv[1]))
-    print(f"\n== few-label: AUPRC minus LogisticRegression(raw), mean over {len(bench.SEEDS)} label seeds, per cell")
+    print(f"\n== few-label: AUPRC minus LogisticRegression(raw), mean over {len(SEEDS)} label seeds, per cell")
     print(f"{'candidate':30s} {'worst':>7s} {'mean':>7s}  " + " ".join(f"{c:>12s}" for c in cells))
     for cand, v in rows:
         print(f"{cand:30s} {min(v):+7.4f} {np.mean(v):+7.4f}  " + " ".join(f"{d:+12.3f}" for d in v))
@@ -243,12 +305,12 @@ def pseudo_label_variants(epochs: int) -> int:
         for combo in combos:
             sc = scores[combo[0]][1] if len(combo) == 1 else np.mean([_pct(*scores[c]) for c in combo], axis=0)
             ratios.setdefault(combo, {}).setdefault(name, []).append(average_precision_score(y[val], sc) / base)
-    rows = sorted(((min(min(v[n]) for n in bench.DATASETS), k, v) for k, v in ratios.items()), key=lambda r: -r[0])
+    rows = sorted(((min(min(v[n]) for n in DATASETS), k, v) for k, v in ratios.items()), key=lambda r: -r[0])
     print(f"\n== pseudo_label variants, rule 'split': {'worst':>6s} "
-          + " ".join(f"{n[:8] + ' mean':>13s}" for n in bench.DATASETS) + "  configuration")
+          + " ".join(f"{n[:8] + ' mean':>13s}" for n in DATASETS) + "  configuration")
     for w, combo, v in rows[:20]:
-        print(f"{w:39.3f} " + " ".join(f"{np.mean(v[n]):13.3f}" for n in bench.DATASETS) + "  " + " + ".join(combo)
-              + "  " + " ".join("[" + ",".join(f"{r:.2f}" for r in v[n]) + "]" for n in bench.DATASETS))
+        print(f"{w:39.3f} " + " ".join(f"{np.mean(v[n]):13.3f}" for n in DATASETS) + "  " + " + ".join(combo)
+              + "  " + " ".join("[" + ",".join(f"{r:.2f}" for r in v[n]) + "]" for n in DATASETS))
     default = min(min(v) for v in ratios[("pl(x)", "pl(xz)")].values())
     print(f"best worst case {rows[0][0]:.3f} ({' + '.join(rows[0][1])}); default pl(x) + pl(xz) {default:.3f}; "
           + ("default kept" if rows[0][0] <= default + TOLERANCE else "replace"))
@@ -279,17 +341,17 @@ def main(argv: list[str] | None = None) -> int:
             for combo in itertools.combinations(sorted(scores), r):
                 s = scores[combo[0]][1] if r == 1 else np.mean([_pct(*scores[c]) for c in combo], axis=0)
                 ratios.setdefault(combo, {}).setdefault(name, []).append(average_precision_score(y[val], s) / base)
-    rules = {"split": lambda v: min(min(v[n]) for n in bench.DATASETS),  # in force: worst (data set, split seed)
-             "mean": lambda v: min(np.mean(v[n]) for n in bench.DATASETS)}  # earlier: worst data set's mean
+    rules = {"split": lambda v: min(min(v[n]) for n in DATASETS),  # in force: worst (data set, split seed)
+             "mean": lambda v: min(np.mean(v[n]) for n in DATASETS)}  # earlier: worst data set's mean
     for rule, worst in rules.items():
         rows = sorted(((worst(v), len(k), k, v) for k, v in ratios.items()), key=lambda r: -r[0])
         near = [r for r in rows if r[0] >= rows[0][0] - TOLERANCE]
         chosen = min(near, key=lambda r: (r[1], -r[0]))
-        print(f"\n== rule {rule!r}: {'worst':>6s} " + " ".join(f"{n[:8] + ' mean':>13s}" for n in bench.DATASETS)
+        print(f"\n== rule {rule!r}: {'worst':>6s} " + " ".join(f"{n[:8] + ' mean':>13s}" for n in DATASETS)
               + "  configuration (ratio to IsolationForest; per split seed in brackets)")
         for w, _, combo, v in rows[: args.top]:
-            print(f"{w:23.3f} " + " ".join(f"{np.mean(v[n]):13.3f}" for n in bench.DATASETS) + "  " + " + ".join(combo)
-                  + "  " + " ".join("[" + ",".join(f"{r:.2f}" for r in v[n]) + "]" for n in bench.DATASETS))
+            print(f"{w:23.3f} " + " ".join(f"{np.mean(v[n]):13.3f}" for n in DATASETS) + "  " + " + ".join(combo)
+                  + "  " + " ".join("[" + ",".join(f"{r:.2f}" for r in v[n]) + "]" for n in DATASETS))
         print(f"rule {rule!r}: best worst case {rows[0][0]:.3f}; chosen (fewest members within {TOLERANCE}): "
               f"{' + '.join(chosen[2])} at {chosen[0]:.3f}")
     return 0

@@ -1,69 +1,29 @@
-"""Fraud detection on real transaction logs: medssl (SCARF pretraining + anomaly scorer) against
+"""Fraud detection on real transaction logs: medssl exactly as a user runs it, against
 scikit-learn's IsolationForest (no labels) and LogisticRegression (few labels), in the same run.
 
+Every "medssl" figure comes from the public Python API (``medssl.ingest`` / ``pretrain`` /
+``score`` / ``finetune``: the same functions as the CLI) with shipped defaults and the
+``configs/transactions_scarf.yaml`` preset; this script holds no modelling code of medssl's.
 For each data set (ULB credit card ``ulb_creditcard_a.csv``, PaySim ``paysim_sample.csv``):
 
-1. ``medssl ingest transactions`` (inferred schema), then a 50/50 split stratified on the label
-   with a fixed seed: the *reference* half (labels hidden from everything unsupervised) and the
-   *evaluation* half.
-2. Unsupervised: ``medssl.train.pretrain`` (method ``scarf``, encoder ``tabular_mlp``) on the
-   reference half without labels; embed both halves; anomaly scorers fitted on the reference
-   half (its frauds stay in, unlabelled). Baseline: scikit-learn's IsolationForest (defaults,
-   ``random_state=0``) fitted on the same encoded features of the reference half, both with the
-   categorical columns as indices (``raw``) and one-hot (``raw one-hot``); the medssl ratio is
-   taken against the better of the two. AUROC and AUPRC on the evaluation half.
+1. ``medssl ingest transactions CSV --val-fraction 0 --test-fraction 0.5`` (schema inferred): the
+   ingest's own seeded split gives a *reference* half (``train``) and an *evaluation* half (``test``).
+2. Unsupervised: ``medssl pretrain --config configs/transactions_scarf.yaml`` (no labels), then
+   ``medssl score --model RUN/checkpoint.pt``: the transactions domain's anomaly recipe is fitted
+   on the reference half (its frauds stay in, unlabelled). Baseline: IsolationForest (defaults,
+   ``random_state=0``) fitted on the reference half's columns as a user would prepare them with
+   pandas (the same columns the ingest kept: numbers, and categories as codes = ``raw`` or one-hot
+   = ``raw one-hot``); medssl's ratio is taken against the better of the two. AUPRC/AUROC on the
+   evaluation half.
 3. Few labels: K in (10, 25, 50) frauds + proportional normals drawn from the reference half,
-   five seeds; LogisticRegression (defaults) on the raw encoded features (baseline) vs. medssl's
-   few-label default. AUPRC on the evaluation half.
+   five seeds, written as a labels CSV; ``medssl finetune --labels CSV`` (mode auto = the domain's
+   few-label recipe) then ``medssl score --model RUN/model.pt``; P(fraud) from the scores file's
+   ``predicted_label``/``predicted_proba``. Baseline: StandardScaler + LogisticRegression
+   (defaults) on the one-hot columns of exactly the same labelled rows. AUPRC on the evaluation half.
 
-medssl's defaults here, one configuration for both data sets (``DEFAULT_UNSUPERVISED`` and
-``DEFAULT_FEW_LABEL``):
-
-- unsupervised: the rank average (``ensemble``) of two ``pseudo_label`` scorers (self-training:
-  skew-weighted ECOD picks the reference's top 5 % as pseudo-anomalies and its lower half as
-  pseudo-normals, a logistic regression with C=0.1 separates them, score = its log-odds), one on
-  the raw one-hot columns and one on ``[raw one-hot | SCARF embedding]``;
-- few labels: ``LogisticRegressionCV`` (C in 0.01..10 picked by 3-fold average precision on the
-  K labelled frauds and their normals only) on ``[raw one-hot | percentile of the unsupervised
-  default's score]``.
-
-Both were chosen before this script's evaluation half was looked at: on a labelled 50/50
-validation split of each data set's *reference* half (three split seeds), among kNN (k 10-200),
-Mahalanobis (Ledoit-Wolf, MCD), ECOD (plain, skew-weighted), IsolationForest, pseudo_label
-(contamination 0.02/0.05/0.1) and their rank-averaged ensembles of up to three on raw /
-embedding / both. Criterion: AUPRC / IsolationForest-on-raw AUPRC; rule: the best worst case
-over every (data set, split seed), fewest members within 0.01. ``pseudo_label(x) +
-pseudo_label(xz)`` was the best outright: worst 1.155, means 1.175 (ULB) / 2.21 (PaySim). The
-single ``pseudo_label(x)`` has the best ULB mean (1.184) but its PaySim ratio swings from 0.74 to
-2.56 over split seeds, which is why the rule looks at single splits. The previous default
-(``ecod`` with ``tail="skew"`` on ``[raw one-hot | embedding]``, chosen with a mean-over-splits
-rule before pseudo_label existed: 1.118) is kept as a row. ``benchmarks/_select_anomaly_transactions.py``
-redoes that selection. The few-label recipe (chosen earlier among plain LR and LR-CV on raw, raw
-one-hot, +embedding and +score features) is unchanged; its score feature follows the
-unsupervised default.
-
-Second pass (same protocol, reference halves only; ``_select_anomaly_transactions.py
---pseudo-label-variants`` and ``--few-label``): no candidate beat either default by more than the
-selection tolerance, so both were kept. Unsupervised: 13 option sets of the pseudo_label members
-(normal_quantile 0.3-0.9, C 0.01-1, contamination 0.03/0.07, ECOD / IsolationForest / kNN bases)
-alone and as (x, xz) pairs: best worst case 1.156 against the default's 1.155; a scratch harness
-with iterated self-training (2-3 rounds), quadratic / signed-log / quantile-normal features,
-class weights and a kNN(embedding) third member found nothing above 1.156 either. On ULB's
-validation splits the default (0.893 / 0.910 / 0.943 AUPRC) is within 0.03 of LogisticRegression
-trained on *all* labels of the fit part (0.908 / 0.937 / 0.947, i.e. 1.19 / 1.24 / 1.16 x
-IsolationForest): there the 1.2 x target sits at the supervised ceiling. Few labels (cell =
-data set x K x split seed, mean over the five label seeds of AUPRC minus LogisticRegression on
-raw): the default's worst cell is +0.009 (positive in all 18); self-training from the labelled
-fit (top 5 % / p > 0.5 of the unlabelled pool as frauds, lower half as normals) reached +0.009 /
-+0.010, member log-odds instead of the percentile +0.009 / +0.007, PU learning (labelled frauds
-against the whole unlabelled pool, ULB 6.6 % and PaySim 17 % frauds) -0.063 / -0.157 (balanced),
-pseudo_label seeded with the labelled frauds -0.132, the embedding as extra features -0.030.
-The ``supervised reference`` line (LogisticRegression on raw, trained on every labelled row of
-the reference half) is a ceiling for orientation, not a target or a medssl method.
-
-The other rows below are reported for reference and are not used to pick anything. Writes
-``benchmarks/results/anomaly_transactions.json`` and prints a table.
-Run: ``.venv/bin/python benchmarks/anomaly_transactions.py [--epochs N]`` (selection used 10).
+Also printed (orientation, not a target): LogisticRegression on every labelled reference row.
+Writes ``benchmarks/results/anomaly_transactions.json`` and prints a table.
+Run: ``.venv/bin/python benchmarks/anomaly_transactions.py`` (``--seeds 3`` for a quicker look).
 """
 
 from __future__ import annotations
@@ -77,221 +37,134 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
+import pandas as pd
 from sklearn.ensemble import IsolationForest
-from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
+from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score, roc_auc_score
-from sklearn.model_selection import StratifiedKFold, train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from medssl.checkpoints import load_checkpoint
-from medssl.data import get_domain, read_manifest, write_manifest
-from medssl.data.transactions.encoding import one_hot_categoricals
-from medssl.data.transactions.ingest import IngestOptions, ingest_transactions
-from medssl.encoders import create_encoder
-from medssl.anomaly import create_scorer
-from medssl.train.embed import embed
-from medssl.train.pretrain import pretrain
+import medssl
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "transactions"
+PRESET = REPO / "configs" / "transactions_scarf.yaml"
 RESULTS = REPO / "benchmarks" / "results" / "anomaly_transactions.json"
-DATASETS = {"ulb_creditcard_a": "ulb_creditcard_a.csv", "paysim_sample": "paysim_sample.csv"}
+# the columns a user keeps for the scikit-learn baselines (= what `medssl ingest` keeps as features)
+DATASETS = {
+    "ulb_creditcard_a": {"file": "ulb_creditcard_a.csv", "label": "Class",
+                         "numeric": [f"V{i}" for i in range(1, 29)] + ["Amount"], "categorical": []},
+    "paysim_sample": {"file": "paysim_sample.csv", "label": "isFraud",
+                      "numeric": ["amount", "oldbalanceOrg", "newbalanceOrig", "oldbalanceDest", "newbalanceDest",
+                                  "isFlaggedFraud"], "categorical": ["type"]},
+}
 SHOTS = (10, 25, 50)
-SEEDS = (0, 1, 2, 3, 4)
-SPLIT_SEED = 0
-KNN_K = 10  # a priori (common default for kNN anomaly detection), not tuned
-DEFAULT_UNSUPERVISED = "medssl ensemble(pseudo_label raw one-hot, pseudo_label raw one-hot+embedding) [default]"
-DEFAULT_FEW_LABEL = "medssl logreg_cv(raw one-hot+score) [default]"
-BASELINE_FEW_LABEL = "logreg(raw)"
+MEDSSL_UNSUP = "medssl score (checkpoint.pt, shipped recipe)"
+MEDSSL_FEW = "medssl finetune + score (shipped recipe)"
+BASE_FEW = "logreg(raw one-hot)"
 IF_ROWS = ("isolation_forest(raw)", "isolation_forest(raw one-hot)")
-LOGREG_CS = (0.01, 0.1, 1.0, 10.0)
 
 
-def default_scorer(n_raw: int):
-    """medssl's unsupervised default (see the module docstring) on ``[raw one-hot | embedding]``
-    whose first ``n_raw`` columns are the raw one-hot features: the rank average of two
-    ``pseudo_label`` scorers (defaults: skew-ECOD base, contamination 0.05, C 0.1), one on the raw
-    one-hot columns and one on all columns."""
-    return create_scorer("ensemble", members=[("pseudo_label", {}), ("pseudo_label", {})],
-                         columns=[(0, n_raw), None])
+def user_features(csv: pd.DataFrame, spec: dict, one_hot: bool) -> np.ndarray:
+    """The baseline's feature matrix from the raw CSV, as a user would build it with pandas."""
+    x = csv[spec["numeric"]].apply(pd.to_numeric, errors="coerce")
+    for col in spec["categorical"]:
+        cats = csv[col].astype(str)
+        if one_hot:
+            x = x.join(pd.get_dummies(cats, prefix=col, dtype=float))
+        else:
+            x[col] = cats.astype("category").cat.codes
+    return x.fillna(x.median()).to_numpy(dtype=np.float64)
 
 
-def previous_default_scorer():
-    """The unsupervised default before the pseudo_label scorer: skewness-weighted ECOD tails."""
-    return create_scorer("ecod", tail="skew", skew_power=2.0)
+def p_positive(scores: pd.DataFrame, positive: str = "1") -> np.ndarray:
+    """P(label == positive) from a scores file's most likely label and its probability (two classes)."""
+    p = scores["predicted_proba"].to_numpy(dtype=np.float64)
+    return np.where(scores["predicted_label"].astype(str).to_numpy() == positive, p, 1.0 - p)
 
 
-def prepare(name: str, work: Path) -> Path:
-    """Ingest and re-split 50/50 stratified (reference = "train", evaluation = "test")."""
-    data_dir = work / name
-    ingest_transactions(DATA / DATASETS[name], data_dir, IngestOptions())
-    m = read_manifest(data_dir)
-    ref, _ = train_test_split(np.arange(len(m)), test_size=0.5, stratify=m["label"], random_state=SPLIT_SEED)
-    split = np.full(len(m), "test", dtype=object)
-    split[ref] = "train"
-    write_manifest(m.assign(split=split), data_dir)
-    return data_dir
-
-
-def medssl_embeddings(data_dir: Path, run_dir: Path, epochs: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-    """SCARF-pretrain on the reference half; return (raw encoded features, the same with one-hot
-    categoricals, embeddings, seconds)."""
+def run_dataset(name: str, spec: dict, work: Path, seeds: int) -> dict:
+    src = DATA / spec["file"]
+    data, run = work / name, work / f"run_{name}"
     t0 = time.perf_counter()
-    config = {"method": "scarf", "encoder": "tabular_mlp", "encoder_options": {"hidden": 256, "num_features": 64},
-              "epochs": epochs, "batch_size": 256, "lr": 1e-3, "warmup_epochs": 1.0, "seed": 0, "accelerator": "cpu"}
-    ckpt = load_checkpoint(pretrain(data_dir, run_dir, config), expect_kind="encoder")
-    encoder = create_encoder(ckpt.meta["encoder"]["name"], **ckpt.meta["encoder"]["kwargs"])
-    encoder.load_state_dict(ckpt.states["encoder"])
-    m = read_manifest(data_dir)
-    dataset = get_domain("transactions").make_dataset(data_dir, m, ckpt.meta["preprocessing"])
-    z = embed(encoder, dataset).numpy().astype(np.float64)
-    raw = dataset.items.numpy().astype(np.float64)
-    raw_oh = one_hot_categoricals(raw, ckpt.meta["preprocessing"]).astype(np.float64)
-    return raw, raw_oh, z, time.perf_counter() - t0
+    medssl.ingest("transactions", src, data, val_fraction=0.0, test_fraction=0.5, seed=0)
+    ckpt = medssl.pretrain(data, run, config=PRESET)
+    scores = medssl.score(ckpt, data, work / f"{name}_unsup.parquet")
+    unsup_seconds = time.perf_counter() - t0
+    manifest = pd.read_parquet(data / "manifest.parquet")
+    csv = pd.read_csv(src)
+    rows = manifest["row"].to_numpy(dtype=np.int64) - 1  # 1-based data row of the CSV
+    y = csv[spec["label"]].to_numpy(dtype=np.int64)[rows]
+    ref = (manifest["split"] == "train").to_numpy()
+    ev = (manifest["split"] == "test").to_numpy()
+    s = scores.set_index("case_id").loc[manifest["case_id"].astype(str), "anomaly_score"].to_numpy()
+    raw, raw_oh = user_features(csv, spec, False)[rows], user_features(csv, spec, True)[rows]
 
+    def metrics(score: np.ndarray) -> dict[str, float]:
+        return {"auroc": float(roc_auc_score(y[ev], score[ev])), "auprc": float(average_precision_score(y[ev], score[ev]))}
 
+    unsup = {MEDSSL_UNSUP: metrics(s)}
+    for row, feats in zip(IF_ROWS, (raw, raw_oh)):
+        unsup[row] = metrics(-IsolationForest(random_state=0).fit(feats[ref]).score_samples(feats))
+    ceiling = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(raw_oh[ref], y[ref])
+    supervised = {**metrics(ceiling.predict_proba(raw_oh)[:, 1]), "reference_frauds": int(y[ref].sum())}
 
-
-def unsupervised(raw: np.ndarray, raw_oh: np.ndarray, z: np.ndarray, ref: np.ndarray,
-                 y: np.ndarray) -> dict[str, dict[str, float]]:
-    """AUROC/AUPRC on the evaluation half of each unsupervised detector (fitted on the reference half).
-
-    Every medssl row is a registered scorer (``medssl.anomaly``); none is tuned here.
-    """
-    ev = ~ref
-    combo = np.hstack([raw, z])
-    combo_oh = np.hstack([raw_oh, z])
-    r, c, r_oh = raw.shape[1], combo.shape[1], raw_oh.shape[1]
-    ens_members = [("ecod", {}), ("knn", {"k": KNN_K, "normalize": "standard"}), ("iforest", {})]
-    detectors = {
-        "isolation_forest(raw)": lambda: -IsolationForest(random_state=0).fit(raw[ref]).score_samples(raw[ev]),
-        "isolation_forest(raw one-hot)": lambda: -IsolationForest(random_state=0).fit(raw_oh[ref]).score_samples(raw_oh[ev]),
-        DEFAULT_UNSUPERVISED: lambda: default_scorer(r_oh).fit(combo_oh[ref]).score(combo_oh[ev]),
-        "medssl pseudo_label(raw one-hot) [ablation: member 1]": lambda: create_scorer("pseudo_label").fit(
-            raw_oh[ref]).score(raw_oh[ev]),
-        "medssl pseudo_label(raw one-hot+embedding) [ablation: member 2]": lambda: create_scorer("pseudo_label").fit(
-            combo_oh[ref]).score(combo_oh[ev]),
-        "medssl ecod_skew(raw one-hot+embedding) [previous default]": lambda: previous_default_scorer().fit(
-            combo_oh[ref]).score(combo_oh[ev]),
-        "medssl ecod_skew(raw one-hot) [ablation: no embedding]": lambda: previous_default_scorer().fit(
-            raw_oh[ref]).score(raw_oh[ev]),
-        "medssl ecod_skew(embedding) [ablation: no raw]": lambda: previous_default_scorer().fit(z[ref]).score(z[ev]),
-        "medssl knn(embedding)": lambda: create_scorer("knn", k=KNN_K, normalize="standard").fit(z[ref]).score(z[ev]),
-        "medssl knn(raw+embedding)": lambda: create_scorer("knn", k=KNN_K, normalize="standard").fit(combo[ref]).score(combo[ev]),
-        "medssl mahalanobis(embedding)": lambda: create_scorer("mahalanobis").fit(z[ref]).score(z[ev]),
-        "medssl ecod(raw)": lambda: create_scorer("ecod").fit(raw[ref]).score(raw[ev]),
-        "medssl ecod(embedding)": lambda: create_scorer("ecod").fit(z[ref]).score(z[ev]),
-        "medssl ecod(raw+embedding)": lambda: create_scorer("ecod").fit(combo[ref]).score(combo[ev]),
-        "medssl iforest(embedding)": lambda: create_scorer("iforest").fit(z[ref]).score(z[ev]),
-        "medssl ensemble(raw+embedding)": lambda: create_scorer("ensemble").fit(combo[ref]).score(combo[ev]),
-        "medssl ensemble(ecod raw, knn+iforest embedding)": lambda: create_scorer(
-            "ensemble", members=ens_members, columns=[(0, r), (r, c), (r, c)]).fit(combo[ref]).score(combo[ev]),
-        "knn(raw) [reference point]": lambda: create_scorer("knn", k=KNN_K, normalize="standard").fit(raw[ref]).score(raw[ev]),
-    }
-    out = {}
-    for name, run in detectors.items():
-        s = run()
-        out[name] = {"auroc": float(roc_auc_score(y[ev], s)), "auprc": float(average_precision_score(y[ev], s))}
-    return out
-
-
-def logreg_cv(seed: int):
-    """LogisticRegression with C picked by 3-fold CV (average precision) on the labelled rows only."""
-    cv = StratifiedKFold(3, shuffle=True, random_state=seed)
-    return make_pipeline(StandardScaler(), LogisticRegressionCV(Cs=list(LOGREG_CS), cv=cv, scoring="average_precision",
-                                                                max_iter=2000))
-
-
-def few_label(raw: np.ndarray, raw_oh: np.ndarray, z: np.ndarray, ref: np.ndarray, y: np.ndarray) -> dict[str, dict[str, float]]:
-    """Mean/std AUPRC over seeds of LR on raw features vs. medssl's few-label rows, K labelled frauds.
-
-    The anomaly-score feature is the unsupervised default fitted on the (unlabelled) reference half.
-    """
-    ev = ~ref
-    combo = np.hstack([raw, z])
-    score = create_scorer("knn", k=KNN_K, normalize="standard").fit(combo[ref])
-    medssl = np.hstack([raw, z, score.score(combo)[:, None]])
-    combo_oh = np.hstack([raw_oh, z])
-    default = default_scorer(raw_oh.shape[1]).fit(combo_oh[ref])
-    medssl_default = np.hstack([raw_oh, default.percentile(default.score(combo_oh))[:, None] / 100.0])
     ref_idx = np.flatnonzero(ref)
     pos, neg = ref_idx[y[ref_idx] == 1], ref_idx[y[ref_idx] == 0]
-    out = {}
+    few: dict[str, dict] = {}
     for k in SHOTS:
         n_neg = int(round(k * len(neg) / len(pos)))
-        res: dict[str, list[float]] = {n: [] for n in FEW_LABEL_ROWS}
-        for seed in SEEDS:
+        res: dict[str, list[float]] = {MEDSSL_FEW: [], BASE_FEW: []}
+        for seed in range(seeds):
             rng = np.random.default_rng(seed)
-            rows = np.concatenate([rng.choice(pos, k, replace=False), rng.choice(neg, n_neg, replace=False)])
-            for name, feats, cv in ((BASELINE_FEW_LABEL, raw, False), (DEFAULT_FEW_LABEL, medssl_default, True),
-                                    ("logreg_cv(raw) [reference point]", raw, True),
-                                    ("medssl logreg(raw+embedding+knn score)", medssl, False)):
-                model = logreg_cv(seed) if cv else make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
-                clf = model.fit(feats[rows], y[rows])
-                res[name].append(float(average_precision_score(y[ev], clf.predict_proba(feats[ev])[:, 1])))
-        out[str(k)] = {n: {"auprc_mean": float(np.mean(v)), "auprc_std": float(np.std(v)), "n_normals": n_neg}
+            lab = np.concatenate([rng.choice(pos, k, replace=False), rng.choice(neg, n_neg, replace=False)])
+            labels_csv = work / f"{name}_k{k}_s{seed}.csv"
+            pd.DataFrame({"case_id": manifest["case_id"].astype(str).to_numpy()[lab], "label": y[lab]}).to_csv(labels_csv, index=False)
+            model = medssl.finetune(ckpt, data, work / f"ft_{name}_k{k}_s{seed}", labels=labels_csv, seed=seed)
+            out = medssl.score(model, data, work / f"{name}_k{k}_s{seed}.parquet")
+            p = p_positive(out.set_index("case_id").loc[manifest["case_id"].astype(str)])
+            res[MEDSSL_FEW].append(float(average_precision_score(y[ev], p[ev])))
+            lr = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(raw_oh[lab], y[lab])
+            res[BASE_FEW].append(float(average_precision_score(y[ev], lr.predict_proba(raw_oh[ev])[:, 1])))
+        few[str(k)] = {n: {"auprc_mean": float(np.mean(v)), "auprc_std": float(np.std(v)), "auprc": v, "n_normals": n_neg}
                        for n, v in res.items()}
-    return out
-
-
-def supervised_reference(raw: np.ndarray, ref: np.ndarray, y: np.ndarray) -> dict[str, float]:
-    """Ceiling for orientation (not a target): the few-label baseline's LogisticRegression on raw
-    features trained on *every* labelled row of the reference half; AUROC/AUPRC on the evaluation half."""
-    p = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(raw[ref], y[ref]).predict_proba(raw[~ref])[:, 1]
-    return {"auroc": float(roc_auc_score(y[~ref], p)), "auprc": float(average_precision_score(y[~ref], p)),
-            "reference_frauds": int(y[ref].sum())}
-
-
-FEW_LABEL_ROWS = (BASELINE_FEW_LABEL, DEFAULT_FEW_LABEL, "logreg_cv(raw) [reference point]",
-                  "medssl logreg(raw+embedding+knn score)")
+    best_if = max(unsup[r]["auprc"] for r in IF_ROWS)
+    return {"n": int(len(manifest)), "frauds": int(y.sum()), "reference_rows": int(ref.sum()), "evaluation_rows": int(ev.sum()),
+            "ingest_pretrain_score_seconds": round(unsup_seconds, 1), "unsupervised": unsup,
+            "ratio_to_isolation_forest": unsup[MEDSSL_UNSUP]["auprc"] / best_if,
+            "supervised_reference": supervised, "few_label": few,
+            "few_label_minus_logreg": {k: v[MEDSSL_FEW]["auprc_mean"] - v[BASE_FEW]["auprc_mean"] for k, v in few.items()}}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=10, help="SCARF pretraining epochs (default 10, as in the selection)")
+    parser.add_argument("--seeds", type=int, default=5, help="label draws per K (default 5)")
+    parser.add_argument("--datasets", default=",".join(DATASETS), help="comma-separated subset of " + ", ".join(DATASETS))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    torch.manual_seed(0)
     t_start = time.perf_counter()
-    results: dict[str, object] = {"epochs": args.epochs, "knn_k": KNN_K, "split_seed": SPLIT_SEED, "seeds": list(SEEDS),
-                                  "default_unsupervised": DEFAULT_UNSUPERVISED, "default_few_label": DEFAULT_FEW_LABEL}
+    results: dict[str, object] = {"date": time.strftime("%Y-%m-%d"), "preset": str(PRESET.relative_to(REPO)),
+                                  "seeds": args.seeds, "path": "medssl public API (= CLI), shipped defaults"}
+    names = [n.strip() for n in args.datasets.split(",") if n.strip()]
     with tempfile.TemporaryDirectory() as tmp:
-        for name in DATASETS:
-            data_dir = prepare(name, Path(tmp))
-            m = read_manifest(data_dir)
-            y = m["label"].astype(int).to_numpy()
-            ref = (m["split"] == "train").to_numpy()
-            raw, raw_oh, z, secs = medssl_embeddings(data_dir, Path(tmp) / f"run_{name}", args.epochs)
-            results[name] = {"n": len(m), "frauds": int(y.sum()), "pretrain_embed_seconds": round(secs, 1),
-                             "unsupervised": unsupervised(raw, raw_oh, z, ref, y),
-                             "supervised_reference": supervised_reference(raw, ref, y),
-                             "few_label": few_label(raw, raw_oh, z, ref, y)}
-    default = DEFAULT_UNSUPERVISED
-    results["ratio_to_isolation_forest"] = {
-        n: results[n]["unsupervised"][default]["auprc"] / max(results[n]["unsupervised"][r]["auprc"] for r in IF_ROWS)
-        for n in DATASETS}
-    results["few_label_minus_logreg"] = {
-        n: {k: v[DEFAULT_FEW_LABEL]["auprc_mean"] - v[BASELINE_FEW_LABEL]["auprc_mean"] for k, v in results[n]["few_label"].items()}
-        for n in DATASETS}
+        for name in names:
+            results[name] = run_dataset(name, DATASETS[name], Path(tmp), args.seeds)
     results["total_seconds"] = round(time.perf_counter() - t_start, 1)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2))
-    for name in DATASETS:
+    for name in names:
         r = results[name]
-        print(f"\n== {name}: {r['n']} rows, {r['frauds']} frauds (evaluation half = 50%)")
-        print(f"{'unsupervised':84s} {'AUROC':>7s} {'AUPRC':>7s}")
+        print(f"\n== {name}: {r['n']} rows, {r['frauds']} frauds; reference {r['reference_rows']}, evaluation {r['evaluation_rows']}")
+        print(f"{'unsupervised':50s} {'AUROC':>7s} {'AUPRC':>7s}")
         for det, v in r["unsupervised"].items():
-            print(f"{det:84s} {v['auroc']:7.3f} {v['auprc']:7.3f}")
-        print(f"{default} / best IsolationForest AUPRC = {results['ratio_to_isolation_forest'][name]:.3f} (target >= 1.2)")
-        sup, best_if = r["supervised_reference"], max(r["unsupervised"][i]["auprc"] for i in IF_ROWS)
-        print(f"supervised reference (logreg(raw) on all {sup['reference_frauds']} labelled reference frauds; "
-              f"ceiling, not a target): AUROC {sup['auroc']:.3f} AUPRC {sup['auprc']:.3f} = {sup['auprc'] / best_if:.3f} x IsolationForest")
-        print(f"{'few-label AUPRC (mean±std, 5 seeds)':46s} " + " ".join(f"{'K=' + k:>15s}" for k in r["few_label"]))
-        for method in FEW_LABEL_ROWS:
+            print(f"{det:50s} {v['auroc']:7.3f} {v['auprc']:7.3f}")
+        print(f"medssl / best IsolationForest AUPRC = {r['ratio_to_isolation_forest']:.3f} (target >= 1.2)")
+        sup = r["supervised_reference"]
+        print(f"logreg on all {sup['reference_frauds']} labelled reference frauds (ceiling, not a target): AUPRC {sup['auprc']:.3f}")
+        print(f"{'few-label AUPRC (mean±std)':42s} " + " ".join(f"{'K=' + k:>13s}" for k in r["few_label"]))
+        for method in (MEDSSL_FEW, BASE_FEW):
             cells = [f"{v[method]['auprc_mean']:.3f}±{v[method]['auprc_std']:.3f}" for v in r["few_label"].values()]
-            print(f"{method:46s} " + " ".join(f"{c:>15s}" for c in cells))
+            print(f"{method:42s} " + " ".join(f"{c:>13s}" for c in cells))
     print(f"\ntotal {results['total_seconds']} s; wrote {RESULTS}")
     return 0
 
