@@ -81,9 +81,10 @@ def _domain_rows(manifest: pd.DataFrame, model: Model) -> tuple[pd.DataFrame, pd
 
 def _fit_reference_scorer(
     model: Model, data_dir: Path, manifest: pd.DataFrame, split: str, chunk_size: int, batch_size: int,
-    num_workers: int, cache: Path,
+    num_workers: int, cache: Path, scorer_name: str | None = None,
 ) -> None:
-    """Give ``model`` its anomaly recipe's scorer fitted on the ``split`` rows (cached in ``cache``)."""
+    """Give ``model`` its anomaly recipe's scorer (or the scorer ``scorer_name`` on the recipe's
+    features) fitted on the ``split`` rows (cached in ``cache``)."""
     from medssl.anomaly import create_scorer
 
     if cache.is_file():
@@ -111,6 +112,8 @@ def _fit_reference_scorer(
     x = np.concatenate(feats)
     recipe = model.anomaly_recipe
     name, kwargs = recipe.scorer(n, int(model.encoder.num_features), x.shape[1])
+    if scorer_name is not None and scorer_name != name:
+        name, kwargs = scorer_name, ({"k": max(1, min(10, n - 1)), "normalize": "l2"} if scorer_name == "knn" else {})
     scorer = create_scorer(name, **kwargs).fit(x)
     state = dict(scorer.state_dict())
     tmp = cache.with_name(f".part-{cache.name}.tmp")  # ".part-" temp names are swept on resume
@@ -161,8 +164,13 @@ def score(
     num_workers: int = 0,
     reference_split: str = "train",
     device: str = "auto",
+    scorer: str | None = None,
 ) -> ScoreSummary:
-    """Score every case of DATA_DIR with the model file; write SCORES_PARQUET (see module doc)."""
+    """Score every case of DATA_DIR with the model file; write SCORES_PARQUET (see module doc).
+
+    ``scorer``: fit this anomaly scorer (``medssl.anomaly``) on the recipe's features of the
+    ``reference_split`` rows instead of using the model's own (or its domain recipe's) scorer.
+    """
     if engine not in ENGINES:
         raise ConfigError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
     if chunk_size < 1 or batch_size < 1 or num_workers < 0:
@@ -178,7 +186,13 @@ def score(
     if emb_out == out:
         raise ConfigError("--embeddings must be a different file from --out")
 
+    if scorer is not None:
+        from medssl.anomaly import SCORERS
+
+        SCORERS.get(scorer)  # an unknown name fails now ("did you mean")
     model = load_model(model_path, device="cpu" if engine == "ray" else device)
+    if scorer is not None:
+        model.scorer, model.scorer_name = None, None
     manifest, extra_errors = _domain_rows(read_manifest(data_dir), model)
     rule = FlagRule(top_k=flag_top) if flag_top is not None else FlagRule(
         percentile=flag_percentile if flag_percentile is not None else model.default_flag_percentile
@@ -189,6 +203,7 @@ def score(
         "n_rows": len(manifest),
         "chunk_size": chunk_size,
         "reference_split": None if model.scorer is not None else reference_split,
+        "scorer": scorer,
     }
     parts = parts_dir_for(out)
     if resume and not (parts / "job.json").is_file():
@@ -196,7 +211,7 @@ def score(
     done = set(open_parts(parts, fingerprint, resume))
     if model.scorer is None:
         _fit_reference_scorer(model, data_dir, manifest, reference_split, chunk_size, batch_size, num_workers,
-                              parts / "scorer.pt")
+                              parts / "scorer.pt", scorer)
     chunks: list[Chunk] = [
         (i, start, min(start + chunk_size, len(manifest))) for i, start in enumerate(range(0, len(manifest), chunk_size))
     ]
