@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from medssl.data.signals.ingest import SignalIngestOptions
+
+log = logging.getLogger(__name__)
 
 FORMATS = ("wfdb", "ts", "csv")
 
@@ -50,8 +57,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    """Parse done; the work happens in ``medssl.data.signals.ingest``."""
-    from medssl.data.signals.ingest import run as run_ingest
+def _names(text: str | None, drop_empty: bool) -> tuple[str, ...] | None:
+    """A comma-separated flag value as a tuple of names; no flag or ``""`` -> None."""
+    if not text:
+        return None
+    parts = [p.strip() for p in text.split(",")]
+    return tuple(p for p in parts if p) if drop_empty else tuple(parts)
 
-    return run_ingest(args)
+
+def options_from_args(args: argparse.Namespace) -> SignalIngestOptions:
+    """The parsed flags as ``SignalIngestOptions`` (raises what the options' checks raise)."""
+    from medssl.data.signals.ingest import SignalIngestOptions
+
+    return SignalIngestOptions(
+        format=args.format, records=_names(args.records, drop_empty=True), max_records=args.max_records,
+        before_s=args.before_s, after_s=args.after_s, leads=args.leads, length=args.length, time_col=args.time_col,
+        channels=_names(args.channels, drop_empty=False), patient_col=args.patient_col, label_col=args.label_col,
+        window=args.window, stride=args.stride, seed=args.seed,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Ingest with ``medssl.data.signals.ingest.ingest_signals`` and log the summary line; exit 0."""
+    from medssl.data.signals.ingest import ingest_signals
+
+    s = ingest_signals(args.src, args.out, options_from_args(args))
+    log.info("ingested %d windows of %d channels x %d samples from %d patients; %d errors.csv rows -> %s",
+             s["cases"], s["channels"], s["samples"], s["patients"], s["errors"], args.out)
+    return 0

@@ -1,9 +1,16 @@
-"""Implementation of `medssl ingest signals` (the command module only parses arguments)."""
+"""Ingest ECG records (WFDB), sktime/UEA .ts series or CSV sensor streams into DATA_DIR.
+
+``ingest_signals(src, out, SignalIngestOptions(format=...))`` writes ``signals/windows.npy``
+(cases x channels x samples), ``manifest.parquet`` (one row per window, split by patient) and
+``errors.csv`` and returns the counts ``medssl ingest signals`` prints.
+"""
 
 from __future__ import annotations
 
-import argparse
-import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -13,33 +20,85 @@ from medssl.data.signals.csv_stream import read_stream_csv
 from medssl.data.signals.dataset import save_windows
 from medssl.data.signals.ts_format import read_ts
 from medssl.data.signals.wfdb_beats import BeatWindow, read_beats
-from medssl.errors import DataError, ReaderError
+from medssl.errors import ConfigError, DataError, ReaderError
 from medssl.progress import progress
 
-log = logging.getLogger(__name__)
+FORMATS = ("wfdb", "ts", "csv")
 
-def _wfdb(args: argparse.Namespace, errors: ErrorLog) -> tuple[list[np.ndarray], list[pd.DataFrame]]:
-    if not args.src.is_dir():
-        raise DataError(f"{args.src} is not a folder; pass the folder holding the .hea/.dat/.atr files")
-    names = sorted(p.stem for p in args.src.glob("*.hea"))
-    if args.records:
-        wanted = [r.strip() for r in args.records.split(",") if r.strip()]
+
+def _names(value: str | Sequence[str] | None, drop_empty: bool) -> tuple[str, ...] | None:
+    """``"a, b"`` or ``["a", "b"]`` -> ``("a", "b")``; None or ``""`` -> None."""
+    if value is None or (isinstance(value, str) and not value):
+        return None
+    parts = value.split(",") if isinstance(value, str) else [str(v) for v in value]
+    parts = [p.strip() for p in parts]
+    return tuple(p for p in parts if p) if drop_empty else tuple(parts)
+
+
+@dataclass(frozen=True)
+class SignalIngestOptions:
+    """Options of ``medssl ingest signals`` (the flags minus SRC and --out), with the CLI's defaults.
+
+    ``format`` (required, as ``--format`` is): ``"wfdb"`` (a folder of WFDB records: one window
+    per annotated beat from ``before_s`` to ``after_s`` seconds around it; ``records`` picks
+    record names, ``max_records`` caps their number, ``leads`` keeps the first N leads), ``"ts"``
+    (a .ts file or folder of them; ``length`` resamples every series) or ``"csv"`` (a CSV file or
+    folder; ``time_col`` and ``window`` required, ``stride`` defaults to ``window``, ``channels``
+    picks columns, ``patient_col``/``label_col`` optional). ``seed``: the patient-level split.
+    ``records`` and ``channels`` are tuples of names; a comma-separated string (as on the command
+    line) or any sequence is accepted and stored as a tuple.
+    Bad values raise ``DataError`` (an unknown format ``ConfigError``).
+    """
+
+    format: str
+    records: tuple[str, ...] | None = None
+    max_records: int | None = None
+    before_s: float = 0.25
+    after_s: float = 0.45
+    leads: int | None = None
+    length: int | None = None
+    time_col: str | None = None
+    channels: tuple[str, ...] | None = None
+    patient_col: str | None = None
+    label_col: str | None = None
+    window: int | None = None
+    stride: int | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.format not in FORMATS:
+            raise ConfigError(f"unknown signal format {self.format!r}; use one of {', '.join(FORMATS)}")
+        object.__setattr__(self, "records", _names(self.records, drop_empty=True))
+        object.__setattr__(self, "channels", _names(self.channels, drop_empty=False))
+        if self.format == "csv":
+            if not self.time_col or not self.window:
+                raise DataError("--format csv needs --time-col (the time column) and --window (rows per window)")
+            if self.window < 2 or (self.stride is not None and self.stride < 1):
+                raise DataError("--window must be at least 2 and --stride at least 1")
+
+
+def _wfdb(src: Path, options: SignalIngestOptions, errors: ErrorLog) -> tuple[list[np.ndarray], list[pd.DataFrame]]:
+    if not src.is_dir():
+        raise DataError(f"{src} is not a folder; pass the folder holding the .hea/.dat/.atr files")
+    names = sorted(p.stem for p in src.glob("*.hea"))
+    if options.records is not None:
+        wanted = list(options.records)
         unknown = [r for r in wanted if r not in names]
         if unknown:
-            raise DataError(f"record(s) {unknown} have no .hea file in {args.src}; known: {', '.join(names[:30])}")
+            raise DataError(f"record(s) {unknown} have no .hea file in {src}; known: {', '.join(names[:30])}")
         names = wanted
-    names = names[: args.max_records]
+    names = names[: options.max_records]
     if not names:
-        raise DataError(f"{args.src} holds no .hea record headers")
-    geometry = BeatWindow(args.before_s, args.after_s)
+        raise DataError(f"{src} holds no .hea record headers")
+    geometry = BeatWindow(options.before_s, options.after_s)
     windows, rows, fs0 = [], [], None
     for name in progress(names, desc="reading records", unit="record"):
-        got = read_beats(args.src / name, geometry, errors, n_leads=args.leads)
+        got = read_beats(src / name, geometry, errors, n_leads=options.leads)
         if got is None:
             continue
         w, r, fs = got
         if windows and (fs != fs0 or w.shape[1:] != windows[0].shape[1:]):
-            errors.add(args.src / f"{name}.hea", f"{w.shape[1]} leads at {fs:g} Hz differ from the first record's "
+            errors.add(src / f"{name}.hea", f"{w.shape[1]} leads at {fs:g} Hz differ from the first record's "
                        f"{windows[0].shape[1]} leads at {fs0:g} Hz; use --leads or ingest it separately", count=1)
             continue
         fs0 = fs
@@ -48,14 +107,14 @@ def _wfdb(args: argparse.Namespace, errors: ErrorLog) -> tuple[list[np.ndarray],
     return windows, rows
 
 
-def _ts(args: argparse.Namespace, errors: ErrorLog) -> tuple[list[np.ndarray], list[pd.DataFrame]]:
-    files = sorted(args.src.glob("*.ts")) if args.src.is_dir() else [args.src]
+def _ts(src: Path, options: SignalIngestOptions, errors: ErrorLog) -> tuple[list[np.ndarray], list[pd.DataFrame]]:
+    files = sorted(src.glob("*.ts")) if src.is_dir() else [src]
     if not files:
-        raise DataError(f"{args.src} holds no .ts files")
+        raise DataError(f"{src} holds no .ts files")
     windows, rows = [], []
     for path in files:
         try:
-            series, labels, _ = read_ts(path, args.length)
+            series, labels, _ = read_ts(path, options.length)
         except ReaderError as exc:
             errors.add(exc.path, exc.reason, count=1)
             continue
@@ -72,18 +131,15 @@ def _ts(args: argparse.Namespace, errors: ErrorLog) -> tuple[list[np.ndarray], l
     return windows, rows
 
 
-def _csv(args: argparse.Namespace, errors: ErrorLog) -> tuple[list[np.ndarray], list[pd.DataFrame]]:
-    if not args.time_col or not args.window:
-        raise DataError("--format csv needs --time-col (the time column) and --window (rows per window)")
-    if args.window < 2 or (args.stride is not None and args.stride < 1):
-        raise DataError("--window must be at least 2 and --stride at least 1")
-    files = sorted(args.src.glob("*.csv")) if args.src.is_dir() else [args.src]
-    channels = [c.strip() for c in args.channels.split(",")] if args.channels else None
+def _csv(src: Path, options: SignalIngestOptions, errors: ErrorLog) -> tuple[list[np.ndarray], list[pd.DataFrame]]:
+    # SignalIngestOptions made sure that csv has time_col and a window of at least 2
+    files = sorted(src.glob("*.csv")) if src.is_dir() else [src]
+    channels = list(options.channels) if options.channels is not None else None
     windows, rows = [], []
     for path in progress(files, desc="reading streams", unit="file"):
         try:
-            w, r = read_stream_csv(path, args.time_col, args.window, args.stride or args.window, errors,
-                                   channels=channels, patient_col=args.patient_col, label_col=args.label_col)
+            w, r = read_stream_csv(path, options.time_col, options.window, options.stride or options.window, errors,
+                                   channels=channels, patient_col=options.patient_col, label_col=options.label_col)
         except ReaderError as exc:
             errors.add(exc.path, exc.reason, count=1)
             continue
@@ -96,26 +152,39 @@ def _csv(args: argparse.Namespace, errors: ErrorLog) -> tuple[list[np.ndarray], 
     return windows, rows
 
 
-def run(args: argparse.Namespace) -> int:
-    """Ingest, write the data dir, log a summary; returns 0."""
-    if not args.src.exists():
-        raise DataError(f"{args.src} does not exist; pass the folder or file to ingest")
+def ingest_signals(src: str | Path, out: str | Path, options: SignalIngestOptions | None = None) -> dict[str, Any]:
+    """Cut ``src`` into windows in the data dir ``out``; return the summary counts.
+
+    The summary: ``cases`` (windows), ``channels``, ``samples`` (per window), ``patients``,
+    ``splits`` (split -> windows) and ``errors`` (rows of errors.csv). ``options`` is required in
+    practice: there is no default format, so ``None`` raises ``ConfigError``.
+    """
+    if options is None:
+        raise ConfigError(f"ingest_signals needs options=SignalIngestOptions(format=...) with format one of {', '.join(FORMATS)}")
+    src, out = Path(src), Path(out)
+    if not src.exists():
+        raise DataError(f"{src} does not exist; pass the folder or file to ingest")
     errors = ErrorLog()
-    read = {"wfdb": _wfdb, "ts": _ts, "csv": _csv}[args.format]
-    windows, rows = read(args, errors)
-    args.out.mkdir(parents=True, exist_ok=True)
-    errors.write(args.out)
+    read = {"wfdb": _wfdb, "ts": _ts, "csv": _csv}[options.format]
+    windows, rows = read(src, options, errors)
+    out.mkdir(parents=True, exist_ok=True)
+    errors.write(out)
     if not windows:
-        raise DataError(f"no cases could be read from {args.src}; see {args.out / 'errors.csv'} for why")
+        raise DataError(f"no cases could be read from {src}; see {out / 'errors.csv'} for why")
     manifest = pd.concat(rows, ignore_index=True)
     manifest["label"] = manifest["label"].astype(object).where(manifest["label"].notna(), None)
-    manifest["split"] = assign_patient_splits(manifest, seed=args.seed)
+    manifest["split"] = assign_patient_splits(manifest, seed=options.seed)
     manifest["domain"] = "signals"
     manifest["row"] = np.arange(len(manifest))
-    manifest["source_format"] = args.format
+    manifest["source_format"] = options.format
     data = np.concatenate(windows)
-    save_windows(args.out, data)
-    write_manifest(manifest, args.out)
-    log.info("ingested %d windows of %d channels x %d samples from %d patients; %d errors.csv rows -> %s",
-             len(manifest), data.shape[1], data.shape[2], manifest["patient_id"].nunique(), len(errors), args.out)
-    return 0
+    save_windows(out, data)
+    write_manifest(manifest, out)
+    return {
+        "cases": len(manifest),
+        "channels": int(data.shape[1]),
+        "samples": int(data.shape[2]),
+        "patients": int(manifest["patient_id"].nunique()),
+        "splits": manifest["split"].value_counts().to_dict(),
+        "errors": len(errors),
+    }
