@@ -12,6 +12,8 @@ __getattr__, __all__ = lazy_exports(
         "make_ehr_dataset": "medssl.data.ehr.dataset",
         "GridStore": "medssl.data.ehr.grid",
         "build_grid": "medssl.data.ehr.grid",
+        "EhrIngestOptions": "medssl.data.ehr.ingest",
+        "ingest_ehr": "medssl.data.ehr.ingest",
         "PLAUSIBLE_RANGES": "medssl.data.ehr.long_csv",
         "clean_events": "medssl.data.ehr.long_csv",
         "read_long_csv": "medssl.data.ehr.long_csv",

@@ -15,6 +15,8 @@ __getattr__, __all__ = lazy_exports(
         "load_windows": "medssl.data.signals.dataset",
         "make_signal_dataset": "medssl.data.signals.dataset",
         "save_windows": "medssl.data.signals.dataset",
+        "SignalIngestOptions": "medssl.data.signals.ingest",
+        "ingest_signals": "medssl.data.signals.ingest",
         "read_ts": "medssl.data.signals.ts_format",
         "BeatWindow": "medssl.data.signals.wfdb_beats",
         "read_beats": "medssl.data.signals.wfdb_beats",
