@@ -44,7 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="medssl", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--version", action="version", version=f"medssl {medssl.__version__}")
-    parser.add_argument("-q", "--quiet", action="store_true", help="only print warnings and errors")
+    parser.add_argument(
+        "-q", "--quiet", action="store_true",
+        help="only print warnings and errors: no progress bars, no info lines (also from PyTorch Lightning)",
+    )
     parser.add_argument(
         "--threads", type=int, default=None, metavar="N",
         help="CPU threads for torch (default: torch's choice, usually every core). On a shared "
@@ -57,6 +60,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _setup_logging(quiet: bool) -> None:
+    """medssl's log format on stderr; ``quiet``: warnings and errors only, and no progress displays.
+
+    Lightning's loggers follow this level (``medssl.train.pretrain`` hands them to the root
+    logger when it imports Lightning, which would otherwise set them to INFO).
+    """
+    from medssl.progress import set_quiet
+
+    set_quiet(quiet)
     logging.basicConfig(
         level=logging.WARNING if quiet else logging.INFO,
         format="%(asctime)s %(levelname)s %(message)s",

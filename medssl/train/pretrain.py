@@ -30,8 +30,10 @@ from medssl.data.pairs import PairDataset
 from medssl.encoders.registry import ENCODERS, create_encoder
 from medssl.errors import CheckpointError, ConfigError, DataError
 from medssl.methods.base import METHODS, create_method
+from medssl.progress import is_quiet
 from medssl.train.lightning_module import PretrainModule
 from medssl.train.pretrain_config import PretrainConfig
+from medssl.train.progress_bar import EpochProgressBar
 from medssl.train.run_files import (
     ENCODER_CKPT,
     LAST_CKPT,
@@ -132,13 +134,17 @@ class _NoAdverts(logging.Filter):
         return "Tip:" not in record.getMessage()
 
 
-def _tidy_lightning_logging() -> None:
-    """One copy of each Lightning line, in medssl's log format, without product adverts.
+def tidy_lightning_logging() -> None:
+    """One copy of each Lightning line, in medssl's log format and level, without product adverts.
 
     Imported after the CLI configured logging, Lightning adds a handler of its own to the
-    ``lightning`` logger that also propagates to the root: every line would print twice.
+    ``lightning`` logger that also propagates to the root: every line would print twice. It also
+    sets its loggers to INFO, which would print its INFO lines under ``medssl -q``: they follow
+    the root logger's level instead.
     """
     logging.getLogger("lightning").handlers.clear()
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning", "lightning_fabric"):
+        logging.getLogger(name).setLevel(logging.NOTSET)
     # Lightning 2.6 calls a torch pytree API that torch 2.15 deprecates; nothing a user can act on.
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
     logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")
@@ -192,6 +198,10 @@ def pretrain(
         raise ConfigError(f"method {cfg.method!r} works on {list(supported)} data, not {domain.name!r}")
     _check_kwargs("method", cfg.method, method_cls, cfg.method_options, "method_options", cfg.method_options)
 
+    from medssl.domains import anomaly_recipe, few_label_recipe
+
+    recipes = {"anomaly": anomaly_recipe(cfg.anomaly_recipe, domain.name).name,  # unknown names fail now
+               "few_label": few_label_recipe(cfg.few_label_recipe, domain.name).name}
     rows = training_rows(manifest, cfg.limit_cases, cfg.seed)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     dataset = domain.make_dataset(data_dir, rows, cfg.preprocessing)
@@ -249,12 +259,13 @@ def pretrain(
             "method": cfg.method,
             "preprocessing": dataset.preprocessing,
             "config": cfg.model_dump(mode="json"),
+            "recipes": recipes,
             "n_cases": len(rows),
             "n_patients": int(rows["patient_id"].nunique()),
         }
 
     run_files = RunFiles(run_dir, cfg, encoder_meta)
-    _tidy_lightning_logging()
+    tidy_lightning_logging()
     trainer = L.Trainer(
         max_epochs=cfg.epochs,
         max_steps=cfg.max_steps or -1,
@@ -266,7 +277,8 @@ def pretrain(
         logger=False,
         enable_checkpointing=False,  # RunFiles writes last.ckpt and checkpoint.pt
         enable_model_summary=False,
-        callbacks=[run_files],
+        enable_progress_bar=not is_quiet(),
+        callbacks=[run_files] if is_quiet() else [run_files, EpochProgressBar()],
         default_root_dir=run_dir,
         log_every_n_steps=1,
     )

@@ -1,0 +1,178 @@
+"""What a new user meets when copy-pasting the README: quiet runs, progress in logs and on a
+terminal, plot names, the review store's location, a busy port, a stopped pretraining run, and
+README commands that actually parse. Runs on the bundled sample (datasets/), as the demo does.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import re
+import select
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from medssl.cli import build_parser, main
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE_NPZ = REPO / "datasets" / "imaging" / "pneumoniamnist_sample.npz"
+TINY = ["--batch-size", "16", "--limit-cases", "64", "--accelerator", "cpu"]  # 4 steps per epoch
+BAR_CHARS = ("\r", "\x1b", "━", "█", "▏", "it/s]")
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("MEDSSL_DB", "MEDSSL_PROGRESS_EVERY_S")}
+    env["OMP_NUM_THREADS"] = "1"  # a shared CPU: one thread is as fast and leaves room for the others
+    env.update(extra)
+    return env
+
+
+def _medssl(*args: str, **kw) -> subprocess.CompletedProcess:
+    kw.setdefault("env", _env())
+    return subprocess.run([sys.executable, "-m", "medssl", *args], cwd=kw.pop("cwd", REPO), capture_output=True,
+                          text=True, timeout=kw.pop("timeout", 300), **kw)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("polish") / "data"
+    assert main(["-q", "ingest", "images", str(SAMPLE_NPZ), "--format", "npz", "--out", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def checkpoint(data_dir: Path) -> Path:
+    run = data_dir.parent / "pretrain"
+    assert main(["-q", "pretrain", "--data", str(data_dir), "--out", str(run), "--max-steps", "2", *TINY]) == 0
+    return run / "checkpoint.pt"
+
+
+# ---------------------------------------------------------------- -q, progress in logs and on a terminal
+
+def test_quiet_pretrain_prints_no_info_lines_and_no_progress_bar(data_dir: Path, tmp_path: Path) -> None:
+    done = _medssl("-q", "pretrain", "--data", str(data_dir), "--out", str(tmp_path / "run"), "--max-steps", "2", *TINY)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == str(tmp_path / "run" / "checkpoint.pt")
+    assert " INFO " not in done.stderr and "GPU available" not in done.stderr, done.stderr
+    assert not any(c in done.stderr + done.stdout for c in BAR_CHARS), repr(done.stderr)
+    assert "Epoch" not in done.stderr
+
+
+def test_pretrain_without_a_terminal_logs_plain_lines_with_epoch_of_total(data_dir: Path, tmp_path: Path) -> None:
+    done = _medssl("pretrain", "--data", str(data_dir), "--out", str(tmp_path / "run"), "--epochs", "2", *TINY,
+                   env=_env(MEDSSL_PROGRESS_EVERY_S="0"))  # a line per step instead of one per 10 s
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert not any(c in done.stderr for c in BAR_CHARS), repr(done.stderr[-2000:])
+    lines = [ln for ln in done.stderr.splitlines() if " Epoch " in ln]
+    assert any(re.search(r"INFO Epoch 1/2: \d/8 step \(\d+%\), [\d.e+]+ step/s, ETA \d+:\d\d, loss [\d.]+", ln)
+               for ln in lines), lines
+    assert any("Epoch 2/2: 8/8 step" in ln for ln in lines), lines
+    assert not any("Epoch 0" in ln or "Epoch 3" in ln for ln in lines), lines
+
+
+def test_pretrain_bar_on_a_terminal_counts_epochs_from_1_of_n(data_dir: Path, tmp_path: Path) -> None:
+    import fcntl
+    import struct
+    import termios
+
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))  # 40 rows, 120 columns
+    proc = subprocess.Popen([sys.executable, "-m", "medssl", "pretrain", "--data", str(data_dir), "--out",
+                             str(tmp_path / "run"), "--epochs", "2", *TINY],
+                            cwd=REPO, env=_env(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=slave)
+    os.close(slave)
+    seen = b""
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline:
+            if select.select([master], [], [], 1.0)[0]:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:  # the child closed the terminal
+                    break
+                if not chunk:
+                    break
+                seen += chunk
+            elif proc.poll() is not None:
+                break
+        assert proc.wait(timeout=60) == 0, seen.decode(errors="replace")[-2000:]
+    finally:
+        os.close(master)
+        if proc.poll() is None:
+            proc.kill()
+    text = seen.decode(errors="replace")
+    assert "Epoch 1/2" in text and "Epoch 2/2" in text, text[-2000:]
+    assert "8/8" in text and "Epoch 0" not in text
+
+
+def test_epoch_label_counts_from_1_and_knows_max_steps() -> None:
+    from medssl.train.progress_bar import epoch_label
+
+    def trainer(epoch: int, max_epochs: int | None, max_steps: int, per_epoch: int) -> SimpleNamespace:
+        return SimpleNamespace(current_epoch=epoch, max_epochs=max_epochs, max_steps=max_steps,
+                               num_training_batches=per_epoch, accumulate_grad_batches=1)
+
+    assert epoch_label(trainer(0, 10, -1, 25)) == "Epoch 1/10"
+    assert epoch_label(trainer(9, 10, -1, 25)) == "Epoch 10/10"
+    assert epoch_label(trainer(0, 10, 2, 25)) == "Epoch 1/1"  # --max-steps 2 ends in the first epoch
+    assert epoch_label(trainer(1, 10, 30, 25)) == "Epoch 2/2"
+    assert epoch_label(trainer(4, -1, -1, 25)) == "Epoch 5"  # no end known: no total to show
+
+
+NESTED = """
+import logging, sys
+logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s", stream=sys.stderr)
+from medssl.progress import progress
+for run in progress(range(3), desc="runs", unit="run"):
+    for batch in progress(range(4), desc="embedding", unit="batch"):
+        pass
+"""
+
+
+def test_nested_progress_without_a_terminal_writes_plain_lines_no_escape_codes() -> None:
+    done = subprocess.run([sys.executable, "-c", NESTED], cwd=REPO, capture_output=True, text=True, timeout=120,
+                          env=_env(MEDSSL_PROGRESS_EVERY_S="0"))
+    assert done.returncode == 0, done.stderr
+    assert not any(c in done.stderr for c in BAR_CHARS), repr(done.stderr)
+    lines = done.stderr.splitlines()
+    # per run: the inner step's 4 lines and its closing line, then the outer step's line
+    assert re.fullmatch(r"INFO embedding: 4/4 batch \(100%\), [\d.e+]+ batch/s, ETA 00:00", lines[3]), lines
+    assert re.fullmatch(r"INFO embedding: 4 batch done in \d+:\d\d \([\d.e+]+ batch/s\)", lines[4]), lines
+    assert re.fullmatch(r"INFO runs: 1/3 run \(33%\), [\d.e+]+ run/s, ETA \d+:\d\d", lines[5]), lines
+    assert re.fullmatch(r"INFO runs: 3 run done in \d+:\d\d \([\d.e+]+ run/s\)", lines[-1]), lines
+    assert len(lines) == 3 * 6 + 1
+
+
+def test_short_steps_without_a_terminal_print_nothing_and_quiet_prints_nothing(capsys, caplog) -> None:
+    from medssl.progress import Progress, progress, set_quiet
+
+    caplog.set_level(logging.INFO)
+    assert list(progress(range(5), desc="quick")) == [0, 1, 2, 3, 4]
+    assert caplog.records == [] and capsys.readouterr().err == ""  # under 10 s: no line at all
+    set_quiet(True)
+    try:
+        bar = Progress(10, desc="hidden", interactive=True)
+        bar.update(10)
+        bar.close()
+    finally:
+        set_quiet(False)
+    assert capsys.readouterr().err == ""
+
+
+def test_label_efficiency_log_has_no_escape_codes(checkpoint: Path, data_dir: Path, tmp_path: Path) -> None:
+    done = _medssl("label-efficiency", "--checkpoint", str(checkpoint), "--data", str(data_dir), "--out",
+                   str(tmp_path / "curve"), "--fractions", "0.1,0.5", "--seeds", "0", "--modes", "linear",
+                   "--no-supervised", env=_env(MEDSSL_PROGRESS_EVERY_S="0"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "\x1b" not in done.stderr and "\r" not in done.stderr, repr(done.stderr[-2000:])
+    assert re.search(r"INFO .*: \d+/\d+ \w+ \(\d+%\), [\d.e+]+ \w+/s, ETA \d+:\d\d", done.stderr), done.stderr[-2000:]
