@@ -32,10 +32,15 @@ INGEST_KINDS = ("dicom", "images", "ehr", "signals", "transactions")
 
 def _options(cls: type, kwargs: dict[str, Any]) -> Any:
     """``cls(**kwargs)`` with an error that lists the known option names."""
-    known = [f.name for f in dataclasses.fields(cls)]
+    fields = dataclasses.fields(cls)
+    known = [f.name for f in fields]
     unknown = sorted(set(kwargs) - set(known))
     if unknown:
         raise ConfigError(f"unknown option(s) {unknown}; known: {', '.join(known)}")
+    required = [f.name for f in fields if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    missing = [name for name in required if name not in kwargs]
+    if missing:
+        raise ConfigError(f"option(s) {missing} are required here, e.g. format=... (see `medssl ingest KIND --help`)")
     return cls(**kwargs)
 
 

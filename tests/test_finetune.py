@@ -262,3 +262,22 @@ def test_labelled_pairs_batched_fetch_matches_item_by_item(data_dir: Path) -> No
     (x, t), = DataLoader(pairs, batch_size=len(rows))  # one batched fetch (dataset __getitems__)
     assert torch.equal(x, torch.stack([dataset[int(r)] for r in rows]))
     assert torch.equal(t, torch.as_tensor(y)) and x.shape == (len(rows), 1, 28, 28)
+
+
+def test_full_mode_stops_early_when_validation_auroc_stops_improving(encoder_ckpt: Path, data_dir: Path) -> None:
+    """Lightning EarlyStopping: with learning rates too small to learn (only batch-norm statistics
+    drift), epoch 1's val AUROC is not beaten, so training ends after 1 + patience epochs and keeps
+    epoch 1's weights."""
+    from medssl.train.finetune import FinetuneConfig, fit_classifier, load_data
+    from medssl.train.labels import draw_labelled_subset
+
+    data = load_data(encoder_ckpt, data_dir)
+    subset = draw_labelled_subset(data.patient_ids, data.labels, pool=data.train_pool(), fraction=0.5, seed=0)
+    cfg = FinetuneConfig(mode="full", epochs=10, patience=2, min_steps_per_epoch=2, batch_size=16, scorer=None,
+                         lr_head=1e-12, lr_encoder=1e-12)
+    result = fit_classifier(data, subset, None, cfg)  # the manifest's val split validates
+    log = result.train_log
+    assert log["validation"] == "val" and log["epochs_run"] == 3 and log["best_epoch"] == 1
+    aucs = [h["val_auroc"] for h in log["history"]]
+    assert len(aucs) == 3 and aucs[0] >= max(aucs[1:])
+    assert result.metrics["auroc"] == pytest.approx(aucs[0], abs=1e-4)  # the kept weights are epoch 1's

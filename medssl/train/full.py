@@ -1,22 +1,24 @@
-"""Full fine-tuning: encoder and head trained together, class-weighted, early-stopped on validation rows."""
+"""Full fine-tuning on Lightning: encoder and head trained together, class-weighted cross-entropy,
+``EarlyStopping`` on the validation AUROC, the best epoch's weights kept (ties: lower loss)."""
 
 from __future__ import annotations
 
 import copy
 import logging
 import math
+import warnings
 from typing import Any
 
+import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.callbacks import Callback, EarlyStopping
 from sklearn.utils.class_weight import compute_class_weight
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 from medssl.encoders.layout import channels_last_batch, prefers_channels_last
 from medssl.metrics import point_metrics
-from medssl.models import embed
-from medssl.progress import progress
 from medssl.train.finetune_config import FinetuneConfig
 
 log = logging.getLogger(__name__)
@@ -42,14 +44,79 @@ class _Labelled(Dataset):
         return [(x, self.y[j]) for x, j in zip(xs, js)]
 
 
-def _val_score(model: nn.Sequential, dataset: Dataset, rows: np.ndarray, y: np.ndarray, loss_fn: nn.Module, device: torch.device) -> tuple[float, float]:
-    """(validation AUROC or -inf when undefined, class-weighted validation loss)."""
-    emb = embed(model[0], dataset, rows, device=device, desc="validating")
-    with torch.no_grad():
-        logits = model[1](emb.to(device)).cpu()
-    loss = float(loss_fn(logits, torch.as_tensor(y)).item())
-    auc = point_metrics(y, torch.softmax(logits.double(), 1).numpy())["auroc"]
-    return (auc if auc is not None else -math.inf), loss
+class FullFinetuneModule(L.LightningModule):
+    """``nn.Sequential(encoder, head)`` trained with ``loss_fn``; AdamW with the encoder at
+    ``lr_encoder`` and the head at ``lr_head``. Logs ``train_loss`` per epoch and, with a
+    validation loader, ``val_auroc`` (``-inf`` when undefined) and ``val_loss``."""
+
+    def __init__(self, encoder: nn.Module, head: nn.Linear, loss_fn: nn.Module, lr_encoder: float, lr_head: float,
+                 weight_decay: float, channels_last: bool) -> None:
+        super().__init__()
+        self.model = nn.Sequential(encoder, head)
+        self.loss_fn = loss_fn
+        self.lr_encoder, self.lr_head, self.weight_decay = lr_encoder, lr_head, weight_decay
+        self.channels_last = channels_last
+        self._train_losses: list[float] = []
+        self._val: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.history: list[dict[str, Any]] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(channels_last_batch(x) if self.channels_last else x)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        loss = self.loss_fn(self(x), y)
+        self._train_losses.append(float(loss.detach()))
+        return loss
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        x, y = batch
+        self._val.append((self(x).float().cpu(), y.cpu()))
+
+    def on_validation_epoch_end(self) -> None:
+        logits = torch.cat([lg for lg, _ in self._val])
+        y = torch.cat([t for _, t in self._val])
+        self._val.clear()
+        loss = float(self.loss_fn.cpu()(logits, y))
+        self.loss_fn.to(self.device)
+        auc = point_metrics(y.numpy(), torch.softmax(logits.double(), 1).numpy())["auroc"]
+        auc = auc if auc is not None else -math.inf
+        self.log_dict({"val_auroc": auc, "val_loss": loss})
+
+    def on_train_epoch_end(self) -> None:
+        entry: dict[str, Any] = {"epoch": self.current_epoch + 1,
+                                 "train_loss": float(np.mean(self._train_losses)) if self._train_losses else math.nan}
+        self._train_losses.clear()
+        metrics = self.trainer.callback_metrics
+        if "val_auroc" in metrics:
+            entry.update(val_auroc=float(metrics["val_auroc"]), val_loss=float(metrics["val_loss"]))
+        self.history.append(entry)
+        log.info("fine-tuning epoch %d/%d: %s", entry["epoch"], self.trainer.max_epochs,
+                 ", ".join(f"{k} {v:.4g}" for k, v in entry.items() if k != "epoch"))
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        encoder, head = self.model
+        return torch.optim.AdamW(
+            [{"params": encoder.parameters(), "lr": self.lr_encoder}, {"params": head.parameters(), "lr": self.lr_head}],
+            weight_decay=self.weight_decay,
+        )
+
+
+class KeepBest(Callback):
+    """Keeps a copy of the weights of the epoch with the best validation AUROC (ties: lower loss)."""
+
+    def __init__(self) -> None:
+        self.best: tuple[float, float] = (-math.inf, math.inf)
+        self.best_epoch = 0
+        self.state: dict[str, torch.Tensor] | None = None
+
+    def on_validation_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        auc, loss = float(trainer.callback_metrics["val_auroc"]), float(trainer.callback_metrics["val_loss"])
+        if auc > self.best[0] or (auc == self.best[0] and loss < self.best[1]):
+            self.best, self.best_epoch = (auc, loss), trainer.current_epoch + 1
+            self.state = copy.deepcopy(module.state_dict())
 
 
 def train_full(
@@ -67,21 +134,20 @@ def train_full(
 ) -> tuple[nn.Module, nn.Linear, dict[str, Any]]:
     """Train encoder + head with class-weighted cross-entropy; early stopping on the validation rows.
 
-    Picks the epoch with the best validation AUROC (ties: lower loss). Without usable validation
-    rows (fewer than one case per class) it trains for the full budget. Returns the trained pair
-    and a small training log.
+    Picks the epoch with the best validation AUROC (ties: lower loss); stops after ``patience``
+    epochs without a better AUROC (Lightning ``EarlyStopping``). Without usable validation rows
+    (fewer than one case per class) it trains for the full budget. Returns the trained pair and
+    a small training log.
     """
+    from medssl.train.pretrain import tidy_lightning_logging
+
     torch.manual_seed(config.seed)
     weights = compute_class_weight("balanced", classes=np.arange(n_classes), y=y_train) if len(np.unique(y_train)) == n_classes else np.ones(n_classes)
     loss_fn = nn.CrossEntropyLoss(weight=torch.as_tensor(weights, dtype=torch.float32))
-    model = nn.Sequential(encoder, head).to(device)
     channels_last = prefers_channels_last(encoder, device)  # as pretraining does (medssl.encoders.layout)
+    module = FullFinetuneModule(encoder, head, loss_fn, lr_encoder, config.lr_head, config.weight_decay, channels_last)
     if channels_last:
-        model.to(memory_format=torch.channels_last)
-    optim = torch.optim.AdamW(
-        [{"params": encoder.parameters(), "lr": lr_encoder}, {"params": head.parameters(), "lr": config.lr_head}],
-        weight_decay=config.weight_decay,
-    )
+        module.to(memory_format=torch.channels_last)
     bs = min(config.batch_size, len(train_rows))
     gen = torch.Generator().manual_seed(config.seed)
     pairs = _Labelled(dataset, train_rows, y_train)
@@ -90,41 +156,33 @@ def train_full(
         loader = DataLoader(pairs, batch_size=bs, sampler=sampler, drop_last=True)
     else:
         loader = DataLoader(pairs, batch_size=bs, shuffle=True, drop_last=True, generator=gen)
-    steps_per_epoch = len(loader)
-    epochs = config.epochs
     can_validate = len(val_rows) > 0 and len(np.unique(y_val)) == n_classes
     if not can_validate and len(val_rows):
-        log.warning("no validation cases of every class: training %d epochs without early stopping", epochs)
-    best: tuple[float, float] = (-math.inf, math.inf)
-    best_state = copy.deepcopy(model.state_dict())
-    best_epoch, stale, history = 0, 0, []
-    for epoch in progress(range(1, epochs + 1), total=epochs, desc=f"fine-tuning ({steps_per_epoch} steps/epoch)", unit="epoch"):
-        model.train()
-        total = 0.0
-        for x, y in loader:
-            x = x.to(device)
-            loss = loss_fn(model(channels_last_batch(x) if channels_last else x), y.to(device))
-            optim.zero_grad(set_to_none=True)
-            loss.backward()
-            optim.step()
-            total += float(loss.item())
-        entry = {"epoch": epoch, "train_loss": total / steps_per_epoch}
-        if can_validate:
-            auc, vloss = _val_score(model, dataset, val_rows, y_val, loss_fn.cpu(), device)
-            loss_fn.to(device)
-            entry.update(val_auroc=auc, val_loss=vloss)
-            if auc > best[0] or (auc == best[0] and vloss < best[1]):
-                best, best_epoch, stale = (auc, vloss), epoch, 0
-                best_state = copy.deepcopy(model.state_dict())
-            else:
-                stale += 1
-        history.append(entry)
-        if can_validate and stale >= config.patience:
-            log.info("early stop at epoch %d (best epoch %d, val AUROC %.4f)", epoch, best_epoch, best[0])
-            break
-    if can_validate:
-        model.load_state_dict(best_state)
+        log.warning("no validation cases of every class: training %d epochs without early stopping", config.epochs)
+    keep = KeepBest()
+    callbacks: list[Callback] = [keep, EarlyStopping("val_auroc", mode="max", patience=config.patience, check_finite=False)]
+    val_loader = DataLoader(_Labelled(dataset, val_rows, y_val), batch_size=256, shuffle=False) if can_validate else None
+    tidy_lightning_logging()
+    trainer = L.Trainer(
+        max_epochs=config.epochs, accelerator="gpu" if device.type == "cuda" else "cpu", devices=1, logger=False,
+        enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=False,
+        callbacks=callbacks if can_validate else [], num_sanity_val_steps=0, deterministic=False,
+    )
+    log.info("fine-tuning: %d steps per epoch, at most %d epochs", len(loader), config.epochs)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        warnings.filterwarnings("ignore", message=".*number of training batches.*")
+        warnings.filterwarnings("ignore", message=".*`validation_step` but have no `val_dataloader`.*")
+        trainer.fit(module, train_dataloaders=loader, val_dataloaders=val_loader)
+    history = module.history
+    if can_validate and keep.state is not None:
+        module.load_state_dict(keep.state)
+        best_epoch = keep.best_epoch
+        if len(history) < config.epochs:
+            log.info("early stop at epoch %d (best epoch %d, val AUROC %.4f)", len(history), best_epoch, keep.best[0])
     else:
         best_epoch = len(history)
-    model.cpu().eval()
+    model = module.model.cpu().eval()
+    if channels_last:
+        model.to(memory_format=torch.contiguous_format)
     return model[0], model[1], {"epochs_run": len(history), "best_epoch": best_epoch, "history": history}
