@@ -176,3 +176,39 @@ def test_label_efficiency_log_has_no_escape_codes(checkpoint: Path, data_dir: Pa
     assert done.returncode == 0, done.stderr[-3000:]
     assert "\x1b" not in done.stderr and "\r" not in done.stderr, repr(done.stderr[-2000:])
     assert re.search(r"INFO .*: \d+/\d+ \w+ \(\d+%\), [\d.e+]+ \w+/s, ETA \d+:\d\d", done.stderr), done.stderr[-2000:]
+
+
+# ---------------------------------------------------------------- SIGTERM during pretraining
+
+@pytest.mark.slow
+def test_sigterm_stops_pretraining_with_the_resume_command(data_dir: Path, tmp_path: Path) -> None:
+    from medssl.checkpoints import load_checkpoint
+
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "medssl", "-q", "pretrain", "--data", str(data_dir), "--out",
+                             str(run), "--epochs", "100", *TINY], cwd=REPO, env=_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 300
+        while not (run / "last.ckpt").exists() and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+        assert proc.poll() is None, proc.communicate()[1][-2000:]
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, err[-2000:]
+    assert out == ""  # no checkpoint path: the run did not finish
+    last = err.strip().splitlines()[-1]
+    m = re.fullmatch(r"medssl: pretraining stopped at epoch (\d+)/100 step (\d+); resume with: (medssl pretrain .*"
+                     r"--resume) \(continues from step (\d+), the last epoch end\)", last)
+    assert m, err[-2000:]
+    epoch, step, command, saved = int(m[1]), int(m[2]), m[3], int(m[4])
+    assert saved % 4 == 0 and 4 <= saved <= step and 4 * (epoch - 1) <= step <= 4 * epoch
+    assert shlex.split(command) == ["medssl", "pretrain", "--data", str(data_dir), "--out", str(run), "--resume"]
+    resumed = _medssl(*shlex.split(command)[1:], "--max-steps", str(saved + 4))  # one more epoch, not 100
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert load_checkpoint(run / "checkpoint.pt").meta["global_step"] == saved + 4
+    steps = [int(line.split(",")[1]) for line in (run / "metrics.csv").read_text().splitlines()[1:]]
+    assert steps == list(range(1, saved + 5))  # continued where it was saved: no gap, no repeat

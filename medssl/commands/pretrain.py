@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from medssl.config import load_config
@@ -16,6 +17,8 @@ split == "train" rows. RUN_DIR receives:
   last.ckpt      full training state each epoch, for --resume
 Settings come from the defaults, then --config YAML (see configs/), then the flags below.
 Runs on the GPU when there is one; --devices/--num-nodes train on several GPUs or machines.
+Stopped by SIGTERM (kill, a job scheduler, a container stop), it prints the command that
+resumes the run and exits with code 143; --resume continues from the last finished epoch.
 """
 
 
@@ -52,7 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Resolve the config (defaults < YAML < flags) and run ``medssl.train.pretrain``."""
-    from medssl.train.pretrain import pretrain  # heavy imports (Lightning) only when needed
+    from medssl.train.pretrain import PretrainingStopped, pretrain  # heavy imports (Lightning) only when needed
     from medssl.train.run_files import CONFIG_YAML
 
     config_path = args.config
@@ -74,6 +77,10 @@ def run(args: argparse.Namespace) -> int:
         devices=args.devices,
         num_nodes=args.num_nodes,
     )
-    path = pretrain(args.data, args.out, cfg, resume=args.resume)
+    try:
+        path = pretrain(args.data, args.out, cfg, resume=args.resume)
+    except PretrainingStopped as stop:  # not an error of the user's: no "error:" prefix
+        print(f"medssl: {stop}", file=sys.stderr)
+        return stop.exit_code
     print(path)
     return 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import shlex
 import warnings
 from pathlib import Path
 from typing import Any, Callable
@@ -18,6 +19,7 @@ import lightning as L
 import pandas as pd
 import torch
 from lightning.pytorch.strategies import DDPStrategy
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from pydantic import TypeAdapter, ValidationError
 from torch.utils.data import DataLoader
 
@@ -28,12 +30,12 @@ from medssl.data.domains import get_domain
 from medssl.data.manifest import read_manifest
 from medssl.data.pairs import PairDataset
 from medssl.encoders.registry import ENCODERS, create_encoder
-from medssl.errors import CheckpointError, ConfigError, DataError
+from medssl.errors import CheckpointError, ConfigError, DataError, MedsslError
 from medssl.methods.base import METHODS, create_method
 from medssl.progress import is_quiet
 from medssl.train.lightning_module import PretrainModule
 from medssl.train.pretrain_config import PretrainConfig
-from medssl.train.progress_bar import EpochProgressBar
+from medssl.train.progress_bar import EpochProgressBar, planned_epochs
 from medssl.train.run_files import (
     ENCODER_CKPT,
     LAST_CKPT,
@@ -43,6 +45,14 @@ from medssl.train.run_files import (
 )
 
 log = logging.getLogger(__name__)
+
+SIGTERM_EXIT_CODE = 143  # 128 + SIGTERM, what a shell reports for a process ended by SIGTERM
+
+
+class PretrainingStopped(MedsslError):
+    """Pretraining was stopped by SIGTERM (a scheduler, ``kill``, a container stop); resumable."""
+
+    exit_code = SIGTERM_EXIT_CODE
 
 
 def training_rows(manifest: pd.DataFrame, limit_cases: int | None, seed: int) -> pd.DataFrame:
@@ -290,5 +300,21 @@ def pretrain(
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*number of training batches.*")
-        trainer.fit(module, train_dataloaders=loader, ckpt_path=ckpt_path, weights_only=True)
+        try:
+            trainer.fit(module, train_dataloaders=loader, ckpt_path=ckpt_path, weights_only=True)
+        except SIGTERMException:
+            raise PretrainingStopped(_stopped_message(trainer, data_dir, run_dir)) from None
     return run_dir / ENCODER_CKPT
+
+
+def _stopped_message(trainer: L.Trainer, data_dir: Path, run_dir: Path) -> str:
+    """One line: where the run stopped, the command that resumes it, and where that continues."""
+    total = planned_epochs(trainer)
+    where = f"epoch {trainer.current_epoch + 1}{f'/{total}' if total else ''} step {trainer.global_step}"
+    resume = f"medssl pretrain --data {shlex.quote(str(data_dir))} --out {shlex.quote(str(run_dir))} --resume"
+    try:
+        saved = torch.load(run_dir / LAST_CKPT, map_location="cpu", weights_only=True, mmap=True)
+        saved_step = int(saved["global_step"])
+    except Exception:  # no epoch finished yet (or the file is unreadable): nothing to resume
+        return f"pretraining stopped by SIGTERM at {where}, before any epoch was saved; start it again without --resume"
+    return f"pretraining stopped at {where}; resume with: {resume} (continues from step {saved_step}, the last epoch end)"
