@@ -178,6 +178,47 @@ def test_label_efficiency_log_has_no_escape_codes(checkpoint: Path, data_dir: Pa
     assert re.search(r"INFO .*: \d+/\d+ \w+ \(\d+%\), [\d.e+]+ \w+/s, ETA \d+:\d\d", done.stderr), done.stderr[-2000:]
 
 
+# ---------------------------------------------------------------- the review store and the app
+
+def test_users_without_db_say_which_store_they_use(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MEDSSL_DB", raising=False)
+    monkeypatch.setattr(sys, "stdin", io.StringIO("lee-password\n"))
+    assert main(["users", "add", "dr_lee", "--role", "clinician", "--password-stdin"]) == 0
+    store = tmp_path / "medssl_review.db"
+    err = capsys.readouterr().err
+    assert store.is_file()
+    assert f"WARNING no --db given: creating the review store {store}" in err and "MEDSSL_DB" in err, err
+    assert main(["users", "list"]) == 0  # the same store, found again: said, not warned
+    captured = capsys.readouterr()
+    assert "dr_lee" in captured.out and "WARNING" not in captured.err
+    assert f"INFO review store: {store} (the default" in captured.err
+    other = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    monkeypatch.setenv("MEDSSL_DB", other)
+    assert main(["users", "list"]) == 0
+    assert f"review store: {other} (from $MEDSSL_DB)" in capsys.readouterr().err
+    help_text = subprocess.run([sys.executable, "-m", "medssl", "app", "--help"], capture_output=True, text=True,
+                               cwd=REPO, timeout=120).stdout
+    assert "medssl_review.db in the current folder" in " ".join(help_text.split())
+
+
+def test_app_on_a_busy_port_says_so_in_one_line(tmp_path: Path) -> None:
+    db = tmp_path / "review.db"
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = _medssl("app", "--db", f"sqlite:///{db}", "--port", str(port), timeout=120)
+        demo = _medssl("demo", "--port", str(port), "--out", str(tmp_path / "demo"), timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [f"medssl: error: port {port} is in use; pass --port N"]
+    assert "serving" not in done.stdout + done.stderr
+    assert not db.exists()  # refused before the store was touched
+    # the demo says so before its pipeline runs, not minutes later
+    assert demo.returncode == 2 and demo.stderr.strip().splitlines() == done.stderr.strip().splitlines()
+    assert not (tmp_path / "demo").exists()
+
+
 # ---------------------------------------------------------------- SIGTERM during pretraining
 
 @pytest.mark.slow

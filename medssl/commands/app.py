@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import errno
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
-from medssl.commands.users import DB_HELP
+from medssl.commands.users import DB_HELP, review_store_url
 from medssl.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -26,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Start the Streamlit review app. Clinicians sign in, work through the flagged "
         "cases (highest anomaly score first), look at each case and record confirm / dismiss / a "
         "class with a note; every decision is kept. Data scientists turn the decisions into labels "
-        "and fine-tune. Create accounts first with `medssl users add NAME --role ROLE`.",
+        "and fine-tune. Create accounts first with `medssl users add NAME --role ROLE` (same --db).",
     )
     parser.add_argument("--db", default=None, help=DB_HELP)
     parser.add_argument("--scores", type=Path, default=None,
@@ -39,10 +41,36 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="embeddings file from `medssl score --embeddings`: enables 'similar "
                         "reviewed cases' and the embedding map")
     parser.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1: this machine only)")
-    parser.add_argument("--port", type=int, default=8501, help="port to serve on (default 8501)")
+    parser.add_argument("--port", type=int, default=8501,
+                        help="port to serve on (default 8501); if another program uses it, pick another, e.g. 8502")
     parser.add_argument("--import-only", action="store_true",
                         help="only add the scores to the review store, do not start the app")
     parser.set_defaults(func=run)
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Raise ``ConfigError`` (one line: which port, what to do) when ``host:port`` cannot be served on.
+
+    Streamlit would otherwise print "serving" and then stop on "Port N is not available".
+    """
+    if not 0 < port < 65536:
+        raise ConfigError(f"--port must be between 1 and 65535, got {port}")
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    except socket.gaierror as exc:
+        raise ConfigError(f"--host {host!r} is not an address of this machine ({exc.strerror})") from None
+    with socket.socket(family, kind, proto) as probe:
+        if os.name == "posix":  # as the server binds: a port left in TIME_WAIT by a stopped app is free
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise ConfigError(f"port {port} is in use; pass --port N") from None
+            if exc.errno == errno.EACCES:
+                raise ConfigError(f"port {port} needs administrator rights; pass --port N with N above 1023") from None
+            raise ConfigError(f"cannot serve on {host}:{port} ({exc.strerror}); pass another --host or --port") from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -54,7 +82,9 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--data {args.data} is not a folder; pass the DATA_DIR the scores were computed from")
     if args.embeddings is not None and not args.embeddings.is_file():
         raise ConfigError(f"--embeddings {args.embeddings} does not exist; pass the file `medssl score --embeddings` wrote")
-    engine = make_engine(args.db)
+    if not args.import_only:
+        check_port_free(args.host, args.port)
+    engine = make_engine(review_store_url(args.db))
     if args.scores is not None:
         n = import_scores(engine, args.scores, args.data)
         log.info("imported %d scored cases from %s (%d cases in the store)", n, args.scores, count_cases(engine))

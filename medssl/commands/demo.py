@@ -16,6 +16,7 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from medssl.commands.app import check_port_free
 from medssl.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -86,9 +87,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _medssl(argv: list[str]) -> int:
     from medssl.cli import main
+    from medssl.progress import is_quiet
 
     print(f"\n$ medssl {shlex.join(argv)}", flush=True)
-    return main(argv)
+    return main(["-q", *argv] if is_quiet() else argv)  # `medssl -q demo` stays quiet in every step
 
 
 def _run_domain(d: DemoDomain, out: Path) -> Path | None:
@@ -122,6 +124,8 @@ def run(args: argparse.Namespace) -> int:
     unknown = sorted(set(wanted) - {d.name for d in domains})
     if unknown:
         raise DataError(f"unknown demo domain(s) {unknown}; choose from imaging, transactions, ehr, signals")
+    if not args.no_serve:  # say it now, not after the whole pipeline has run
+        check_port_free("127.0.0.1", args.port)
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     done: dict[str, Path] = {}

@@ -4,15 +4,53 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import logging
+import os
 import sys
+from pathlib import Path
 
-from medssl.review.constants import DB_ENV, MIN_PASSWORD_LENGTH, ROLES
+from medssl.review.constants import DB_ENV, DEFAULT_DB_FILE, MIN_PASSWORD_LENGTH, ROLES
 from medssl.review.errors import UserError
 
+log = logging.getLogger(__name__)
+
 DB_HELP = (
-    "review database URL: sqlite:///path/review.db (default: $%s, else medssl_review.db in the "
-    "current folder) or postgresql+psycopg://user@host/dbname" % DB_ENV
+    "review store (accounts, queue, decisions) as a database URL: sqlite:///path/review.db or "
+    f"postgresql+psycopg://user@host/dbname. Default: ${DB_ENV} if set, else the file "
+    f"{DEFAULT_DB_FILE} in the current folder (created on first use). Give `medssl users` and "
+    "`medssl app` the same store"
 )
+
+
+def review_store_url(db: str | None) -> str:
+    """The review store a command uses: ``--db``, else ``$MEDSSL_DB``, else the default file.
+
+    A store the user did not name on the command line is logged. Creating the default file
+    (``medssl_review.db`` in the current folder) is a warning, so that running from another
+    folder never starts a second, empty store unnoticed.
+    """
+    if db:
+        return db
+    if os.environ.get(DB_ENV):
+        url = os.environ[DB_ENV]
+        log.info("review store: %s (from $%s)", _without_password(url), DB_ENV)
+        return url
+    path = Path.cwd() / DEFAULT_DB_FILE
+    if not path.exists():
+        log.warning("no --db given: creating the review store %s (the default: %s in the current folder; "
+                    "pass --db URL or set %s to use another)", path, DEFAULT_DB_FILE, DB_ENV)
+    else:
+        log.info("review store: %s (the default; pass --db URL or set %s to use another)", path, DB_ENV)
+    return f"sqlite:///{path}"
+
+
+def _without_password(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # malformed: make_engine says so in its own error
+        return url
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -61,7 +99,7 @@ def run_add(args: argparse.Namespace) -> int:
     from medssl.review import add_user, make_engine
 
     password = _read_password(args.password_stdin)
-    account = add_user(make_engine(args.db), args.name, args.role, password)
+    account = add_user(make_engine(review_store_url(args.db)), args.name, args.role, password)
     print(f"created reviewer {account.name} ({account.role})")
     return 0
 
@@ -70,7 +108,7 @@ def run_list(args: argparse.Namespace) -> int:
     """Print the accounts as a small table."""
     from medssl.review import list_users, make_engine
 
-    accounts = list_users(make_engine(args.db))
+    accounts = list_users(make_engine(review_store_url(args.db)))
     print(f"{'name':<24} {'role':<16} created_at")
     for acc in accounts:
         print(f"{acc.name:<24} {acc.role:<16} {acc.created_at:%Y-%m-%d %H:%M} UTC")

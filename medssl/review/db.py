@@ -17,9 +17,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DatabaseError, NoSuchModuleError
 
 from medssl.errors import ConfigError
-from medssl.review.constants import DB_ENV
-
-DEFAULT_DB_FILE = "medssl_review.db"
+from medssl.review.constants import DB_ENV, DEFAULT_DB_FILE
 BUSY_TIMEOUT_S = 30.0
 
 
