@@ -56,6 +56,14 @@ def checkpoint(data_dir: Path) -> Path:
     return run / "checkpoint.pt"
 
 
+@pytest.fixture(scope="module")
+def model(checkpoint: Path, data_dir: Path) -> Path:
+    run = data_dir.parent / "finetune"
+    assert main(["-q", "finetune", "--checkpoint", str(checkpoint), "--data", str(data_dir), "--out", str(run),
+                 "--label-fraction", "0.1", "--mode", "linear"]) == 0
+    return run / "model.pt"
+
+
 # ---------------------------------------------------------------- -q, progress in logs and on a terminal
 
 def test_quiet_pretrain_prints_no_info_lines_and_no_progress_bar(data_dir: Path, tmp_path: Path) -> None:
@@ -176,6 +184,35 @@ def test_label_efficiency_log_has_no_escape_codes(checkpoint: Path, data_dir: Pa
     assert done.returncode == 0, done.stderr[-3000:]
     assert "\x1b" not in done.stderr and "\r" not in done.stderr, repr(done.stderr[-2000:])
     assert re.search(r"INFO .*: \d+/\d+ \w+ \(\d+%\), [\d.e+]+ \w+/s, ETA \d+:\d\d", done.stderr), done.stderr[-2000:]
+
+
+# ---------------------------------------------------------------- evaluate: plots named after the report
+
+def test_write_plots_names_the_files_after_the_report(tmp_path: Path) -> None:
+    import numpy as np
+
+    from medssl.eval.report import write_plots
+
+    y, p = np.array([0, 1, 0, 1]), np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7]])
+    assert write_plots(y, p, ["neg", "pos"], tmp_path, stem="cxr") == {
+        "roc": "cxr.roc.png", "pr": "cxr.pr.png", "confusion": "cxr.confusion.png"}
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["cxr.confusion.png", "cxr.pr.png", "cxr.roc.png"]
+
+
+def test_two_reports_in_one_folder_keep_their_own_plots(model: Path, data_dir: Path, tmp_path: Path) -> None:
+    import json
+
+    reports = tmp_path / "reports"
+    for name, split in (("on_val", "val"), ("on_train", "train")):
+        assert main(["-q", "evaluate", "--model", str(model), "--data", str(data_dir), "--out",
+                     str(reports / f"{name}.json"), "--split", split, "--bootstrap", "20"]) == 0
+    assert sorted(f.name for f in reports.iterdir()) == sorted(
+        f"{name}.{kind}" for name in ("on_val", "on_train") for kind in ("json", "roc.png", "pr.png", "confusion.png"))
+    for name in ("on_val", "on_train"):
+        plots = json.loads((reports / f"{name}.json").read_text())["plots"]
+        assert plots == {"roc": f"{name}.roc.png", "pr": f"{name}.pr.png", "confusion": f"{name}.confusion.png"}
+    for kind in ("roc", "pr", "confusion"):  # different cases, different pictures: neither overwrote the other
+        assert (reports / f"on_val.{kind}.png").read_bytes() != (reports / f"on_train.{kind}.png").read_bytes()
 
 
 # ---------------------------------------------------------------- the review store and the app

@@ -10,7 +10,9 @@ Measure a fine-tuned model on labelled cases it was not trained on.
 Uses the manifest's test split if there is one, else its val split, else every case
 (--split changes that). Writes REPORT_JSON with AUROC, AUPRC, accuracy, balanced accuracy,
 macro F1, per-class precision/recall/F1/support and 95% confidence intervals (bootstrap that
-resamples whole patients), and roc.png, pr.png and confusion.png in the same folder.
+resamples whole patients), and its plots beside it, named after it: for --out reports/cxr.json,
+reports/cxr.roc.png, reports/cxr.pr.png and reports/cxr.confusion.png (so reports of several
+models can share one folder).
 """
 
 
@@ -22,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--model", required=True, metavar="MODEL", help="model.pt written by `medssl finetune`")
     p.add_argument("--data", required=True, metavar="DATA_DIR", help="folder written by `medssl ingest`")
-    p.add_argument("--out", required=True, metavar="REPORT_JSON", help="report file to write (plots go beside it)")
+    p.add_argument("--out", required=True, metavar="REPORT_JSON", help="report file to write, e.g. reports/cxr.json (its plots go beside it)")
     p.add_argument("--labels", metavar="CSV", help="CSV with case_id,label or patient_id,label (default: manifest labels)")
     p.add_argument("--split", help="evaluate this split (train, val, test, or all) instead of the default")
     p.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="bootstrap resamples for the CIs (default 1000)")
