@@ -290,3 +290,50 @@ def test_sigterm_stops_pretraining_with_the_resume_command(data_dir: Path, tmp_p
     assert load_checkpoint(run / "checkpoint.pt").meta["global_step"] == saved + 4
     steps = [int(line.split(",")[1]) for line in (run / "metrics.csv").read_text().splitlines()[1:]]
     assert steps == list(range(1, saved + 5))  # continued where it was saved: no gap, no repeat
+
+
+# ---------------------------------------------------------------- the README, as a new user reads it
+
+def _readme_section(title: str) -> str:
+    text = (REPO / "README.md").read_text()
+    return text.split(f"## {title}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def _commands(section: str) -> list[list[str]]:
+    """The ``medssl ...`` command lines of a section's first code block, continuation lines joined."""
+    block = section.split("```bash\n", 1)[1].split("```", 1)[0]
+    joined = re.sub(r"\\\n\s*", " ", block)
+    return [shlex.split(line.split("  #")[0]) for line in joined.splitlines() if line.startswith("medssl ")]
+
+
+def test_readme_loop_commands_parse_and_serve_the_embeddings_they_write(capsys) -> None:
+    loop = _readme_section("The loop, step by step")
+    commands = _commands(loop)
+    assert len(commands) >= 12
+    parser = build_parser()
+    for argv in commands:
+        try:
+            parser.parse_args(argv[1:])
+        except SystemExit:
+            pytest.fail(f"README command does not parse: {shlex.join(argv)}\n{capsys.readouterr().err}")
+    score = next(a for a in commands if a[1] == "score")
+    app = next(a for a in commands if a[1] == "app")
+    written = score[score.index("--embeddings") + 1]
+    assert app[app.index("--embeddings") + 1] == written
+    assert app[app.index("--scores") + 1] == score[score.index("--out") + 1]
+
+
+def test_readme_says_how_to_get_medssl_on_the_path_and_what_site_key_is() -> None:
+    quickstart = _readme_section("Quickstart")
+    assert "source .venv/bin/activate" in quickstart and ".venv/bin/medssl" in quickstart
+    loop = _readme_section("The loop, step by step")
+    before_use = loop.split('--pseudonymize-key "$SITE_KEY"')[0]
+    assert "export SITE_KEY=" in before_use and "secrets.token_hex(32)" in before_use
+
+
+def test_readme_and_demo_help_give_the_same_measured_demo_time() -> None:
+    readme = " ".join((REPO / "README.md").read_text().split())
+    help_text = " ".join(_medssl("demo", "--help", timeout=120).stdout.split())
+    found = re.search(r"`make demo` took ([^()]+?) \(measured (\d{4}-\d\d-\d\d)", readme)
+    assert found, "README: no measured `make demo` time"
+    assert f"took {found[1]} (measured {found[2]}" in help_text, help_text
