@@ -1,9 +1,13 @@
-"""Domain panels of the case page (kept out of case.py so that page reads top to bottom)."""
+"""Panels of the case page (kept out of case.py so that page reads top to bottom).
+
+Each domain says what its case shows (``medssl.review.case_view.view_case``: an image, a timeline,
+a series, tables or a notice); this module draws each kind of view, whatever the domain.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -38,34 +42,35 @@ def _embeddings(path: str) -> tuple[list[str], Any]:
     return read_embeddings(path)
 
 
+@st.cache_data(show_spinner=False)
+def _view(data_dir: str, case_id: str, version: int) -> case_view.CaseViewData:
+    manifest = _manifest(data_dir, version)
+    domain = str(manifest.loc[manifest["case_id"] == case_id, "domain"].iloc[0])
+    return case_view.view_case(data_dir, manifest, case_id, lambda: _dataset(data_dir, domain, version))
+
+
 def show_case(case: dict[str, Any]) -> None:
     """The case's data as its domain shows it best, or an info box saying why it cannot."""
     data_dir = case["data_dir"]
     if not data_dir or not (Path(data_dir) / "manifest.parquet").is_file():
         st.info("This case's data folder is not known here; start the app with `--data DATA_DIR` to see the case.")
         return
-    manifest = _manifest(data_dir, _version(data_dir))
-    match = manifest.index[manifest["case_id"] == case["case_id"]]
-    if len(match) == 0:
+    version = _version(data_dir)
+    manifest = _manifest(data_dir, version)
+    if not (manifest["case_id"] == case["case_id"]).any():
         st.info(f"Case {case['case_id']} is not in {data_dir}/manifest.parquet.")
         return
-    row = manifest.loc[match[0]].to_dict()
     try:
-        if case["domain"] == "imaging":
-            _imaging(row)
-        elif case["domain"] == "transactions":
-            _transactions(manifest, row)
-        elif case["domain"] == "signals":
-            _signal(data_dir, row)
-        else:
-            _series(data_dir, case["domain"], manifest, row)
+        view = _view(data_dir, case["case_id"], version)
     except MedsslError as exc:
         st.error(f"The case could not be read: {exc}")
+        return
+    PANELS[type(view)](view)
 
 
-def _imaging(row: dict[str, Any]) -> None:
-    frames = case_view.image_frames(row)
-    frame = st.slider("Frame", 0, len(frames) - 1, int(row.get("frame") or 0)) if len(frames) > 1 else 0
+def _image(view: case_view.ImageView) -> None:
+    frames = view.frames
+    frame = st.slider("Frame", 0, len(frames) - 1, view.frame) if len(frames) > 1 else 0
     center, width = case_view.default_window(frames)
     lo, hi = float(frames.min()), float(frames.max())
     span = max(hi - lo, 1e-6)
@@ -76,73 +81,53 @@ def _imaging(row: dict[str, Any]) -> None:
              caption=f"frame {frame + 1} of {len(frames)} · window {window:.4g} / level {level:.4g}")
 
 
-def _series(data_dir: str, domain: str, manifest: pd.DataFrame, row: dict[str, Any]) -> None:
-    dataset = _dataset(data_dir, domain, _version(data_dir))
-    if dataset is None:
-        st.info(f"The {domain} reader is not installed in this medssl, so this case cannot be shown yet.")
-        return
-    rows = manifest[manifest["domain"] == domain].reset_index(drop=True)
-    x = dataset[int(rows.index[rows["case_id"] == row["case_id"]][0])]
+def _timeline(view: case_view.TimelineView) -> None:
+    obs = view.observations
+    shown = st.multiselect("Variables", sorted(obs["variable"].unique()), default=view.default)
     fig, ax = plt.subplots(figsize=(9, 3.5))
-    if domain == "ehr":
-        obs = case_view.ehr_observations(x, dataset.preprocessing)
-        counts = obs["variable"].value_counts()  # default: the stay's most often measured (the vitals)
-        default = sorted(sorted(counts.index, key=lambda v: (-counts[v], v))[:4])
-        shown = st.multiselect("Variables", sorted(counts.index), default=default)
-        for name in shown:
-            part = obs[obs["variable"] == name]
-            ax.plot(part["time_h"], part["value"], marker="o", label=name)
-        ax.set_xlabel("hours since admission")
-        st.caption("Points are the measured values; lines only join them.")
-    else:
-        frame = case_view.series_frame(x)
-        for name in frame.columns:
-            ax.plot(frame.index, frame[name], linewidth=0.8, label=name)
-        ax.set_xlabel("sample")
+    for name in shown:
+        part = obs[obs["variable"] == name]
+        ax.plot(part["time_h"], part["value"], marker="o", label=name)
+    ax.set_xlabel(view.x_label)
+    if view.caption:
+        st.caption(view.caption)
     ax.legend(loc="upper right", fontsize="small")
     st.pyplot(fig)
     plt.close(fig)
 
 
-def _signal(data_dir: str, row: dict[str, Any]) -> None:
-    frame = case_view.signal_window(data_dir, row)
-    beat = case_view.beat_offset(row, len(frame))
+def _series(view: case_view.SeriesView) -> None:
+    frame = view.frame
     fig, ax = plt.subplots(figsize=(9, 3.5))
     for name in frame.columns:
         ax.plot(frame.index, frame[name], linewidth=0.8, label=name)
-    if beat is not None:
-        ax.axvline(beat, color="red", linestyle="--", label="the beat")
-    ax.set_xlabel("sample in the window")
+    if view.marker is not None:
+        ax.axvline(view.marker, color="red", linestyle="--", label=view.marker_label)
+    ax.set_xlabel(view.x_label)
     ax.legend(loc="upper right", fontsize="small")
     st.pyplot(fig)
     plt.close(fig)
-    if beat is not None:
-        st.caption(f"Beat {row['symbol']} (class {row['label']}) at sample {int(row['sample'])} of record "
-                   f"{row['record']}; the red line marks it, {beat} samples into the window "
-                   f"({len(frame) / float(row['fs']):.2f} s at {float(row['fs']):g} Hz).")
-    else:
-        st.caption(f"Window of {len(frame)} samples, {', '.join(frame.columns)}.")
+    if view.caption:
+        st.caption(view.caption)
 
 
-def _transactions(manifest: pd.DataFrame, row: dict[str, Any]) -> None:
-    rows = manifest[manifest["domain"] == "transactions"]
-    st.subheader("The transaction")
-    st.dataframe(pd.DataFrame([row]), hide_index=True)
-    cols = case_view.numeric_columns(rows)
-    if cols:
-        st.subheader("Features that deviate most")
-        st.dataframe(case_view.deviating_features(rows.loc[rows["case_id"] == row["case_id"], cols].to_numpy()[0],
-                                                  rows[cols].to_numpy(), cols), hide_index=True)
-    st.subheader("The entity's history")
-    history = rows[rows["patient_id"] == row["patient_id"]]
-    if len(history) < 2:
-        st.caption("No other transaction of this entity in the data."
-                   + (" It was ingested without --entity-col: each transaction is its own entity."
-                      if (rows["patient_id"] == rows["case_id"]).all() else ""))
-        return
-    if "time" in history.columns:
-        history = history.sort_values("time", kind="stable")
-    st.dataframe(history, hide_index=True)
+def _tables(view: case_view.TablesView) -> None:
+    for section in view.sections:
+        st.subheader(section.title)
+        if section.table is not None:
+            st.dataframe(section.table, hide_index=True)
+        if section.caption:
+            st.caption(section.caption)
+
+
+def _notice(view: case_view.Notice) -> None:
+    st.info(view.message)
+
+
+PANELS: dict[type, Callable[[Any], None]] = {
+    case_view.ImageView: _image, case_view.TimelineView: _timeline, case_view.SeriesView: _series,
+    case_view.TablesView: _tables, case_view.Notice: _notice,
+}
 
 
 def show_similar(case_id: str, embeddings: str | None, states: dict[str, Any]) -> None:

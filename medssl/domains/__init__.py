@@ -8,6 +8,7 @@ classifier read, and how they are fitted (``medssl.domains.recipe``).
 from __future__ import annotations
 
 from medssl.domains import generic, transactions  # noqa: F401  (registers the recipes)
+from medssl.domains.case_views import CaseContext, case_view, register_case_view
 from medssl.domains.recipe import (
     ANOMALY_RECIPES,
     FEW_LABEL_RECIPES,
@@ -43,4 +44,4 @@ def list_recipes() -> dict[str, list[str]]:
 
 
 __all__ = ["AnomalyRecipe", "FewLabelRecipe", "anomaly_recipe", "few_label_recipe", "default_recipes",
-           "list_recipes", "linear_head"]
+           "list_recipes", "linear_head", "CaseContext", "case_view", "register_case_view"]

@@ -87,3 +87,48 @@ RAW_SCORE_LOGREG = register_few_label_recipe(FewLabelRecipe(
     features=raw_and_percentile,
     fit=fit_logreg_cv,
 ))
+
+
+# How a transaction case is shown on the review page (medssl.domains.case_views).
+
+import pandas as pd  # noqa: E402  (the case view sits after the recipes)
+
+from medssl.domains.case_views import (  # noqa: E402
+    CaseContext,
+    TablesView,
+    TableSection,
+    deviating_features,
+    register_case_view,
+)
+
+# manifest columns that are no feature of a transaction: ids, labels, splits, positions, and the
+# transaction time (it orders an entity's history)
+NON_FEATURE_COLUMNS = {"case_id", "patient_id", "domain", "label", "split", "row", "time", "array_index", "frame"}
+
+
+def numeric_columns(manifest: pd.DataFrame) -> list[str]:
+    """Manifest columns holding a case's numeric features (``NON_FEATURE_COLUMNS`` excluded)."""
+    return [c for c in manifest.columns if c not in NON_FEATURE_COLUMNS and pd.api.types.is_numeric_dtype(manifest[c])
+            and not pd.api.types.is_bool_dtype(manifest[c])]
+
+
+@register_case_view("transactions")
+def transaction_case_view(ctx: CaseContext) -> TablesView:
+    """The transaction's row, its most deviating features, and its entity's other transactions."""
+    rows, row = ctx.rows, ctx.row
+    sections = [TableSection("The transaction", pd.DataFrame([row]))]
+    cols = numeric_columns(rows)
+    if cols:
+        sections.append(TableSection("Features that deviate most",
+                                     deviating_features(rows.loc[ctx.index, cols].to_numpy(), rows[cols].to_numpy(), cols)))
+    history = rows[rows["patient_id"] == row["patient_id"]]
+    if len(history) < 2:
+        own = (rows["patient_id"] == rows["case_id"]).all()
+        sections.append(TableSection("The entity's history", caption="No other transaction of this entity in the data."
+                                     + (" It was ingested without --entity-col: each transaction is its own entity."
+                                        if own else "")))
+    else:
+        if "time" in history.columns:
+            history = history.sort_values("time", kind="stable")
+        sections.append(TableSection("The entity's history", history))
+    return TablesView(sections)

@@ -1,0 +1,124 @@
+"""Case views: each domain says how its cases are shown, and an image case shows the pixels the model saw.
+
+The imaging checks use real colour inputs: pydicom's RGB test files (one frame, two frames, and a
+480 x 640 ultrasound the dataset resizes) ingested with ``medssl ingest dicom``, and real
+PneumoniaMNIST images made RGB (three different channels) in a MedMNIST-style npz.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from medssl.cli import main
+from medssl.data import ErrorLog, read_manifest, write_manifest
+from medssl.data.imaging.dataset import ImagingDataset
+from medssl.data.imaging.intensity import scale_intensity
+from medssl.data.imaging.npz import scan_npz
+from medssl.data.imaging.preprocessing import to_square
+from medssl.domains.case_views import (
+    CASE_VIEWS,
+    CaseContext,
+    ImageView,
+    Notice,
+    case_view_provider,
+    generic_case_view,
+    register_case_view,
+)
+from medssl.review.case_view import view_case
+
+LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R 601, written out here on purpose
+RGB_DICOM = ("SC_rgb.dcm", "SC_rgb_2frame.dcm", "US1_UNCR.dcm")
+
+
+def _model_input(view: ImageView, dataset: ImagingDataset) -> np.ndarray:
+    """What the dataset feeds the model, recomputed from the shown frame: scale, pad, resize."""
+    return to_square(scale_intensity(view.frames[view.frame], dataset.preprocessing), dataset.size).numpy()
+
+
+def test_colour_npz_case_shows_the_grey_the_dataset_scores(shared_data: Path, tmp_path: Path) -> None:
+    with np.load(shared_data / "imaging" / "pneumoniamnist_trainval.npz") as archive:
+        grey_images, labels = archive["val_images"][:6], archive["val_labels"][:6]
+    # three different channels, so the channel mean and the luminance differ
+    rgb = np.stack([grey_images, grey_images[:, ::-1], 255 - grey_images], axis=-1).astype(np.uint8)
+    np.savez(tmp_path / "colour.npz", val_images=rgb, val_labels=labels)
+    manifest = scan_npz(tmp_path / "colour.npz", ErrorLog())
+    write_manifest(manifest, tmp_path / "data")
+    manifest = read_manifest(tmp_path / "data")
+    dataset = ImagingDataset(tmp_path / "data", manifest)
+    assert dataset.size == 28  # native size: the dataset does not resize
+    for i, case_id in enumerate(manifest["case_id"]):
+        view = view_case(tmp_path / "data", manifest, case_id)
+        assert isinstance(view, ImageView) and view.frames.shape == (1, 28, 28) and view.frame == 0
+        luminance = (rgb[i].astype(np.float32) @ LUMA.astype(np.float32))
+        np.testing.assert_array_equal(view.frames[0], luminance)
+        assert np.abs(view.frames[0] - rgb[i].mean(axis=-1)).max() > 1  # not the plain channel mean
+        np.testing.assert_array_equal(_model_input(view, dataset), dataset[i].numpy())
+
+
+def test_rgb_dicom_case_shows_the_grey_the_dataset_scores(tmp_path: Path) -> None:
+    import pydicom
+    from pydicom.data import get_testdata_file
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in RGB_DICOM:
+        shutil.copy(get_testdata_file(name), src / name)
+    two = pydicom.dcmread(src / "SC_rgb_2frame.dcm")  # shares its SOP Instance UID with SC_rgb.dcm
+    two.SOPInstanceUID = two.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+    two.save_as(src / "SC_rgb_2frame.dcm")
+    assert main(["-q", "ingest", "dicom", str(src), "--out", str(tmp_path / "data"), "--workers", "1"]) == 0
+    manifest = read_manifest(tmp_path / "data")
+    assert sorted(Path(p).name for p in manifest["path"]) == sorted(
+        ["SC_rgb.dcm", "SC_rgb_2frame.dcm", "SC_rgb_2frame.dcm", "US1_UNCR.dcm"])
+    dataset = ImagingDataset(tmp_path / "data", manifest, cache=False)
+    for i, row in manifest.iterrows():
+        view = view_case(tmp_path / "data", manifest, row["case_id"])
+        rgb = pydicom.dcmread(row["path"]).pixel_array.astype(np.float64)
+        rgb = rgb if rgb.ndim == 4 else rgb[None]  # (frames, H, W, 3)
+        assert isinstance(view, ImageView) and view.frames.shape == rgb.shape[:3]  # its stored size
+        assert view.frame == int(row["frame"])
+        np.testing.assert_allclose(view.frames, rgb @ LUMA, rtol=1e-6, atol=1e-4)
+        assert np.abs(view.frames - rgb.mean(axis=-1)).max() > 1  # not the plain channel mean
+        np.testing.assert_array_equal(_model_input(view, dataset), dataset[i].numpy())
+    assert dataset.size == 224 and (480, 640) in {view_case(tmp_path / "data", manifest, c).frames.shape[1:]
+                                                    for c in manifest["case_id"]}
+
+
+def test_every_built_in_domain_has_its_own_case_view() -> None:
+    for domain in ("imaging", "ehr", "signals", "transactions"):
+        provider = case_view_provider(domain)
+        assert provider is CASE_VIEWS[domain] and provider is not generic_case_view
+        assert provider.__module__ == f"medssl.domains.{domain}"
+    assert case_view_provider("genomics") is generic_case_view
+
+
+def test_a_domain_without_a_reader_gets_a_notice(tmp_path: Path) -> None:
+    manifest = pd.DataFrame({"case_id": ["a", "b"], "patient_id": ["p", "q"], "domain": ["genomics", "genomics"]})
+    view = view_case(tmp_path, manifest, "b")
+    assert view == Notice("The genomics reader is not installed in this medssl, so this case cannot be shown yet.")
+    with pytest.raises(KeyError):
+        CaseContext.of(tmp_path, manifest, "missing")
+
+
+def test_a_domain_has_one_case_view() -> None:
+    case_view_provider("imaging")  # the built-in providers are registered
+    with pytest.raises(ValueError, match="registered twice"):
+        register_case_view("imaging")(lambda ctx: Notice("another"))
+
+
+def test_dicom_ingested_with_voi_is_shown_through_its_voi_window(tmp_path: Path) -> None:
+    from pydicom.data import get_testdata_file
+
+    src = tmp_path / "src"
+    src.mkdir()
+    shutil.copy(get_testdata_file("MR_small.dcm"), src / "mr.dcm")  # WindowCenter 600 / Width 1600
+    assert main(["-q", "ingest", "dicom", str(src), "--out", str(tmp_path / "data"), "--workers", "1", "--voi"]) == 0
+    manifest = read_manifest(tmp_path / "data")
+    dataset = ImagingDataset(tmp_path / "data", manifest, {"size": 64}, cache=False)
+    view = view_case(tmp_path / "data", manifest, manifest["case_id"].iloc[0])
+    np.testing.assert_array_equal(_model_input(view, dataset), dataset[0].numpy())
