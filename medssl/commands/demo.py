@@ -87,7 +87,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _medssl(argv: list[str]) -> int:
-    from medssl.cli import main
+    from medssl.commands.main import main
     from medssl.progress import is_quiet
 
     print(f"\n$ medssl {shlex.join(argv)}", flush=True)
