@@ -26,9 +26,8 @@ class ECODScorer(AnomalyScorer):
     instead: only the tail a dimension's reference skewness points to counts, weighted by how
     skewed that dimension is. A one-sided tail population in the reference (e.g. a few percent of
     unlabelled frauds pulling some features one way) makes those dimensions skewed, so evidence in
-    them weighs more, while symmetric dimensions (``skew = 0``) are ignored. No labels are used;
-    ``skew_power=2`` was chosen on a labelled validation part of the reference halves of the
-    transaction benchmark (``benchmarks/anomaly_transactions.py``), never on its evaluation half.
+    them weighs more, while symmetric dimensions (``skew = 0``) are ignored. No labels are used.
+    The default ``skew_power=2`` comes from ``benchmarks/_select_anomaly_transactions.py``.
     """
 
     name = "ecod"

@@ -20,9 +20,10 @@ def knn_mean_distance(query: np.ndarray, reference: np.ndarray, k: int, skip_sel
     distance less the query's own ``|q|^2``, which does not change the order; one ``torch.addmm``)
     and ``torch.topk``; then the distances to
     those ``k`` are recomputed exactly in float64 (float32 alone would turn near-duplicates'
-    rounding noise into distances of ~1e-6). About 2-3x faster than sklearn's float64 brute
-    force on CPU. Query blocks keep memory bounded. ``skip_self`` drops the nearest hit (the
-    query itself when ``query`` is ``reference``: leave-one-out). ``reference32`` is
+    rounding noise into distances of ~1e-6). Cheaper than a float64 brute force (scikit-learn's),
+    with the same neighbours (``tests/test_scorers.py``); ``benchmarks/bench_score.py`` measures
+    it as part of ``medssl score``. Query blocks keep memory bounded. ``skip_self`` drops the
+    nearest hit (the query itself when ``query`` is ``reference``: leave-one-out). ``reference32`` is
     ``reference`` as a float32 tensor, when the caller keeps one.
     """
     ref64 = torch.from_numpy(np.ascontiguousarray(reference, dtype=np.float64))

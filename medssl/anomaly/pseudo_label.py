@@ -29,8 +29,8 @@ class PseudoLabelScorer(AnomalyScorer):
     own top cases (e.g. extreme in the opposite direction) can score low, so this scorer is meant
     for data whose anomalies resemble the reference's most anomalous part, not as a general
     outlier detector (rank-average it with its base in an ``ensemble`` for that).
-    ``contamination=0.05`` and ``C=0.1`` were chosen on a labelled validation part of the
-    reference halves of ``benchmarks/anomaly_transactions.py``, never on its evaluation half.
+    The defaults ``contamination=0.05`` and ``C=0.1`` come from
+    ``benchmarks/_select_anomaly_transactions.py``.
     Only the linear model is kept after ``fit`` (the base scorer is dropped); the state holds the
     coefficients, the intercept and the hyperparameters.
     """

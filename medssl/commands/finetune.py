@@ -25,9 +25,9 @@ Modes:
 Semi-supervised (--unlabelled spread, linear mode): the train-split cases outside the labelled
 subset are used too, without their labels: the few labels are spread to them along the
 pretrained embeddings' nearest-neighbour graph (label spreading), and the logistic regression is
-fitted on labelled + spread cases. Whether it helps depends on the data: on PneumoniaMNIST it
-gained nothing at 1% of the labels and +0.005 AUROC at 10%; compare with `medssl label-efficiency
---modes linear,spread`. Settings spread_k (graph neighbours, default 10), spread_alpha (default
+fitted on labelled + spread cases. Whether it helps depends on the data: measure it on yours
+with `medssl label-efficiency --modes linear,spread` (benchmarks/label_efficiency_pneumonia.py
+does so on PneumoniaMNIST). Settings spread_k (graph neighbours, default 10), spread_alpha (default
 0.2) and spread_class_mass (default false) via --config.
 
 Writes RUN_DIR/model.pt (encoder + classifier + anomaly scorer; use it with `medssl evaluate`

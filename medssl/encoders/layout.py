@@ -1,8 +1,9 @@
 """Memory layout for CPU work: conv encoders run faster channels-last (NHWC).
 
 oneDNN's 2-D convolutions and pooling are markedly faster on NHWC tensors than on NCHW ones for
-small images (``small_cnn`` at 28 px: inference ~1.8x, a training step ~1.5x). Values are the
-same up to float rounding. Used by ``medssl score`` (``InferenceEncoder``), pretraining and full
+small images such as ``small_cnn``'s 28 px (``benchmarks/bench_score.py`` and
+``benchmarks/bench_pretrain.py`` measure the paths that use it). Values are the same up to float
+rounding. Used by ``medssl score`` (``InferenceEncoder``), pretraining and full
 fine-tuning.
 """
 

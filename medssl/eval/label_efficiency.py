@@ -23,22 +23,18 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from medssl.errors import ConfigError, LabelError  # noqa: E402
-from medssl.eval.evaluate import choose_split  # noqa: E402
-from medssl.metrics import point_metrics  # noqa: E402
-from medssl.atomic import write_json  # noqa: E402
-from medssl.models import build_encoder, embed, resolve_device  # noqa: E402
-from medssl.train.classifier import fit_classifier, proba_from_embeddings  # noqa: E402
-from medssl.train.finetune_config import FinetuneConfig  # noqa: E402
-from medssl.train.finetune_data import load_data  # noqa: E402
-from medssl.train.labels import draw_labelled_subset  # noqa: E402
+from medssl.errors import ConfigError, LabelError
+from medssl.eval.evaluate import choose_split
+from medssl.metrics import point_metrics
+from medssl.atomic import write_json
+from medssl.models import build_encoder, embed, resolve_device
+from medssl.train.classifier import fit_classifier, proba_from_embeddings
+from medssl.train.finetune_config import FinetuneConfig
+from medssl.train.finetune_data import load_data
+from medssl.train.labels import draw_labelled_subset
 
 log = logging.getLogger(__name__)
 
@@ -143,8 +139,14 @@ def summarize(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def plot_curves(summary: pd.DataFrame, path: Path) -> None:
-    """AUROC mean +- std vs label fraction (log x), one line per method."""
-    fig, ax = plt.subplots(figsize=(6, 4.5))
+    """AUROC mean +- std vs label fraction (log x), one line per method.
+
+    Drawn on a ``matplotlib.figure.Figure`` outside pyplot (as ``medssl.eval.report`` does): saving
+    renders with Agg, and no global backend is switched (a notebook keeps its inline plots)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 4.5))
+    ax = fig.subplots()
     for method, part in summary.groupby("method"):
         ax.errorbar(part["fraction"] * 100, part["auroc_mean"], yerr=part["auroc_std"], marker="o", capsize=3, label=method)
     ax.set_xscale("log")
@@ -155,7 +157,6 @@ def plot_curves(summary: pd.DataFrame, path: Path) -> None:
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def write_outputs(table: pd.DataFrame, out: Path, context: dict[str, Any]) -> dict[str, Any]:
