@@ -23,8 +23,9 @@ data_dir = st.text_input("DATA_DIR (the ingested data the labels refer to)", val
 source = st.radio("Labels", ["review decisions", "uploaded CSV", "the manifest's own labels"], horizontal=True)
 uploaded = st.file_uploader("Labels CSV with columns case_id,label", type="csv") if source == "uploaded CSV" else None
 c1, c2 = st.columns(2)
-mode = c1.selectbox("Mode", ["linear", "knn", "full"], help="linear: logistic regression on frozen features "
-                    "(fast, robust with few labels); knn: nearest labelled cases; full: train the encoder too (slow)")
+mode = c1.selectbox("Mode", ["auto", "linear", "knn", "full"], help="auto: the data domain's few-label recipe (the "
+                    "default, chosen by measurement); linear: logistic regression on frozen features (fast, robust "
+                    "with few labels); knn: nearest labelled cases; full: train the encoder too (slow)")
 shots = c2.number_input("Labels per class (0 = every label available)", min_value=0, value=0, step=1)
 out_dir = st.text_input("Output folder (RUN_DIR)", value=str(Path(checkpoint).parent / "finetune-app") if checkpoint else "")
 

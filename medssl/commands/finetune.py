@@ -17,6 +17,10 @@ cases are never divided), exactly as many as asked. Labels come from --labels CS
 (columns case_id,label or patient_id,label) or else from the manifest's label column.
 
 Modes:
+  auto    (default) the data domain's few-label recipe, chosen by measurement and named in the
+          checkpoint: for transactions "recipe"; for images, ICU stays and signals "linear"
+  recipe  the domain's own recipe; transactions: a logistic regression (strength chosen by
+          cross-validation on the labelled cases) on the raw columns + the anomaly percentile
   linear  logistic regression on the frozen encoder's features (fast; a good first look)
   knn     the k nearest labelled cases vote (no training at all)
   full    the encoder is trained too, gently (smaller learning rate), class-weighted,
@@ -50,7 +54,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     size.add_argument("--label-fraction", type=float, metavar="F",
                       help="use this fraction (0-1] of the labelled train cases, e.g. 0.01 for 1%% (default: all)")
     size.add_argument("--shots", type=int, metavar="K", help="use exactly K labelled cases of every class")
-    p.add_argument("--mode", choices=["linear", "knn", "full"], help="how to train (default: linear)")
+    p.add_argument("--mode", choices=["auto", "recipe", "linear", "knn", "full"],
+                   help="how to train (default: auto = the data domain's few-label recipe)")
     p.add_argument("--unlabelled", choices=["ignore", "spread"],
                    help="linear mode: 'spread' also learns from the unlabelled train cases by label spreading (default: ignore)")
     p.add_argument("--seed", type=int, help="random seed: which cases are drawn, and training (default: 0)")
