@@ -23,6 +23,7 @@ from torch import nn
 
 from medssl.checkpoints import Checkpoint, file_sha256, load_checkpoint
 from medssl.domains import AnomalyRecipe, FewLabelRecipe, anomaly_recipe, few_label_recipe
+from medssl.domains.recipe import embedding_features
 from medssl.encoders.inference import InferenceEncoder
 from medssl.errors import CheckpointError, ConfigError
 from medssl.models.embed import resolve_device
@@ -158,9 +159,20 @@ class Model:
         labels = np.asarray([self.classes[i] for i in best.tolist()], dtype=object)
         return labels, proba[np.arange(len(best)), best].astype(np.float64)
 
+    @property
+    def needs_inputs(self) -> bool:
+        """Whether scoring reads the inputs ``x`` besides the embeddings (a recipe on raw columns);
+        when not, ``run_embedded(None, emb)`` scores many batches' embeddings at once."""
+        return (self.anomaly_recipe.features is not embedding_features
+                or (self.few_label_recipe is not None and self.head is not None and self.knn is None))
+
     def run_batch(self, x: torch.Tensor) -> BatchOutput:
         """Embed, anomaly-score and classify one batch ``(B, *input_shape)``."""
-        emb = self.embed(x)
+        return self.run_embedded(x, self.embed(x))
+
+    def run_embedded(self, x: torch.Tensor | None, emb: torch.Tensor) -> BatchOutput:
+        """Anomaly-score and classify embeddings ``(B, D)`` of inputs ``x`` (``None`` allowed
+        when ``needs_inputs`` is false)."""
         score = pct = None
         if self.scorer is not None:
             score, pct = self.anomaly(self.anomaly_features(x, emb))

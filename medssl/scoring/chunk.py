@@ -119,12 +119,18 @@ def score_chunk(
     """Decode, embed, anomaly-score and predict the manifest ``rows`` (one chunk)."""
     ok: list[torch.Tensor] = []
     outs = []
+    pending: list[torch.Tensor] = []  # embeddings scored together at the end of the chunk (fewer, larger calls)
     errors: list[tuple[int, str, str]] = []
     for batch in _batches(model, data_dir, rows, batch_size, num_workers):
         errors.extend((i, path, reason) for i, (path, reason) in batch["errors"])
         if batch["x"] is not None:
             ok.append(batch["index"])
-            outs.append(model.run_batch(batch["x"]))
+            if model.needs_inputs:
+                outs.append(model.run_batch(batch["x"]))
+            else:
+                pending.append(model.embed(batch["x"]))
+    if pending:
+        outs.append(model.run_embedded(None, torch.cat(pending)))
     n = sum(len(o.embeddings) for o in outs)
     if not n:
         dim = int(model.encoder.num_features)
