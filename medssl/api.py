@@ -8,7 +8,7 @@
     model = medssl.finetune(ckpt, "data/cards", "runs/cards_ft", labels="labels.csv")
     report = medssl.evaluate(model, "data/cards", "reports/cards.json")
     m = medssl.load_model(model)
-    m.predict_proba("data/cards"); m.anomaly_score("data/cards"); m.embed_all("data/cards")
+    m.predict_proba("data/cards"); m.anomaly_score("data/cards"); m.embed("data/cards")
 
 Every function takes the paths the CLI takes and returns what the CLI writes (paths, a report
 dict, a scores DataFrame); options are keyword arguments named like the CLI flags

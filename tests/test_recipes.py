@@ -37,7 +37,7 @@ def _inputs(data_dir: Path, ckpt: Path) -> tuple[pd.DataFrame, torch.Tensor, tor
     manifest = read_manifest(data_dir)
     meta = load_checkpoint(ckpt).meta
     x = get_domain("transactions").make_dataset(data_dir, manifest, meta["preprocessing"]).items
-    return manifest, x, load_model(ckpt).embed(x)
+    return manifest, x, torch.from_numpy(load_model(ckpt).embed(x))
 
 
 def test_transactions_defaults_and_preset_name_the_recipes(cards) -> None:
@@ -106,6 +106,10 @@ def test_finetune_auto_fits_the_few_label_recipe_and_score_applies_it(cards, tmp
     p1 = 1.0 / (1.0 + np.exp(-(logits[:, 1] - logits[:, 0])))
     got = np.where(scores["predicted_label"] == "1", scores["predicted_proba"], 1 - scores["predicted_proba"])
     np.testing.assert_allclose(got, p1, rtol=1e-4, atol=1e-6)
+    # the Python API's loaded model computes the same on in-memory inputs (dataset items as an array)
+    np.testing.assert_allclose(model.predict_proba(x.numpy())[:, 1], p1, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(model.anomaly_score(x.numpy()), scores["anomaly_score"].to_numpy(), rtol=1e-6)
+    assert model.embed(x.numpy()).shape == (len(manifest), 64)
     from sklearn.metrics import average_precision_score
 
     test = (manifest["split"] == "test").to_numpy()

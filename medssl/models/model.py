@@ -118,8 +118,8 @@ class Model:
 
     # ---- one batch ------------------------------------------------------------------------
     @torch.inference_mode()
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """Embeddings ``(B, D)`` float32 on the CPU for inputs ``(B, *input_shape)``."""
+    def embed_batch(self, x: torch.Tensor) -> torch.Tensor:
+        """Embeddings ``(B, D)`` float32 on the CPU for one batch of inputs ``(B, *input_shape)``."""
         return self.encoder(x.to(self.device, non_blocking=True)).float().cpu()
 
     def anomaly_features(self, x: torch.Tensor, emb: torch.Tensor) -> np.ndarray:
@@ -168,7 +168,7 @@ class Model:
 
     def run_batch(self, x: torch.Tensor) -> BatchOutput:
         """Embed, anomaly-score and classify one batch ``(B, *input_shape)``."""
-        return self.run_embedded(x, self.embed(x))
+        return self.run_embedded(x, self.embed_batch(x))
 
     def run_embedded(self, x: torch.Tensor | None, emb: torch.Tensor) -> BatchOutput:
         """Anomaly-score and classify embeddings ``(B, D)`` of inputs ``x`` (``None`` allowed
@@ -200,10 +200,10 @@ class Model:
     def _collect(self, data: Any, batch_size: int) -> list[BatchOutput]:
         return [self.run_batch(x) for x in self._batches(data, batch_size)]
 
-    def embed_all(self, data: Any, batch_size: int = 256) -> np.ndarray:
+    def embed(self, data: Any, batch_size: int = 256) -> np.ndarray:
         """Embeddings ``(N, D)`` of a DATA_DIR (every manifest row) or of inputs ``(N, *input_shape)``
         (dataset items: already preprocessed as the model's domain dataset gives them)."""
-        return torch.cat([self.embed(x) for x in self._batches(data, batch_size)]).numpy()
+        return torch.cat([self.embed_batch(x) for x in self._batches(data, batch_size)]).numpy()
 
     def predict_proba(self, data: Any, batch_size: int = 256) -> np.ndarray:
         """Class probabilities ``(N, C)`` (column c = ``classes[c]``) of a DATA_DIR or inputs."""

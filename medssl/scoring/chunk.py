@@ -109,7 +109,7 @@ def anomaly_features_chunk(
     for batch in _batches(model, data_dir, rows, batch_size, num_workers):
         errors.extend((i, path, reason) for i, (path, reason) in batch["errors"])
         if batch["x"] is not None:
-            feats.append(model.anomaly_features(batch["x"], model.embed(batch["x"])))
+            feats.append(model.anomaly_features(batch["x"], model.embed_batch(batch["x"])))
     return (np.concatenate(feats) if feats else np.zeros((0, 0))), errors
 
 
@@ -128,7 +128,7 @@ def score_chunk(
             if model.needs_inputs:
                 outs.append(model.run_batch(batch["x"]))
             else:
-                pending.append(model.embed(batch["x"]))
+                pending.append(model.embed_batch(batch["x"]))
     if pending:
         outs.append(model.run_embedded(None, torch.cat(pending)))
     n = sum(len(o.embeddings) for o in outs)
