@@ -119,3 +119,23 @@ def test_finetune_auto_fits_the_few_label_recipe_and_score_applies_it(cards, tmp
                  "--labels", str(tmp_path / "labels.csv"), "--mode", "linear"]) == 0
     lin = load_checkpoint(tmp_path / "lin" / "model.pt")
     assert lin.meta["head_input"] == "embedding" and lin.states["head"]["weight"].shape == (2, 64)
+
+
+def test_a_model_file_from_before_recipes_still_scores_its_embeddings(cards, tmp_path) -> None:
+    """A fine-tuned transactions file written before recipes existed (no meta "recipes"/"head_input",
+    a kNN scorer fitted on embeddings) keeps scoring as it was built to: on the embeddings."""
+    from medssl.checkpoints import Checkpoint, save_checkpoint
+
+    root, ckpt = cards
+    manifest, x, emb = _inputs(root / "data", ckpt)
+    meta = {k: v for k, v in load_checkpoint(ckpt).meta.items() if k != "recipes"}
+    train = (manifest["split"] == "train").to_numpy()
+    scorer = create_scorer("knn", k=5).fit(emb.numpy()[train])
+    head = torch.nn.Linear(64, 2)
+    meta.update(classes=["0", "1"], mode="linear", scorer={"name": "knn", "kwargs": {"k": 5}})
+    old = save_checkpoint(tmp_path / "old.pt", Checkpoint(
+        kind="model", meta=meta, states={"encoder": load_checkpoint(ckpt).states["encoder"], "head": head.state_dict()},
+        tensors={f"scorer/{k}": v for k, v in scorer.state_dict().items()}))
+    assert main(["score", "--model", str(old), "--data", str(root / "data"), "--out", str(tmp_path / "old.parquet")]) == 0
+    got = pd.read_parquet(tmp_path / "old.parquet").set_index("case_id").loc[manifest["case_id"], "anomaly_score"]
+    np.testing.assert_allclose(got.to_numpy(), scorer.score(emb.numpy()), rtol=1e-5)

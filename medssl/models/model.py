@@ -277,7 +277,10 @@ def load_model(path: str | Path, device: str | torch.device = "auto", expect_kin
     dev = resolve_device(str(device)) if not isinstance(device, torch.device) else device
     recipes = dict(meta.get("recipes") or {})
     try:
-        anomaly = anomaly_recipe(recipes.get("anomaly", "auto"), str(meta["domain"]))
+        # a fine-tuned file from before recipes existed scored its embeddings; an encoder file gets
+        # its domain's recipe fitted at scoring time
+        legacy = "embedding_knn" if ckpt.kind == "model" and "recipes" not in meta else "auto"
+        anomaly = anomaly_recipe(recipes.get("anomaly", legacy), str(meta["domain"]))
         head_input = str(meta.get("head_input", HEAD_INPUT_EMBEDDING))
         few = None if head_input == HEAD_INPUT_EMBEDDING else few_label_recipe(head_input, str(meta["domain"]))
     except Exception as exc:  # an unknown recipe name: written by a newer medssl
