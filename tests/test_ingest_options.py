@@ -139,6 +139,34 @@ def test_signal_options_bad_values_are_clear_errors(tmp_path: Path) -> None:
         ingest_signals(MITDB, tmp_path / "out", SignalIngestOptions(format="wfdb", records=("999",)))
 
 
+
+# --- split fractions (EHR and signals, as images and transactions) ---------------------------------
+
+def test_ehr_and_signal_split_fractions_from_python_and_the_cli(tmp_path: Path) -> None:
+    ehr = EhrIngestOptions(format="physionet2012", outcomes=P12 / "Outcomes-a.txt", val_fraction=0.0, test_fraction=0.25)
+    summary = ingest_ehr(P12 / "set-a", tmp_path / "ehr", ehr)
+    m = read_manifest(tmp_path / "ehr")
+    assert set(m["split"]) == {"train", "test"} and summary["splits"] == {"train": 45, "test": 15}
+    sig = SignalIngestOptions(format="wfdb", val_fraction=0.0, test_fraction=0.5, seed=3)
+    ingest_signals(MITDB, tmp_path / "sig", sig)
+    per_record = read_manifest(tmp_path / "sig").groupby("patient_id")["split"].nunique()
+    assert (per_record == 1).all()  # a record (patient) lies on one side only
+    assert set(read_manifest(tmp_path / "sig")["split"]) <= {"train", "test"}
+    for options in (EhrIngestOptions, SignalIngestOptions):
+        with pytest.raises(DataError, match="split fractions val=0.6, test=0.5"):
+            options(format="ts" if options is SignalIngestOptions else "mimic3",
+                    val_fraction=0.6, test_fraction=0.5)
+    parser = build_parser()
+    from medssl.commands import ingest_ehr as ehr_cmd
+    from medssl.commands import ingest_signals as sig_cmd
+
+    args = parser.parse_args(["ingest", "ehr", "x", "--format", "mimic3", "--out", "y", "--val-fraction", "0",
+                              "--test-fraction", "0.25", "--seed", "2"])
+    assert ehr_cmd.options_from_args(args) == EhrIngestOptions(format="mimic3", val_fraction=0.0, test_fraction=0.25, seed=2)
+    args = parser.parse_args(["ingest", "signals", "x", "--format", "ts", "--out", "y", "--test-fraction", "0.3"])
+    assert sig_cmd.options_from_args(args) == SignalIngestOptions(format="ts", test_fraction=0.3)
+
+
 # --- all three ------------------------------------------------------------------------------------
 
 def test_options_are_frozen_and_default_like_the_cli() -> None:

@@ -55,6 +55,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-variables", type=int, default=64,
                    help="mimic3/csv: keep the variables measured in most training stays (default 64)")
     p.add_argument("--limit", type=int, help="read only the first N stay files (quick trials)")
+    p.add_argument("--val-fraction", type=float, default=0.15, metavar="F", help="share of patients for validation when the data has no split (default 0.15)")
+    p.add_argument("--test-fraction", type=float, default=0.15, metavar="F", help="share of patients for testing when the data has no split (default 0.15)")
     p.add_argument("--seed", type=int, default=0, help="seed of the patient-level train/val/test split")
     p.set_defaults(func=run)
 
@@ -67,7 +69,8 @@ def options_from_args(args: argparse.Namespace) -> EhrIngestOptions:
         format=args.format, outcomes=args.outcomes, patient_col=args.patient_col, time_col=args.time_col,
         variable_col=args.variable_col, value_col=args.value_col, case_col=args.case_col, label_col=args.label_col,
         hours=args.hours, step_hours=args.step_hours, max_variables=args.max_variables, limit=args.limit,
-        seed=args.seed,
+        val_fraction=args.val_fraction,
+        test_fraction=args.test_fraction, seed=args.seed,
     )
 
 

@@ -53,6 +53,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--label-col", help="csv: column with a label per row (a window takes its most frequent)")
     p.add_argument("--window", type=int, help="csv: rows per window")
     p.add_argument("--stride", type=int, help="csv: rows between window starts (default: --window)")
+    p.add_argument("--val-fraction", type=float, default=0.15, metavar="F", help="share of patients for validation when the data has no split (default 0.15)")
+    p.add_argument("--test-fraction", type=float, default=0.15, metavar="F", help="share of patients for testing when the data has no split (default 0.15)")
     p.add_argument("--seed", type=int, default=0, help="seed of the patient-level train/val/test split")
     p.set_defaults(func=run)
 
@@ -73,7 +75,8 @@ def options_from_args(args: argparse.Namespace) -> SignalIngestOptions:
         format=args.format, records=_names(args.records, drop_empty=True), max_records=args.max_records,
         before_s=args.before_s, after_s=args.after_s, leads=args.leads, length=args.length, time_col=args.time_col,
         channels=_names(args.channels, drop_empty=False), patient_col=args.patient_col, label_col=args.label_col,
-        window=args.window, stride=args.stride, seed=args.seed,
+        window=args.window, stride=args.stride, val_fraction=args.val_fraction,
+        test_fraction=args.test_fraction, seed=args.seed,
     )
 
 

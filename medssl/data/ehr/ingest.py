@@ -34,7 +34,7 @@ class EhrIngestOptions:
     ``patient_col``, ``time_col``, ``variable_col`` and ``value_col`` must be named; ``case_col``
     and ``label_col`` are optional). ``hours``/``step_hours``: the observation window and bin
     width; ``max_variables``: mimic3/csv keep the variables measured in most training stays;
-    ``seed``: the patient-level split. ``outcomes`` is stored as a ``Path``.
+    ``val_fraction``/``test_fraction``/``seed``: the patient-level split. ``outcomes`` is stored as a ``Path``.
     Bad values raise ``DataError`` (an unknown format ``ConfigError``).
     """
 
@@ -50,11 +50,16 @@ class EhrIngestOptions:
     step_hours: float = 1.0
     max_variables: int = 64
     limit: int | None = None
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
     seed: int = 0
 
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
             raise ConfigError(f"unknown EHR format {self.format!r}; use one of {', '.join(FORMATS)}")
+        v, t = self.val_fraction, self.test_fraction
+        if not 0 <= v < 1 or not 0 <= t < 1 or v + t >= 1:
+            raise DataError(f"split fractions val={v}, test={t} must be in [0, 1) and sum below 1")
         if self.outcomes is not None and not isinstance(self.outcomes, Path):
             object.__setattr__(self, "outcomes", Path(self.outcomes))
         if self.max_variables < 1:
@@ -100,7 +105,8 @@ def ingest_ehr(src: str | Path, out: str | Path, options: EhrIngestOptions | Non
     events, cases, variables, static_names = _read(src, options, errors)
     n_raw = len(events)
     events = clean_events(events, errors, hours=options.hours)
-    cases["split"] = assign_patient_splits(cases, seed=options.seed)
+    cases["split"] = assign_patient_splits(cases, val_fraction=options.val_fraction,
+                                           test_fraction=options.test_fraction, seed=options.seed)
     if variables is None:
         train_ids = cases.loc[cases["split"] == "train", "case_id"].tolist()
         variables = choose_variables(events, train_ids, options.max_variables)

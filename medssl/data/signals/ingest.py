@@ -44,7 +44,8 @@ class SignalIngestOptions:
     record names, ``max_records`` caps their number, ``leads`` keeps the first N leads), ``"ts"``
     (a .ts file or folder of them; ``length`` resamples every series) or ``"csv"`` (a CSV file or
     folder; ``time_col`` and ``window`` required, ``stride`` defaults to ``window``, ``channels``
-    picks columns, ``patient_col``/``label_col`` optional). ``seed``: the patient-level split.
+    picks columns, ``patient_col``/``label_col`` optional). ``val_fraction``/``test_fraction``/``seed``:
+    the patient-level split.
     ``records`` and ``channels`` are tuples of names; a comma-separated string (as on the command
     line) or any sequence is accepted and stored as a tuple.
     Bad values raise ``DataError`` (an unknown format ``ConfigError``).
@@ -63,11 +64,16 @@ class SignalIngestOptions:
     label_col: str | None = None
     window: int | None = None
     stride: int | None = None
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
     seed: int = 0
 
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
             raise ConfigError(f"unknown signal format {self.format!r}; use one of {', '.join(FORMATS)}")
+        v, t = self.val_fraction, self.test_fraction
+        if not 0 <= v < 1 or not 0 <= t < 1 or v + t >= 1:
+            raise DataError(f"split fractions val={v}, test={t} must be in [0, 1) and sum below 1")
         object.__setattr__(self, "records", _names(self.records, drop_empty=True))
         object.__setattr__(self, "channels", _names(self.channels, drop_empty=False))
         if self.format == "csv":
@@ -173,7 +179,8 @@ def ingest_signals(src: str | Path, out: str | Path, options: SignalIngestOption
         raise DataError(f"no cases could be read from {src}; see {out / 'errors.csv'} for why")
     manifest = pd.concat(rows, ignore_index=True)
     manifest["label"] = manifest["label"].astype(object).where(manifest["label"].notna(), None)
-    manifest["split"] = assign_patient_splits(manifest, seed=options.seed)
+    manifest["split"] = assign_patient_splits(manifest, val_fraction=options.val_fraction,
+                                              test_fraction=options.test_fraction, seed=options.seed)
     manifest["domain"] = "signals"
     manifest["row"] = np.arange(len(manifest))
     manifest["source_format"] = options.format
