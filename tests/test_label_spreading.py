@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 import pytest
 from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
@@ -73,3 +74,17 @@ def test_class_mass_rescales_each_class_to_its_labelled_share(threes_and_eights)
     scaled = plain * (np.array([0.2, 0.8]) / plain.sum(axis=0))  # Zhu et al. 2003, by hand
     expected = scaled / scaled.sum(axis=1, keepdims=True)
     np.testing.assert_allclose(spread_labels(x[lab], y[lab], x[unl], 2, k=10, class_mass=True), expected, rtol=1e-10)
+
+
+def test_linear_probe_with_fewer_patients_than_folds() -> None:
+    """Many labelled cases but only 4 patients (e.g. ECG beats of 4 records): the CV uses at most
+    as many folds as patients instead of failing in scikit-learn."""
+    from medssl.train.probe import linear_probe
+
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 40)
+    emb = rng.normal(size=(80, 8)) + y[:, None]
+    groups = np.tile(np.array(["r1", "r2", "r3", "r4"]), 20)
+    head = linear_probe(emb, y, groups, 2, seed=0)
+    logits = head(torch.as_tensor(emb, dtype=torch.float32)).detach().numpy()
+    assert ((logits[:, 1] > logits[:, 0]).astype(int) == y).mean() > 0.8

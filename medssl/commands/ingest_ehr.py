@@ -55,8 +55,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-variables", type=int, default=64,
                    help="mimic3/csv: keep the variables measured in most training stays (default 64)")
     p.add_argument("--limit", type=int, help="read only the first N stay files (quick trials)")
-    p.add_argument("--val-fraction", type=float, default=0.15, metavar="F", help="share of patients for validation when the data has no split (default 0.15)")
-    p.add_argument("--test-fraction", type=float, default=0.15, metavar="F", help="share of patients for testing when the data has no split (default 0.15)")
+    p.add_argument("--val-fraction", type=float, default=0.15, metavar="F", help="share of patients for the val split, drawn by patient (default 0.15)")
+    p.add_argument("--test-fraction", type=float, default=0.15, metavar="F", help="share of patients for the test split, drawn by patient (default 0.15)")
     p.add_argument("--seed", type=int, default=0, help="seed of the patient-level train/val/test split")
     p.set_defaults(func=run)
 

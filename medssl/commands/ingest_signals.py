@@ -53,8 +53,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--label-col", help="csv: column with a label per row (a window takes its most frequent)")
     p.add_argument("--window", type=int, help="csv: rows per window")
     p.add_argument("--stride", type=int, help="csv: rows between window starts (default: --window)")
-    p.add_argument("--val-fraction", type=float, default=0.15, metavar="F", help="share of patients for validation when the data has no split (default 0.15)")
-    p.add_argument("--test-fraction", type=float, default=0.15, metavar="F", help="share of patients for testing when the data has no split (default 0.15)")
+    p.add_argument("--val-fraction", type=float, default=0.15, metavar="F", help="share of patients for the val split, drawn by patient (default 0.15)")
+    p.add_argument("--test-fraction", type=float, default=0.15, metavar="F", help="share of patients for the test split, drawn by patient (default 0.15)")
     p.add_argument("--seed", type=int, default=0, help="seed of the patient-level train/val/test split")
     p.set_defaults(func=run)
 

@@ -34,7 +34,7 @@ def linear_probe(emb: np.ndarray, y: np.ndarray, groups: np.ndarray, n_classes: 
     min_count = int(np.bincount(y, minlength=n_classes).min())
     n_groups = len(np.unique(groups))
     if min_count >= 3 and n_groups >= 3:
-        folds = list(StratifiedGroupKFold(n_splits=min(5, min_count), shuffle=True, random_state=seed).split(x, y, groups))
+        folds = list(StratifiedGroupKFold(n_splits=min(5, min_count, n_groups), shuffle=True, random_state=seed).split(x, y, groups))
         clf = LogisticRegressionCV(
             Cs=[0.001, 0.01, 0.1, 1.0, 10.0], cv=folds, class_weight="balanced", max_iter=3000, scoring="neg_log_loss",
             l1_ratios=(0.0,), use_legacy_attributes=False,
