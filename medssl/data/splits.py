@@ -40,6 +40,14 @@ def _split_ids(ids: np.ndarray, strat: np.ndarray | None, test_size: float, seed
     return np.asarray(a), np.asarray(b)
 
 
+def check_split_fractions(val_fraction: float, test_fraction: float) -> None:
+    """Raise ``DataError`` unless both shares are in [0, 1) and sum below 1."""
+    if not 0 <= val_fraction < 1 or not 0 <= test_fraction < 1 or val_fraction + test_fraction >= 1:
+        raise DataError(
+            f"split fractions val={val_fraction}, test={test_fraction} must be in [0, 1) and sum below 1"
+        )
+
+
 def assign_patient_splits(
     df: pd.DataFrame,
     val_fraction: float = 0.15,
@@ -52,10 +60,7 @@ def assign_patient_splits(
     Fractions are of patients. Stratified on each patient's majority label when ``label_col``
     holds labels (and every class has enough patients). Returns a Series aligned to ``df``.
     """
-    if not 0 <= val_fraction < 1 or not 0 <= test_fraction < 1 or val_fraction + test_fraction >= 1:
-        raise DataError(
-            f"split fractions val={val_fraction}, test={test_fraction} must be in [0, 1) and sum below 1"
-        )
+    check_split_fractions(val_fraction, test_fraction)
     patients = pd.Index(df["patient_id"].astype(str).unique())
     labels = _patient_labels(df.assign(patient_id=df["patient_id"].astype(str)), label_col)
     strat = None

@@ -19,6 +19,7 @@ from medssl.data.ehr.long_csv import clean_events, read_long_csv
 from medssl.data.ehr.mimic3 import STATIC_NAMES as MIMIC_STATIC
 from medssl.data.ehr.mimic3 import read_mimic3
 from medssl.data.ehr.physionet2012 import STATIC, VARIABLES, read_physionet2012
+from medssl.data.splits import check_split_fractions
 from medssl.errors import ConfigError, DataError
 
 FORMATS = ("physionet2012", "mimic3", "csv")
@@ -57,9 +58,7 @@ class EhrIngestOptions:
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
             raise ConfigError(f"unknown EHR format {self.format!r}; use one of {', '.join(FORMATS)}")
-        v, t = self.val_fraction, self.test_fraction
-        if not 0 <= v < 1 or not 0 <= t < 1 or v + t >= 1:
-            raise DataError(f"split fractions val={v}, test={t} must be in [0, 1) and sum below 1")
+        check_split_fractions(self.val_fraction, self.test_fraction)
         if self.outcomes is not None and not isinstance(self.outcomes, Path):
             object.__setattr__(self, "outcomes", Path(self.outcomes))
         if self.max_variables < 1:

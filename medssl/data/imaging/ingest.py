@@ -16,6 +16,7 @@ import pandas as pd
 from medssl.data import ErrorLog, assign_patient_splits, write_manifest
 from medssl.data.imaging.images import scan_image_folder, scan_image_metadata
 from medssl.data.imaging.npz import scan_npz
+from medssl.data.splits import check_split_fractions
 from medssl.errors import ConfigError, DataError
 
 FORMATS = ("folder", "npz")
@@ -58,9 +59,7 @@ class ImageIngestOptions:
                 raise DataError("--patient-col and --label-col name columns of --metadata CSV; pass --metadata too")
             if self.workers < 1:
                 raise DataError(f"--workers {self.workers} must be at least 1")
-        v, t = self.val_fraction, self.test_fraction
-        if not 0 <= v < 1 or not 0 <= t < 1 or v + t >= 1:
-            raise DataError(f"split fractions val={v}, test={t} must be in [0, 1) and sum below 1")
+        check_split_fractions(self.val_fraction, self.test_fraction)
 
 
 def _check_src(src: Path, options: ImageIngestOptions) -> None:

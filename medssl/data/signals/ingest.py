@@ -20,6 +20,7 @@ from medssl.data.signals.csv_stream import read_stream_csv
 from medssl.data.signals.dataset import save_windows
 from medssl.data.signals.ts_format import read_ts
 from medssl.data.signals.wfdb_beats import BeatWindow, read_beats
+from medssl.data.splits import check_split_fractions
 from medssl.errors import ConfigError, DataError, ReaderError
 from medssl.progress import progress
 
@@ -71,9 +72,7 @@ class SignalIngestOptions:
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
             raise ConfigError(f"unknown signal format {self.format!r}; use one of {', '.join(FORMATS)}")
-        v, t = self.val_fraction, self.test_fraction
-        if not 0 <= v < 1 or not 0 <= t < 1 or v + t >= 1:
-            raise DataError(f"split fractions val={v}, test={t} must be in [0, 1) and sum below 1")
+        check_split_fractions(self.val_fraction, self.test_fraction)
         object.__setattr__(self, "records", _names(self.records, drop_empty=True))
         object.__setattr__(self, "channels", _names(self.channels, drop_empty=False))
         if self.format == "csv":

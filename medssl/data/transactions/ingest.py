@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from medssl.data.manifest import ErrorLog, write_manifest
-from medssl.data.splits import _split_ids, assign_patient_splits
+from medssl.data.splits import _split_ids, assign_patient_splits, check_split_fractions
 from medssl.data.transactions.history import history_index, write_history
 from medssl.data.transactions.schema import TableSchema, infer_schema
 from medssl.errors import DataError
@@ -155,8 +155,7 @@ def patient_splits(manifest: pd.DataFrame, val_fraction: float, test_fraction: f
     """
     if "label" not in manifest.columns or manifest["label"].isna().any():
         return assign_patient_splits(manifest, val_fraction, test_fraction, seed)
-    if not 0 <= val_fraction < 1 or not 0 <= test_fraction < 1 or val_fraction + test_fraction >= 1:
-        raise DataError(f"split fractions val={val_fraction}, test={test_fraction} must be in [0, 1) and sum below 1")
+    check_split_fractions(val_fraction, test_fraction)
     counts = manifest.groupby(["patient_id", "label"]).size().rename("n").reset_index()
     majority = counts.sort_values(["patient_id", "n", "label"], ascending=[True, False, True]).drop_duplicates("patient_id")
     ids, strat = majority["patient_id"].to_numpy(), majority["label"].astype(str).to_numpy()
