@@ -53,8 +53,12 @@ def ingest(kind: str, src: str | Path, out: str | Path, **options: Any) -> dict[
     if kind == "transactions":
         from medssl.data.transactions.ingest import IngestOptions, ingest_transactions
 
-        if "categorical" in options or "numeric" in options:
-            options = {**options, **{k: tuple(options[k]) for k in ("categorical", "numeric") if options.get(k)}}
+        for key in ("categorical", "numeric"):  # "a,b" or ["a", "b"], as --categorical a,b
+            value = options.get(key)
+            if isinstance(value, str):
+                options[key] = tuple(c.strip() for c in value.split(",") if c.strip())
+            elif value is not None:
+                options[key] = tuple(value)
         return ingest_transactions(src, out, _options(IngestOptions, options))
     if kind == "dicom":
         from medssl.data.imaging.dicom_ingest import ingest_dicom

@@ -115,10 +115,12 @@ def test_finetune_auto_fits_the_few_label_recipe_and_score_applies_it(cards, tmp
     test = (manifest["split"] == "test").to_numpy()
     assert average_precision_score(manifest["label"].astype(int)[test], p1[test]) > 0.5
     # --mode linear still gives the classic probe on the embeddings
+    (tmp_path / "ft.yaml").write_text("scorer: knn\nscorer_k: 3\n")  # the anomaly scorer swapped, its k honoured
     assert main(["finetune", "--checkpoint", str(ckpt), "--data", str(root / "data"), "--out", str(tmp_path / "lin"),
-                 "--labels", str(tmp_path / "labels.csv"), "--mode", "linear"]) == 0
+                 "--labels", str(tmp_path / "labels.csv"), "--mode", "linear", "--config", str(tmp_path / "ft.yaml")]) == 0
     lin = load_checkpoint(tmp_path / "lin" / "model.pt")
     assert lin.meta["head_input"] == "embedding" and lin.states["head"]["weight"].shape == (2, 64)
+    assert lin.meta["scorer"] == {"name": "knn", "kwargs": {"normalize": "l2", "k": 3}}
 
 
 def test_a_model_file_from_before_recipes_still_scores_its_embeddings(cards, tmp_path) -> None:
@@ -139,3 +141,28 @@ def test_a_model_file_from_before_recipes_still_scores_its_embeddings(cards, tmp
     assert main(["score", "--model", str(old), "--data", str(root / "data"), "--out", str(tmp_path / "old.parquet")]) == 0
     got = pd.read_parquet(tmp_path / "old.parquet").set_index("case_id").loc[manifest["case_id"], "anomaly_score"]
     np.testing.assert_allclose(got.to_numpy(), scorer.score(emb.numpy()), rtol=1e-5)
+
+
+def test_scorer_spec_overrides_and_bounds_k() -> None:
+    knn = anomaly_recipe("embedding_knn", "imaging")
+    assert knn.scorer_spec(500, 32, 32) == ("knn", {"k": 10, "normalize": "l2"})
+    assert knn.scorer_spec(500, 32, 32, knn_k=3) == ("knn", {"k": 3, "normalize": "l2"})
+    assert knn.scorer_spec(5, 32, 32) == ("knn", {"k": 4, "normalize": "l2"})  # never more than n - 1
+    assert knn.scorer_spec(500, 32, 32, override="ecod") == ("ecod", {})
+    raw = anomaly_recipe("raw_pseudo_label", "transactions")
+    name, kwargs = raw.scorer_spec(500, 64, 93)
+    assert name == "ensemble" and kwargs["columns"] == [(0, 29), None]
+    assert raw.scorer_spec(500, 64, 93, override="knn") == ("knn", {"normalize": "l2", "k": 10})
+
+
+def test_api_ingest_takes_column_lists_as_the_cli_does(shared_data, tmp_path) -> None:
+    import medssl
+
+    pd.read_csv(shared_data / "transactions" / "paysim_sample.csv").head(300).to_csv(tmp_path / "p.csv", index=False)
+    for value in ("type, amount", ["type", "amount"]):
+        out = tmp_path / f"d{len(str(value))}"
+        medssl.ingest("transactions", tmp_path / "p.csv", out, categorical=value, label_col="isFraud")
+        schema = __import__("json").loads((out / "schema.json").read_text())
+        assert schema["categorical"] == ["type", "amount"]
+    with pytest.raises(Exception, match="unknown option"):
+        medssl.ingest("transactions", tmp_path / "p.csv", tmp_path / "x", label_column="isFraud")

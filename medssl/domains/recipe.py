@@ -44,6 +44,22 @@ class AnomalyRecipe:
     features: Features
     scorer: Callable[[int, int, int], tuple[str, dict[str, Any]]]
 
+    def scorer_spec(self, n_reference: int, emb_dim: int, feature_dim: int, override: str | None = None,
+                    knn_k: int | None = None) -> tuple[str, dict[str, Any]]:
+        """``(scorer name, kwargs)`` to fit on ``n_reference`` rows of this recipe's features.
+
+        ``override`` (a scorer name; ``None``/``"auto"``: the recipe's) swaps the scorer, with its
+        defaults. A kNN scorer reads cosine distances (``normalize="l2"``) unless the recipe says
+        otherwise, with ``knn_k`` neighbours when given, never more than ``n_reference - 1``.
+        """
+        name, kwargs = self.scorer(n_reference, emb_dim, feature_dim)
+        if override not in (None, "auto") and override != name:
+            name, kwargs = str(override), {}
+        if name == "knn":
+            k = knn_k if knn_k is not None else kwargs.get("k", 10)
+            kwargs = {"normalize": "l2", **kwargs, "k": max(1, min(int(k), n_reference - 1))}
+        return name, kwargs
+
 
 @dataclass(frozen=True)
 class FewLabelRecipe:

@@ -111,9 +111,7 @@ def _fit_reference_scorer(
         raise DataError(f"only {n} {split!r} row(s) could be decoded; a reference scorer needs at least 2")
     x = np.concatenate(feats)
     recipe = model.anomaly_recipe
-    name, kwargs = recipe.scorer(n, int(model.encoder.num_features), x.shape[1])
-    if scorer_name is not None and scorer_name != name:
-        name, kwargs = scorer_name, ({"k": max(1, min(10, n - 1)), "normalize": "l2"} if scorer_name == "knn" else {})
+    name, kwargs = recipe.scorer_spec(n, int(model.encoder.num_features), x.shape[1], scorer_name)
     scorer = create_scorer(name, **kwargs).fit(x)
     state = dict(scorer.state_dict())
     tmp = cache.with_name(f".part-{cache.name}.tmp")  # ".part-" temp names are swept on resume

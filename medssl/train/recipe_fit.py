@@ -56,12 +56,7 @@ def fit_anomaly(
     prep = data.checkpoint.meta.get("preprocessing") or {}
     feats = recipe_batches(encoder, data.dataset, rows, lambda x, e: recipe.features(x, e, prep),
                            desc="anomaly reference (train split)")
-    emb_dim = int(encoder.num_features)
-    name, kwargs = recipe.scorer(len(rows), emb_dim, feats.shape[1])
-    if scorer not in (None, "auto") and scorer != name:
-        name, kwargs = scorer, {}
-    if name == "knn":
-        kwargs = {"normalize": "l2", **kwargs, "k": max(1, min(kwargs.get("k", scorer_k), len(rows) - 1))}
+    name, kwargs = recipe.scorer_spec(len(rows), int(encoder.num_features), feats.shape[1], scorer, scorer_k)
     log.info("anomaly recipe %r: %s scorer fitted on %d train cases", recipe.name, name, len(rows))
     return create_scorer(name, **kwargs).fit(feats), {"name": name, "kwargs": kwargs}
 
