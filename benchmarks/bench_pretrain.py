@@ -43,7 +43,8 @@ from medssl.data import get_domain, read_manifest  # noqa: E402
 from medssl.data.pairs import PairDataset  # noqa: E402
 from medssl.encoders import create_encoder  # noqa: E402
 from medssl.methods import create_method  # noqa: E402
-from medssl.train.pretrain import pretrain, training_rows  # noqa: E402
+import medssl  # noqa: E402  (the medssl figure: medssl.pretrain, the public API = the CLI's code)
+from medssl.train.pretrain import training_rows  # noqa: E402  (baseline side: the same training rows)
 
 NPZ = REPO.parent / "shared" / "data" / "imaging" / "pneumoniamnist_trainval.npz"
 RESULTS = REPO / "benchmarks" / "results" / "bench_pretrain.json"
@@ -106,7 +107,7 @@ def main_bench() -> None:
     n_cases = args.steps * args.batch_size
     cfg = {"method": "simclr", "encoder": "small_cnn", "batch_size": args.batch_size, "max_steps": args.steps,
            "limit_cases": n_cases, "accelerator": "cpu", "seed": 0}
-    pretrain(data, tmp / "warmup", cfg)  # fills the decode cache: both loops then start from decoded data
+    medssl.pretrain(data, tmp / "warmup", cfg)  # fills the decode cache: both loops then start from decoded data
     rows = training_rows(read_manifest(data), n_cases, 0)
     ds = get_domain("imaging").make_dataset(data, rows, None)
     images = torch.stack([ds[i] for i in range(len(ds))])
@@ -114,14 +115,14 @@ def main_bench() -> None:
     for r in range(args.rounds):
         bare.append(bare_loop(images, rows["patient_id"].tolist(), args.steps, args.batch_size, 0))
         t0 = time.perf_counter()
-        pretrain(data, tmp / f"run{r}", cfg)
+        medssl.pretrain(data, tmp / f"run{r}", cfg)
         ours.append(time.perf_counter() - t0)
     samples = args.steps * args.batch_size
     probe_cfg = {"encoder": "small_cnn", "batch_size": args.batch_size, "max_steps": args.probe_steps,
                  "accelerator": "cpu", "seed": 0, "method_options": {"temperature": 0.1}}
     probe = {"random_init": probe_auroc(data, None, ds.preprocessing)}
     for method in ("simclr", "micle"):
-        ck = pretrain(data, tmp / f"probe_{method}", {**probe_cfg, "method": method})
+        ck = medssl.pretrain(data, tmp / f"probe_{method}", {**probe_cfg, "method": method})
         probe[method] = probe_auroc(data, ck, load_checkpoint(ck).meta["preprocessing"])
     result = {
         "benchmark": "medssl pretrain (Lightning loop, whole call) vs bare torch loop; linear-probe AUROC",
