@@ -40,8 +40,7 @@ def image_frames(row: dict[str, Any]) -> np.ndarray:
 
     rows = _frame_rows(row)
     dataset = ImagingDataset(".", rows, cache=False)  # no cache: nothing is written
-    # _decode is the dataset's decode step (reader + grey conversion), the one training runs
-    return np.stack([np.asarray(dataset._decode(i), dtype=np.float32) for i in range(len(rows))])
+    return np.stack([np.asarray(dataset.decode(i), dtype=np.float32) for i in range(len(rows))])
 
 
 @register_case_view("imaging")

@@ -91,7 +91,7 @@ class ImagingDataset(Dataset):
             if cached is not None:
                 return cached
             # not cached yet (or unreadable, or cut short): decode and (re)write it
-        tensor = to_square(scale_intensity(self._decode(index), self.preprocessing), self.size)
+        tensor = to_square(scale_intensity(self.decode(index), self.preprocessing), self.size)
         if entry is not None:
             self._store(entry, tensor.numpy())
         return tensor
@@ -145,7 +145,7 @@ class ImagingDataset(Dataset):
             self._arrays[key] = load_npz_array(*key, cache_dir=self._npz_cache)
         return self._arrays[key]
 
-    def _decode(self, index: int) -> np.ndarray:
+    def decode(self, index: int) -> np.ndarray:
         """Raw grey pixels ``(H, W)`` of row ``index``; ``ReaderError`` names the case on failure."""
         fmt, path = self._formats[index], self._paths[index]
         try:
