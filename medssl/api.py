@@ -95,7 +95,7 @@ def pretrain(data_dir: str | Path, out_dir: str | Path, config: str | Path | dic
     from medssl.train.pretrain_config import PretrainConfig
 
     if isinstance(config, dict):
-        cfg = PretrainConfig(**{**config, **overrides})
+        cfg = load_config(PretrainConfig, None, **{**config, **overrides})
     else:
         cfg = load_config(PretrainConfig, str(config) if config is not None else None, **overrides)
     return _pretrain(data_dir, out_dir, cfg, resume=resume)

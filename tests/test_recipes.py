@@ -15,7 +15,7 @@ from medssl.checkpoints import load_checkpoint
 from medssl.cli import main
 from medssl.data import get_domain, read_manifest
 from medssl.domains import anomaly_recipe, default_recipes, few_label_recipe
-from medssl.errors import UnknownNameError
+from medssl.errors import ConfigError, UnknownNameError
 from medssl.models import load_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -164,5 +164,7 @@ def test_api_ingest_takes_column_lists_as_the_cli_does(shared_data, tmp_path) ->
         medssl.ingest("transactions", tmp_path / "p.csv", out, categorical=value, label_col="isFraud")
         schema = __import__("json").loads((out / "schema.json").read_text())
         assert schema["categorical"] == ["type", "amount"]
-    with pytest.raises(Exception, match="unknown option"):
+    with pytest.raises(ConfigError, match="unknown option"):
         medssl.ingest("transactions", tmp_path / "p.csv", tmp_path / "x", label_column="isFraud")
+    with pytest.raises(ConfigError, match="epohcs: Extra inputs are not permitted"):  # a typo in a dict config
+        medssl.pretrain(tmp_path / "d", tmp_path / "run", config={"epohcs": 3})
