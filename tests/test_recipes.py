@@ -110,6 +110,8 @@ def test_finetune_auto_fits_the_few_label_recipe_and_score_applies_it(cards, tmp
     np.testing.assert_allclose(model.predict_proba(x.numpy())[:, 1], p1, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(model.anomaly_score(x.numpy()), scores["anomaly_score"].to_numpy(), rtol=1e-6)
     assert model.embed(x.numpy()).shape == (len(manifest), 64)
+    with pytest.raises(ConfigError, match=r"do not fit this model: it reads items of shape \(29,\)"):
+        model.predict_proba(x.numpy()[:, :10])
     from sklearn.metrics import average_precision_score
 
     test = (manifest["split"] == "test").to_numpy()

@@ -192,6 +192,11 @@ class Model:
         elif isinstance(data, (np.ndarray, list, tuple)):
             data = torch.as_tensor(np.asarray(data), dtype=torch.float32)
         if isinstance(data, torch.Tensor):
+            expected = self.meta.get("input_shape")
+            if expected and list(data.shape[1:]) != list(expected):
+                raise ConfigError(f"inputs of shape {tuple(data.shape)} do not fit this model: it reads items of shape "
+                                  f"{tuple(expected)} (N, {', '.join(map(str, expected))}); pass a DATA_DIR, or arrays "
+                                  "as the domain's dataset gives them")
             for start in range(0, len(data), batch_size):
                 yield data[start:start + batch_size].float()
             return

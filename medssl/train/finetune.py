@@ -85,6 +85,7 @@ def finetune(
         "encoder": src["encoder"],
         "domain": domain,
         "preprocessing": src.get("preprocessing"),
+        "input_shape": src.get("input_shape"),
         "method": src.get("method"),
         "pretrain_config": src.get("pretrain_config", src.get("config") if data.checkpoint.kind == "encoder" else None),
         "source_checkpoint": {"path": str(checkpoint), "kind": data.checkpoint.kind},
