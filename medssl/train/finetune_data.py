@@ -60,15 +60,3 @@ def load_data(checkpoint: str | Path, data_dir: str | Path, labels_csv: str | Pa
     source = str(labels_csv) if labels_csv is not None else "manifest"
     return FinetuneData(ckpt, manifest, dataset, labels, manifest["patient_id"].astype(str).to_numpy(), split, source)
 
-
-def _class_ids(labels: np.ndarray, rows: np.ndarray, classes: list[str]) -> np.ndarray:
-    lookup = {c: i for i, c in enumerate(classes)}
-    return np.array([lookup[labels[i]] for i in rows], dtype=np.int64)
-
-
-def _known(data: FinetuneData, rows: np.ndarray, classes: list[str]) -> np.ndarray:
-    """``rows`` that carry a label among ``classes`` (a class unseen in training cannot be scored)."""
-    keep = np.array([data.labels[i] in classes for i in rows], dtype=bool)
-    if (~keep).any():
-        log.warning("%d validation case(s) without a label of a trained class are left out", int((~keep).sum()))
-    return rows[keep]
