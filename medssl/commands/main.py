@@ -26,6 +26,7 @@ COMMANDS: tuple[str, ...] = (
     "medssl.commands.pretrain",
     "medssl.commands.app",
     "medssl.commands.users",
+    "medssl.commands.audit",
     "medssl.commands.score",
     "medssl.commands.demo",
 )

@@ -5,6 +5,10 @@ Every decision (confirm / dismiss / assign_class), note, undo, claim and release
 from its events by :func:`derive_state`: decisions stack up, an undo removes the decision it
 points at, and the top of the stack is the case's status and label.
 
+Every append goes through medssl.review.chain (the hash chain). Writers on one case hold its
+``cases`` row (``FOR UPDATE`` on PostgreSQL), so concurrent undos each undo a different decision
+or are refused.
+
 Claims: a reviewer claims a case for ``CLAIM_MINUTES`` so that two reviewers do not work the same
 one. :func:`claim_case` is atomic: of two reviewers claiming at once, exactly one wins.
 """
@@ -18,6 +22,7 @@ from typing import Iterable, Sequence
 from sqlalchemy import Connection, Engine, and_, or_, select
 from sqlalchemy.exc import IntegrityError
 
+from medssl.review.chain import append_event
 from medssl.review.errors import ClaimError, ReviewError
 from medssl.review.models import Case, Claim, ReviewEvent, utcnow
 
@@ -104,8 +109,12 @@ def case_state(engine: Engine, case_id: str) -> CaseState:
     return derive_state(case_id, case_events(engine, case_id))
 
 
-def _case_row(conn: Connection, case_id: str) -> Case:
-    row = conn.execute(select(Case).where(Case.case_id == case_id)).first()
+def _case_row(conn: Connection, case_id: str, lock: bool = False) -> Case:
+    """The case's row; ``lock``: hold it until the transaction ends (PostgreSQL ``FOR UPDATE``:
+    concurrent writers on one case queue, so each undo sees the undos committed before it; SQLite's
+    BEGIN IMMEDIATE already serializes every writer)."""
+    query = select(Case).where(Case.case_id == case_id)
+    row = conn.execute(query.with_for_update() if lock else query).first()
     if row is None:
         raise ReviewError(
             f"case {case_id!r} is not in the review store; import its score file first "
@@ -116,13 +125,8 @@ def _case_row(conn: Connection, case_id: str) -> Case:
 
 def _insert_event(conn: Connection, case_id: str, reviewer: str, action: str, *, label: str | None = None,
                   note: str | None = None, model_id: str | None = None, ref_event_id: int | None = None) -> int:
-    result = conn.execute(
-        ReviewEvent.__table__.insert().values(
-            case_id=case_id, reviewer=reviewer, action=action, label=label, note=note,
-            model_id=model_id, ref_event_id=ref_event_id, created_at=utcnow(),
-        )
-    )
-    return int(result.inserted_primary_key[0])
+    return append_event(conn, case_id=case_id, reviewer=reviewer, action=action, label=label, note=note,
+                        model_id=model_id, ref_event_id=ref_event_id)
 
 
 def _claim_holder(conn: Connection, case_id: str, now: dt.datetime) -> str | None:
@@ -141,7 +145,7 @@ def claim_case(engine: Engine, case_id: str, reviewer: str, minutes: int = CLAIM
     now = utcnow()
     expires = now + dt.timedelta(minutes=minutes)
     with engine.begin() as conn:
-        case = _case_row(conn, case_id)
+        case = _case_row(conn, case_id, lock=True)
         updated = conn.execute(
             Claim.__table__.update()
             .where(and_(Claim.case_id == case_id, or_(Claim.reviewer == reviewer, Claim.expires_at <= now)))
@@ -160,7 +164,7 @@ def claim_case(engine: Engine, case_id: str, reviewer: str, minutes: int = CLAIM
 def release_case(engine: Engine, case_id: str, reviewer: str) -> bool:
     """Give up ``reviewer``'s claim on ``case_id``; ``False`` if they did not hold it."""
     with engine.begin() as conn:
-        case = _case_row(conn, case_id)
+        case = _case_row(conn, case_id, lock=True)
         deleted = conn.execute(
             Claim.__table__.delete().where(Claim.case_id == case_id, Claim.reviewer == reviewer)
         ).rowcount
@@ -204,7 +208,7 @@ def record_decision(engine: Engine, case_id: str, reviewer: str, action: str,
         raise ReviewError("assign_class needs a class label; type or pick the class for this case")
     note = note.strip() if note else None
     with engine.begin() as conn:
-        case = _case_row(conn, case_id)
+        case = _case_row(conn, case_id, lock=True)
         holder = _claim_holder(conn, case_id, utcnow())
         if holder is not None and holder != reviewer:
             raise ClaimError(f"case {case_id!r} is claimed by {holder}; pick another case or ask them to release it")
@@ -218,7 +222,7 @@ def add_note(engine: Engine, case_id: str, reviewer: str, note: str) -> int:
     if not note or not note.strip():
         raise ReviewError("the note is empty; type some text first")
     with engine.begin() as conn:
-        case = _case_row(conn, case_id)
+        case = _case_row(conn, case_id, lock=True)
         return _insert_event(conn, case_id, reviewer, "note", note=note.strip(), model_id=case.model_id)
 
 
@@ -228,7 +232,7 @@ def undo_last(engine: Engine, case_id: str, reviewer: str) -> int:
     Raises ``ReviewError`` when the case has no decision left to undo.
     """
     with engine.begin() as conn:
-        case = _case_row(conn, case_id)
+        case = _case_row(conn, case_id, lock=True)
         rows = conn.execute(
             select(ReviewEvent).where(ReviewEvent.case_id == case_id).order_by(ReviewEvent.id)
         ).all()

@@ -2,17 +2,19 @@
 
 - ``users``: reviewer accounts (argon2 password hashes only, never a clear password).
 - ``cases``: one row per scored case (the latest score imported for it).
-- ``review_events``: the append-only audit trail. Database triggers refuse UPDATE and DELETE
-  (SQLite and PostgreSQL); an undo is a new event pointing at the one it undoes.
+- ``review_events``: the append-only audit trail, hash-chained (medssl.review.chain). Database
+  triggers (medssl.review.append_only) refuse UPDATE, DELETE, REPLACE/UPSERT and TRUNCATE; an undo
+  is a new event pointing at the one it undoes.
 - ``claims``: which reviewer currently works a case, until when (a lock, not history; every
   claim and release is also written to ``review_events``).
+- ``login_attempts``: sign-in successes and failures, for the login throttle.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import DDL, Boolean, DateTime, Engine, Float, ForeignKey, Integer, String, Text, event
+from sqlalchemy import Boolean, DateTime, Engine, Float, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -64,6 +66,10 @@ class ReviewEvent(Base):
     model_id: Mapped[str | None] = mapped_column(String(64))
     ref_event_id: Mapped[int | None] = mapped_column(Integer)  # the event an undo undoes
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, nullable=False)
+    # hash chain (medssl.review.chain): hash = sha256(prev_hash + this event's content); NULL only
+    # for a row written outside medssl, which `medssl audit verify` reports
+    prev_hash: Mapped[str | None] = mapped_column(String(64))
+    hash: Mapped[str | None] = mapped_column(String(64))
 
 
 class Claim(Base):
@@ -72,6 +78,18 @@ class Claim(Base):
     case_id: Mapped[str] = mapped_column(ForeignKey("cases.case_id"), primary_key=True)
     reviewer: Mapped[str] = mapped_column(String(64), nullable=False)
     expires_at: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False)
+
+
+class LoginAttempt(Base):
+    """One sign-in attempt (the throttle of medssl.review.throttle counts failures since the last success)."""
+
+    __tablename__ = "login_attempts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64), index=True, nullable=False)
+    address: Mapped[str | None] = mapped_column(String(64), index=True)
+    ok: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    at: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False)
 
 
 class RegisteredModel(Base):
@@ -86,35 +104,10 @@ class RegisteredModel(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, nullable=False)
 
 
-_APPEND_ONLY_MESSAGE = "review_events is append-only; record a new event (e.g. undo) instead"
-
-for _op in ("UPDATE", "DELETE"):
-    event.listen(
-        ReviewEvent.__table__,
-        "after_create",
-        DDL(
-            f"CREATE TRIGGER IF NOT EXISTS review_events_no_{_op.lower()} BEFORE {_op} ON review_events "
-            f"BEGIN SELECT RAISE(ABORT, '{_APPEND_ONLY_MESSAGE}'); END"
-        ).execute_if(dialect="sqlite"),
-    )
-event.listen(
-    ReviewEvent.__table__,
-    "after_create",
-    DDL(
-        "CREATE OR REPLACE FUNCTION medssl_review_events_append_only() RETURNS trigger AS $body$ "
-        f"BEGIN RAISE EXCEPTION '{_APPEND_ONLY_MESSAGE}'; END; $body$ LANGUAGE plpgsql"
-    ).execute_if(dialect="postgresql"),
-)
-event.listen(
-    ReviewEvent.__table__,
-    "after_create",
-    DDL(
-        "CREATE TRIGGER review_events_append_only BEFORE UPDATE OR DELETE ON review_events "
-        "FOR EACH ROW EXECUTE FUNCTION medssl_review_events_append_only()"
-    ).execute_if(dialect="postgresql"),
-)
-
-
 def create_tables(engine: Engine) -> None:
-    """Create any missing table (and the append-only triggers with ``review_events``)."""
+    """Create any missing table; then bring the audit trail's guards up to date
+    (:func:`medssl.review.append_only.install_guards`: hash columns, triggers)."""
+    from medssl.review.append_only import install_guards
+
     Base.metadata.create_all(engine)
+    install_guards(engine)
