@@ -53,3 +53,28 @@ def write_json(obj: Any, path: str | Path, allow_nan: bool = False) -> Path:
             fh.write("\n")
 
     return atomic_write(path, write)
+
+
+def sync_file(path: str | Path) -> None:
+    """Flush ``path``'s contents to disk (``fsync``), so a rename that follows never exposes a
+    file whose data a power loss could still drop."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def sync_dir(path: str | Path) -> None:
+    """Flush the entries of folder ``path`` (renames, new files) to disk; a no-op where the
+    platform cannot open folders."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -14,6 +14,7 @@ from medssl.cli import main
 from medssl.data import get_domain, read_errors, read_manifest
 from medssl.data.ehr import GridStore, make_ehr_dataset
 from medssl.data.ehr.physionet2012 import VARIABLES
+from medssl.data.record import read_record, recorded_file
 
 N_REAL = 50
 
@@ -39,6 +40,11 @@ def p12_dir(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     return out
 
 
+def _rewrite(grid: GridStore, data_dir: Path) -> None:
+    """Overwrite the grid file the manifest names, in place (same shapes, so the same size)."""
+    grid.write(recorded_file(data_dir, "grid", "ehr/grid.npz", "medssl ingest ehr"), read_record(data_dir)["ingest_id"])
+
+
 def _row(grid: GridStore, case_id: str) -> int:
     return list(grid.case_ids).index(case_id)
 
@@ -58,7 +64,7 @@ def test_stay_132539_exact_values(p12_dir: Path) -> None:
     assert (grid.mask == ~np.isnan(grid.values)).all()
     # delta: hours since last HR observation (observed in bins 0 and 1 -> 1 h at bin 2)
     assert grid.delta[i, hr, 0] == 0 and grid.delta[i, hr, 2] == 1.0
-    events = pd.read_parquet(p12_dir / "ehr/events.parquet")
+    events = pd.read_parquet(recorded_file(p12_dir, "events", "ehr/events.parquet", "medssl ingest ehr"))
     first = events[(events.case_id == "132539") & (events.variable == "HR")].sort_values("time_h").iloc[0]
     assert first.value == 73.0 and first.time_h == pytest.approx(7 / 60)
 
@@ -117,12 +123,12 @@ def test_dataset_layout_and_train_only_normalisation(p12_dir: Path) -> None:
     val_row = int(m.grid_row[m.split == "val"].iloc[0])
     tampered.values[val_row] = tampered.values[val_row] * 10 + 100
     tampered.static[val_row] = 99.0
-    tampered.save(p12_dir)
+    _rewrite(tampered, p12_dir)
     assert make_ehr_dataset(p12_dir, m, None).preprocessing == pre
     tampered.values[int(m.grid_row[train].iloc[0])] += 50
-    tampered.save(p12_dir)
+    _rewrite(tampered, p12_dir)
     assert make_ehr_dataset(p12_dir, m, None).preprocessing["mean"][hr] != pre["mean"][hr]
-    grid.save(p12_dir)  # restore for other tests
+    _rewrite(grid, p12_dir)  # restore for other tests
     # a saved preprocessing is re-applied as is
     assert make_ehr_dataset(p12_dir, m.iloc[:5], pre).preprocessing is pre
 

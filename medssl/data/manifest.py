@@ -6,15 +6,20 @@ optional ``label`` and ``split``, plus domain columns. ``DATA_DIR/errors.csv``: 
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
-from medssl.atomic import atomic_write
+from medssl.atomic import atomic_write, sync_file
 from medssl.errors import DataError
 
 MANIFEST_NAME = "manifest.parquet"
+RECORD_KEY = b"medssl.ingest"  # Parquet key-value metadata: the ingest record (medssl.data.record)
 ERRORS_NAME = "errors.csv"
 REQUIRED_COLUMNS = ("case_id", "patient_id", "domain")
 ERROR_COLUMNS = ("path", "reason")
@@ -40,11 +45,22 @@ def validate_manifest(df: pd.DataFrame, source: str = "manifest") -> pd.DataFram
     return df.reset_index(drop=True)
 
 
-def write_manifest(df: pd.DataFrame, data_dir: str | Path) -> Path:
-    """Validate and write ``DATA_DIR/manifest.parquet`` atomically; returns its path."""
+def write_manifest(df: pd.DataFrame, data_dir: str | Path, record: dict[str, Any] | None = None) -> Path:
+    """Validate and write ``DATA_DIR/manifest.parquet`` atomically (flushed to disk before the
+    rename); returns its path. ``record`` (see ``medssl.data.record``) goes into the file's
+    key-value metadata; ingests pass one, hand-made manifests need none."""
     df = validate_manifest(df)
+    df.attrs = {}
     path = Path(data_dir) / MANIFEST_NAME
-    atomic_write(path, lambda tmp: df.to_parquet(tmp, index=False))
+
+    def write(tmp: str) -> None:
+        table = pa.Table.from_pandas(df, preserve_index=False)
+        if record is not None:
+            table = table.replace_schema_metadata({**(table.schema.metadata or {}), RECORD_KEY: json.dumps(record).encode()})
+        pq.write_table(table, tmp)
+        sync_file(tmp)
+
+    atomic_write(path, write)
     return path
 
 
@@ -56,10 +72,21 @@ def read_manifest(data_dir: str | Path) -> pd.DataFrame:
             f"{path} does not exist; run `medssl ingest ... --out {data_dir}` first to create it"
         )
     try:
-        df = pd.read_parquet(path)
+        with open(path, "rb") as fh:  # one open file: the frame and its record come from the same manifest
+            df = pd.read_parquet(fh)
+            fh.seek(0)
+            meta = pq.read_schema(fh).metadata or {}
     except Exception as exc:  # pyarrow raises many types for a damaged file
         raise DataError(f"{path} could not be read as Parquet ({exc}); re-run the ingest") from None
-    return validate_manifest(df, source=str(path))
+    df = validate_manifest(df, source=str(path))
+    df.attrs = {}
+    raw = meta.get(RECORD_KEY)
+    if raw is not None:
+        try:
+            df.attrs["medssl_ingest_id"] = str(json.loads(raw)["ingest_id"])  # see medssl.data.record
+        except (ValueError, KeyError, TypeError):
+            raise DataError(f"{path} holds a damaged ingest record; re-run the ingest into {data_dir}") from None
+    return df
 
 
 class ErrorLog:
@@ -86,14 +113,43 @@ class ErrorLog:
     def write(self, data_dir: str | Path) -> Path:
         """Write ``DATA_DIR/errors.csv`` (always, even when empty, so a run's outcome is explicit)."""
         path = Path(data_dir) / ERRORS_NAME
-        frame = self.frame()
-        atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False))
+        data = errors_bytes(self)
+
+        def write(tmp: str) -> None:
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+
+        atomic_write(path, write)
         return path
 
 
+def errors_bytes(errors: ErrorLog) -> bytes:
+    """The bytes ``ErrorLog.write`` puts in errors.csv (their sha256 goes into the ingest record)."""
+    return errors.frame().to_csv(index=False).encode()
+
+
 def read_errors(data_dir: str | Path) -> pd.DataFrame:
-    """Read ``DATA_DIR/errors.csv`` (empty frame if the ingest rejected nothing)."""
+    """Read ``DATA_DIR/errors.csv`` (empty frame if the ingest rejected nothing).
+
+    When the manifest's ingest record holds the sha256 of its errors.csv, a file that differs
+    (left from another ingest: one interrupted between the manifest and errors.csv) raises
+    ``DataError``.
+    """
     path = Path(data_dir) / ERRORS_NAME
+    manifest = Path(data_dir) / MANIFEST_NAME
+    expected = None
+    if manifest.is_file():
+        try:
+            raw = (pq.read_schema(manifest).metadata or {}).get(RECORD_KEY)
+            expected = json.loads(raw).get("errors_sha256") if raw is not None else None
+        except Exception:  # a damaged manifest is reported by read_manifest, not here
+            expected = None
+    if expected is not None:
+        got = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+        if got != expected:
+            raise DataError(
+                f"{path} was written by another ingest than {manifest} (an interrupted ingest?); re-run the ingest"
+            )
     if not path.is_file() or path.stat().st_size == 0:
         return pd.DataFrame(columns=list(ERROR_COLUMNS))
     return pd.read_csv(path, dtype=str, keep_default_na=False)

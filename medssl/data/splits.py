@@ -40,6 +40,15 @@ def _split_ids(ids: np.ndarray, strat: np.ndarray | None, test_size: float, seed
     return np.asarray(a), np.asarray(b)
 
 
+MAX_SEED = 2**32 - 2  # numpy/scikit-learn seeds are < 2**32, and the val split uses seed + 1
+
+
+def check_seed(seed: int) -> None:
+    """Raise ``DataError`` unless ``seed`` is a whole number in ``[0, MAX_SEED]``."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= MAX_SEED:
+        raise DataError(f"--seed {seed!r} must be a whole number from 0 to {MAX_SEED}")
+
+
 def check_split_fractions(val_fraction: float, test_fraction: float) -> None:
     """Raise ``DataError`` unless both shares are in [0, 1) and sum below 1."""
     if not 0 <= val_fraction < 1 or not 0 <= test_fraction < 1 or val_fraction + test_fraction >= 1:
@@ -61,6 +70,7 @@ def assign_patient_splits(
     holds labels (and every class has enough patients). Returns a Series aligned to ``df``.
     """
     check_split_fractions(val_fraction, test_fraction)
+    check_seed(seed)
     patients = pd.Index(df["patient_id"].astype(str).unique())
     labels = _patient_labels(df.assign(patient_id=df["patient_id"].astype(str)), label_col)
     strat = None

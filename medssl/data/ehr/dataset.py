@@ -27,6 +27,8 @@ import torch
 from torch.utils.data import Dataset
 
 from medssl.data.ehr.grid import GridStore
+from medssl.data.record import check_same_ingest, read_record
+from medssl.data.rows import row_indices
 from medssl.errors import DataError
 
 
@@ -50,10 +52,16 @@ class EHRDataset(Dataset):
     """Binned EHR stays of one data dir, in manifest order (see the module docstring)."""
 
     def __init__(self, data_dir: Path, manifest: pd.DataFrame, preprocessing: dict[str, Any] | None = None) -> None:
+        check_same_ingest(manifest, data_dir, read_record(data_dir))
         grid = GridStore.load(data_dir)
         if "grid_row" not in manifest.columns:
             raise DataError(f"the manifest of {data_dir} has no grid_row column; re-run `medssl ingest ehr`")
-        rows = manifest["grid_row"].to_numpy(dtype=np.int64)
+        rows = row_indices(manifest, "grid_row", len(grid.case_ids), data_dir)
+        if len(rows) and not np.array_equal(grid.case_ids[rows].astype(str), manifest["case_id"].astype(str).to_numpy()):
+            raise DataError(
+                f"the grid of {data_dir} holds other stays than its manifest's grid_row column says (a manifest and "
+                f"grid of different ingests?); re-run `medssl ingest ehr SRC --out {data_dir}`"
+            )
         values, mask = grid.values[rows], grid.mask[rows]
         static = grid.static[rows]
         if preprocessing is None:

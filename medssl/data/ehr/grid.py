@@ -9,8 +9,11 @@ Irregular events are binned on a regular grid (default hourly over 48 h; bin ``k
   counted from the window start before the first observation)
 - ``static``  (N, S) float32: static descriptors (Age, Gender, ...); NaN where unknown
 - ``case_ids`` (N,), ``variables`` (V,), ``static_names`` (S,): str; ``hours``, ``step_hours``.
+- ``ingest_id`` (): str, the ingest that wrote the file (checked against the manifest's record).
 
 Row ``i`` of every array belongs to ``case_ids[i]`` (the manifest's ``grid_row`` column points here).
+An ingest writes ``ehr/grid-<ingest id>.npz`` and the manifest names it (``medssl.data.record``);
+a data dir from before records has ``ehr/grid.npz``.
 """
 
 from __future__ import annotations
@@ -22,9 +25,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from medssl.data.record import read_record, recorded_file
 from medssl.errors import DataError
 
 GRID_FILE = Path("ehr") / "grid.npz"
+# Grids larger than this are refused before anything is allocated (values, mask, delta as float32
+# plus the float64/int64 bincount buffers: about 28 bytes per stay x variable x bin).
+MAX_GRID_BYTES = 8 * 2**30
+BYTES_PER_CELL = 28
+MAX_BINS = 10_000
 STATIC_PREFIX = "static:"
 
 
@@ -42,32 +51,68 @@ class GridStore:
     hours: float
     step_hours: float
 
+    def write(self, path: str | Path, ingest_id: str = "") -> Path:
+        """Write the store to the file ``path`` (uncompressed npz: it loads in one read)."""
+        with open(path, "wb") as fh:  # a file, not a name: np.savez would append ".npz" to the name
+            np.savez(
+                fh, case_ids=np.asarray(self.case_ids, dtype=str), variables=np.asarray(self.variables, dtype=str),
+                static_names=np.asarray(self.static_names, dtype=str), values=self.values, mask=self.mask,
+                delta=self.delta, static=self.static, hours=np.float64(self.hours),
+                step_hours=np.float64(self.step_hours), ingest_id=np.asarray(ingest_id),
+            )
+        return Path(path)
+
     def save(self, data_dir: str | Path) -> Path:
-        """Write ``DATA_DIR/ehr/grid.npz`` (uncompressed: it loads in one read)."""
+        """Write ``DATA_DIR/ehr/grid.npz`` (the layout before ingest records; ingests use ``write``)."""
         path = Path(data_dir) / GRID_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(
-            path, case_ids=np.asarray(self.case_ids, dtype=str), variables=np.asarray(self.variables, dtype=str),
-            static_names=np.asarray(self.static_names, dtype=str), values=self.values, mask=self.mask,
-            delta=self.delta, static=self.static, hours=np.float64(self.hours), step_hours=np.float64(self.step_hours),
-        )
-        return path
+        return self.write(path)
 
     @classmethod
     def load(cls, data_dir: str | Path) -> "GridStore":
-        """Read ``DATA_DIR/ehr/grid.npz``; a missing file raises ``DataError``."""
-        path = Path(data_dir) / GRID_FILE
+        """Read the grid the manifest of ``data_dir`` names; a missing file, or one written by
+        another ingest than the manifest, raises ``DataError``."""
+        record = read_record(data_dir)
+        path = recorded_file(data_dir, "grid", GRID_FILE, "medssl ingest ehr SRC")
         if not path.is_file():
             raise DataError(f"{path} does not exist; run `medssl ingest ehr SRC --out {data_dir}` first")
         try:
             with np.load(path, allow_pickle=False) as z:
-                return cls(
+                written_by = str(z["ingest_id"]) if "ingest_id" in z.files else ""
+                grid = cls(
                     case_ids=z["case_ids"], variables=z["variables"].tolist(), static_names=z["static_names"].tolist(),
                     values=z["values"], mask=z["mask"], delta=z["delta"], static=z["static"],
                     hours=float(z["hours"]), step_hours=float(z["step_hours"]),
                 )
         except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:  # truncated, not an npz, array missing
             raise DataError(f"{path} could not be read ({type(exc).__name__}: {exc}); re-run `medssl ingest ehr SRC --out {data_dir}`") from None
+        if record is not None and written_by != record["ingest_id"]:
+            raise DataError(
+                f"{path} was written by another ingest than {Path(data_dir) / 'manifest.parquet'} (interrupted "
+                f"re-ingest?); re-run `medssl ingest ehr SRC --out {data_dir}`"
+            )
+        return grid
+
+
+def check_grid_size(n_cases: int, n_variables: int, hours: float, step_hours: float) -> int:
+    """The number of time bins; ``DataError`` naming the flags to change when the grid would have
+    more than ``MAX_BINS`` bins or need more than ``MAX_GRID_BYTES`` of memory."""
+    if not (np.isfinite(hours) and np.isfinite(step_hours)) or hours <= 0 or step_hours <= 0:
+        raise DataError(f"--hours {hours} must be a positive multiple of --step-hours {step_hours} (both finite numbers above 0)")
+    n_bins = int(round(hours / step_hours))
+    if n_bins > MAX_BINS:
+        raise DataError(f"--hours {hours:g} / --step-hours {step_hours:g} gives {n_bins} time bins, more than the "
+                        f"limit of {MAX_BINS}; raise --step-hours or lower --hours")
+    if n_bins < 1 or abs(n_bins * step_hours - hours) > 1e-9:
+        raise DataError(f"--hours {hours} must be a positive multiple of --step-hours {step_hours}")
+    need = n_cases * max(n_variables, 1) * n_bins * BYTES_PER_CELL
+    if need > MAX_GRID_BYTES:
+        raise DataError(
+            f"the grid of {n_cases} stays x {n_variables} variables x {n_bins} bins would need {need / 2**30:.1f} GiB "
+            f"(limit {MAX_GRID_BYTES / 2**30:.0f} GiB); raise --step-hours, lower --hours or --max-variables, "
+            "or ingest fewer stays (--limit)"
+        )
+    return n_bins
 
 
 def time_since_observed(mask: np.ndarray, step_hours: float) -> np.ndarray:
@@ -87,9 +132,7 @@ def build_grid(
     Time-series variables not in ``variables`` are ignored; ``static:NAME`` rows fill ``static``
     (first value per case). Cases without any event get an all-missing row.
     """
-    n_bins = int(round(hours / step_hours))
-    if n_bins < 1 or abs(n_bins * step_hours - hours) > 1e-9:
-        raise DataError(f"--hours {hours} must be a positive multiple of --step-hours {step_hours}")
+    n_bins = check_grid_size(len(case_ids), len(variables), hours, step_hours)
     n, v, s = len(case_ids), len(variables), len(static_names)
     case_index = pd.Index(case_ids)
     is_static = events["variable"].str.startswith(STATIC_PREFIX)

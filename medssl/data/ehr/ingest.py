@@ -1,8 +1,8 @@
 """Ingest ICU stays (PhysioNet 2012, MIMIC-III or a long CSV) into DATA_DIR.
 
 ``ingest_ehr(src, out, EhrIngestOptions(format=...))`` writes ``manifest.parquet`` (one row per
-stay, split by patient), ``ehr/grid.npz``, ``ehr/events.parquet`` and ``errors.csv`` and returns
-the counts ``medssl ingest ehr`` prints.
+stay, split by patient), ``ehr/grid-<id>.npz``, ``ehr/events-<id>.parquet`` and ``errors.csv``
+(atomically: ``medssl.data.commit``) and returns the counts ``medssl ingest ehr`` prints.
 """
 
 from __future__ import annotations
@@ -13,13 +13,14 @@ from typing import Any
 
 import pandas as pd
 
-from medssl.data import ErrorLog, assign_patient_splits, write_manifest
-from medssl.data.ehr.grid import STATIC_PREFIX, build_grid, choose_variables
+from medssl.data import ErrorLog, assign_patient_splits
+from medssl.data.commit import IngestWriter, no_cases_error
+from medssl.data.ehr.grid import STATIC_PREFIX, build_grid, check_grid_size, choose_variables
 from medssl.data.ehr.long_csv import clean_events, read_long_csv
 from medssl.data.ehr.mimic3 import STATIC_NAMES as MIMIC_STATIC
 from medssl.data.ehr.mimic3 import read_mimic3
 from medssl.data.ehr.physionet2012 import STATIC, VARIABLES, read_physionet2012
-from medssl.data.splits import check_split_fractions
+from medssl.data.splits import check_seed, check_split_fractions
 from medssl.errors import ConfigError, DataError
 
 FORMATS = ("physionet2012", "mimic3", "csv")
@@ -61,11 +62,12 @@ class EhrIngestOptions:
         check_split_fractions(self.val_fraction, self.test_fraction)
         if self.outcomes is not None and not isinstance(self.outcomes, Path):
             object.__setattr__(self, "outcomes", Path(self.outcomes))
+        check_seed(self.seed)
         if self.max_variables < 1:
             raise DataError("--max-variables must be at least 1")
-        n_bins = int(round(self.hours / self.step_hours)) if self.step_hours > 0 else 0
-        if n_bins < 1 or abs(n_bins * self.step_hours - self.hours) > 1e-9:
-            raise DataError(f"--hours {self.hours} must be a positive multiple of --step-hours {self.step_hours}")
+        if self.limit is not None and self.limit < 1:
+            raise DataError(f"--limit {self.limit} must be at least 1 (or left out to read every stay)")
+        check_grid_size(0, 0, self.hours, self.step_hours)
 
 
 def _read(src: Path, options: EhrIngestOptions, errors: ErrorLog) -> tuple[pd.DataFrame, pd.DataFrame, list[str] | None, list[str]]:
@@ -85,7 +87,7 @@ def _read(src: Path, options: EhrIngestOptions, errors: ErrorLog) -> tuple[pd.Da
     if not src.is_file():
         raise DataError(f"{src} is not a file; --format csv reads one CSV file")
     events, cases = read_long_csv(src, options.patient_col, options.time_col, options.variable_col,
-                                  options.value_col, options.case_col, options.label_col)
+                                  options.value_col, options.case_col, options.label_col, errors)
     return events, cases, None, []
 
 
@@ -109,19 +111,20 @@ def ingest_ehr(src: str | Path, out: str | Path, options: EhrIngestOptions | Non
     if variables is None:
         train_ids = cases.loc[cases["split"] == "train", "case_id"].tolist()
         variables = choose_variables(events, train_ids, options.max_variables)
+    if cases.empty or events.empty:
+        raise no_cases_error(out, errors, f"no measurement of {src} is left after cleaning")
     grid = build_grid(events, cases["case_id"].tolist(), variables, static_names, options.hours, options.step_hours)
-    out.mkdir(parents=True, exist_ok=True)
-    grid.save(out)
     series = events[~events["variable"].str.startswith(STATIC_PREFIX)]
-    series[["case_id", "time_h", "variable", "value"]].to_parquet(out / "ehr" / "events.parquet", index=False)
     manifest = cases.assign(
         domain="ehr", grid_row=range(len(cases)), n_observations=grid.mask.sum(axis=(1, 2)).astype(int),
         source_format=options.format,
     )
     if "label" in manifest.columns:
         manifest["label"] = manifest["label"].astype(object).where(manifest["label"].notna(), None)
-    write_manifest(manifest, out)
-    errors.write(out)
+    with IngestWriter(out, "ehr") as writer:
+        grid.write(writer.path("grid", "ehr/grid.npz"), writer.ingest_id)
+        series[["case_id", "time_h", "variable", "value"]].to_parquet(writer.path("events", "ehr/events.parquet"), index=False)
+        writer.commit(manifest, errors)
     dropped = int(errors.frame()["count"].fillna(0).sum()) if "count" in errors.frame().columns else 0
     return {
         "cases": len(cases),

@@ -110,13 +110,17 @@ def read_long_csv(
     value_col: str,
     case_col: str | None = None,
     label_col: str | None = None,
+    errors: ErrorLog | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Read a long CSV (one measurement per row) into ``(events, cases)``.
 
     ``cases`` has ``case_id, patient_id`` and ``label`` when ``label_col`` is given (the first
-    non-empty label of a case). Without ``case_col`` each patient is one case. Raises
-    ``DataError`` naming the missing columns, or when the file is empty.
+    non-empty label of a case). Without ``case_col`` each patient is one case. Rows with an empty
+    patient or case id, and rows of a case id already seen under another patient, are dropped and
+    counted in ``errors``. Raises ``DataError`` naming the missing columns, or when the file is
+    empty or no row has an id.
     """
+    errors = errors if errors is not None else ErrorLog()
     try:
         raw = pd.read_csv(path, dtype=str, keep_default_na=False)
     except pd.errors.EmptyDataError:
@@ -133,6 +137,7 @@ def read_long_csv(
         )
     if raw.empty:
         raise DataError(f"{path} has a header but no rows")
+    raw = _drop_bad_ids(raw, path, patient_col, case_col, errors)
     case_ids = raw[case_col or patient_col].astype(str)
     events = pd.DataFrame({
         "case_id": case_ids,
@@ -149,3 +154,25 @@ def read_long_csv(
     if label_col:
         cases["label"] = cases["case_id"].map(labels).astype(object)
     return events, cases
+
+
+def _drop_bad_ids(raw: pd.DataFrame, path: Path, patient_col: str, case_col: str | None, errors: ErrorLog) -> pd.DataFrame:
+    """``raw`` without rows whose patient (or case) id is empty, nor rows of a case id that an
+    earlier row gave another patient (stays are never merged across patients); counted in ``errors``."""
+    empty = raw[patient_col].str.strip() == ""
+    if case_col:
+        empty |= raw[case_col].str.strip() == ""
+    if empty.any():
+        cols = f"--patient-col {patient_col!r}" + (f" or --case-col {case_col!r}" if case_col else "")
+        errors.add(path, f"empty id in {cols}; row dropped", count=int(empty.sum()))
+        raw = raw[~empty]
+    if case_col:
+        first = raw.groupby(case_col, sort=False)[patient_col].transform("first")
+        other = raw[patient_col] != first
+        if other.any():
+            errors.add(path, f"a case id in --case-col {case_col!r} appears under more than one patient; the rows of "
+                       "every patient after the first were dropped (ids must name one stay)", count=int(other.sum()))
+            raw = raw[~other]
+    if raw.empty:
+        raise DataError(f"{path}: no row has a patient id in --patient-col {patient_col!r}; check the column")
+    return raw

@@ -50,6 +50,9 @@ def read_stay(path: Path, errors: ErrorLog) -> pd.DataFrame | None:
         return None
     record = raw.loc[raw["Parameter"] == "RecordID", "Value"]
     case_id = record.iloc[0].strip() if len(record) else path.stem
+    if not case_id:
+        errors.add(path, "the RecordID row is empty; a stay needs its id", count=1)
+        return None
     raw = raw[raw["Parameter"] != "RecordID"]
     value = pd.to_numeric(raw["Value"].str.strip(), errors="coerce")
     time_h = parse_hhmm(raw["Time"])
@@ -74,7 +77,16 @@ def read_outcomes(path: Path) -> pd.Series:
     for col in ("RecordID", "In-hospital_death"):
         if col not in table.columns:
             raise DataError(f"--outcomes {path} has no {col!r} column; pass the challenge's Outcomes-a.txt")
-    return table.set_index(table["RecordID"].str.strip())["In-hospital_death"].str.strip()
+    outcome = table.set_index(table["RecordID"].str.strip())["In-hospital_death"].str.strip()
+    return outcome[~outcome.index.duplicated(keep="first")]
+
+
+def _conflicting_outcomes(path: Path) -> set[str]:
+    """RecordIDs listed more than once in ``path`` with different outcomes."""
+    table = pd.read_csv(path, dtype=str)
+    table = table.assign(RecordID=table["RecordID"].str.strip(), death=table["In-hospital_death"].str.strip())
+    counts = table.groupby("RecordID")["death"].nunique(dropna=False)
+    return set(counts[counts > 1].index)
 
 
 def read_physionet2012(
@@ -89,15 +101,31 @@ def read_physionet2012(
     files = sorted(p for p in src.glob("*.txt") if not p.name.startswith("Outcomes"))[:limit]
     if not files:
         raise DataError(f"{src} holds no .txt stay files; pass a PhysioNet 2012 set folder")
-    frames = [f for p in progress(files, desc="reading stays", unit="stay") if (f := read_stay(p, errors)) is not None]
+    frames, seen = [], {}
+    for path in progress(files, desc="reading stays", unit="stay"):
+        stay = read_stay(path, errors)
+        if stay is None:
+            continue
+        case_id = str(stay["case_id"].iloc[0]) if len(stay) else path.stem
+        if case_id in seen:  # two files of one RecordID: never merge two stays into one
+            errors.add(path, f"RecordID {case_id} was already read from {seen[case_id].name}; this file was skipped", count=1)
+            continue
+        seen[case_id] = path
+        frames.append(stay)
     if not frames:
-        raise DataError(f"none of the {len(files)} files in {src} could be read; see errors.csv")
+        first = errors.rows[0] if errors.rows else {"path": src, "reason": "no stay"}
+        raise DataError(f"none of the {len(files)} files in {src} could be read (the first: {first['path']}: {first['reason']})")
     events = pd.concat(frames, ignore_index=True)
     cases = pd.DataFrame({"case_id": pd.unique(events["case_id"])})
     cases["patient_id"] = cases["case_id"]
     if outcomes is not None:
         labels = read_outcomes(outcomes)
+        conflicting = _conflicting_outcomes(outcomes)
+        labels = labels[~labels.index.isin(conflicting)]
+        for case_id in sorted(conflicting & set(cases["case_id"])):
+            errors.add(outcomes, f"RecordID {case_id} is listed more than once with different outcomes; "
+                       "the stay is kept unlabeled", count=1)
         cases["label"] = cases["case_id"].map(labels).astype(object)
-        for case_id in cases.loc[cases["label"].isna(), "case_id"]:
+        for case_id in cases.loc[cases["label"].isna() & ~cases["case_id"].isin(conflicting), "case_id"]:
             errors.add(outcomes, f"no outcome for RecordID {case_id}; the stay is kept unlabeled", count=1)
     return events, cases

@@ -30,9 +30,10 @@ from medssl.data.imaging.dicom import (
 )
 from medssl.data.imaging.dicom_scan import scan_dicom_source
 from medssl.data.imaging.pseudonym import patient_key
-from medssl.data.manifest import ErrorLog, write_manifest
+from medssl.data.commit import IngestWriter, no_cases_error
+from medssl.data.manifest import ErrorLog
 from medssl.data.splits import assign_patient_splits
-from medssl.errors import DataError, ReaderError
+from medssl.errors import ReaderError
 from medssl.progress import progress
 
 log = logging.getLogger(__name__)
@@ -192,16 +193,13 @@ def ingest_dicom(
             continue
         cases.extend(_expand_frames(row))
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    errors.write(out)
     if not cases:
-        raise DataError(
-            f"no readable DICOM image under {src} ({len(paths)} file(s) scanned, reasons in {out / 'errors.csv'})"
-        )
+        raise no_cases_error(out, errors, f"no readable DICOM image under {src} ({len(paths)} file(s) scanned)")
     manifest = pd.DataFrame(cases, columns=list(MANIFEST_COLUMNS))
     # patient-level train/val/test (no labels in DICOM: a plain split by patient, fixed seed)
     manifest["split"] = assign_patient_splits(manifest, seed=split_seed)
-    write_manifest(manifest, out)
+    with IngestWriter(out, "dicom") as writer:
+        writer.commit(manifest, errors)
     summary = {"files": len(paths), "images": len(seen), "cases": len(cases), "rejected": len(errors),
                "patients": int(manifest["patient_id"].nunique())}
     log.info("ingest dicom: %(files)d files -> %(cases)d cases from %(images)d images of %(patients)d patients; "

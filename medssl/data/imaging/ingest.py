@@ -13,10 +13,12 @@ from typing import Any
 
 import pandas as pd
 
-from medssl.data import ErrorLog, assign_patient_splits, write_manifest
+from medssl.data import ErrorLog, assign_patient_splits
+from medssl.data.commit import IngestWriter, no_cases_error
+from medssl.data.manifest import ERRORS_NAME
 from medssl.data.imaging.images import scan_image_folder, scan_image_metadata
 from medssl.data.imaging.npz import scan_npz
-from medssl.data.splits import check_split_fractions
+from medssl.data.splits import check_seed, check_split_fractions
 from medssl.errors import ConfigError, DataError
 
 FORMATS = ("folder", "npz")
@@ -60,6 +62,7 @@ class ImageIngestOptions:
             if self.workers < 1:
                 raise DataError(f"--workers {self.workers} must be at least 1")
         check_split_fractions(self.val_fraction, self.test_fraction)
+        check_seed(self.seed)
 
 
 def _check_src(src: Path, options: ImageIngestOptions) -> None:
@@ -102,12 +105,12 @@ def ingest_images(src: str | Path, out: str | Path, options: ImageIngestOptions 
                                  options.label_col, options.workers)
     else:
         df = scan_image_folder(src, errors, label_from_folder=options.label_from_folder, workers=options.workers)
-    out.mkdir(parents=True, exist_ok=True)
-    errors_path = errors.write(out)
     if len(df) == 0:
-        raise DataError(f"no image could be ingested from {src}; the reasons are in {errors_path}")
+        raise no_cases_error(out, errors, f"no image could be ingested from {src}")
     df = _add_splits(df, options)
-    path = write_manifest(df, out)
+    with IngestWriter(out, "images") as writer:
+        path = writer.commit(df, errors)
+    errors_path = out / ERRORS_NAME
     return {
         "cases": len(df),
         "patients": int(df["patient_id"].nunique()),

@@ -44,12 +44,18 @@ def read_stream_csv(
     patients = raw[patient_col].astype(str) if patient_col else pd.Series(path.stem, index=raw.index)
     times = parse_times(raw[time_col], patients)
     values = raw[channels].apply(lambda s: pd.to_numeric(s.str.strip(), errors="coerce"))
-    bad_time, bad_value = times.isna(), values.isna().any(axis=1) & times.notna()
+    no_patient = (patients.str.strip() == "") if patient_col else pd.Series(False, index=raw.index)
+    if no_patient.any():
+        errors.add(path, f"empty id in --patient-col {patient_col!r}; row dropped", count=int(no_patient.sum()))
+    times = times.where(~no_patient)
+    bad_time = (times.isna() | ~np.isfinite(times.fillna(0))) & ~no_patient
+    finite = np.isfinite(values.to_numpy(dtype=np.float64, na_value=np.nan))
+    bad_value = ~finite.all(axis=1) & ~bad_time & ~no_patient
     if bad_time.any():
         errors.add(path, "unknown time format (expected numbers, HH:MM or ISO dates); row dropped", count=int(bad_time.sum()))
     if bad_value.any():
-        errors.add(path, "channel value is not a number; row dropped", count=int(bad_value.sum()))
-    good = ~(bad_time | bad_value)
+        errors.add(path, "channel value is not a number, or not finite (empty, text, nan or inf); row dropped", count=int(bad_value.sum()))
+    good = ~(bad_time | bad_value | no_patient)
     frame = pd.DataFrame({"_patient": patients, "_time": times}).join(values)[good]
     if label_col:
         frame["_label"] = raw.loc[good, label_col].replace("", None)

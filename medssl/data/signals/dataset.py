@@ -1,7 +1,8 @@
 """The signals dataset: item ``i`` is one window ``(C, T)`` float32 for manifest row ``i``.
 
-Windows live in ``DATA_DIR/signals/windows.npy`` (N, C, T) float32, memory-mapped; the
-manifest's ``row`` column points into it. Each channel is standardised with the mean/std of the
+Windows live in ``DATA_DIR/signals/windows-<ingest id>.npy`` (N, C, T) float32, memory-mapped,
+the file the manifest's ingest record names (``signals/windows.npy`` in data dirs from before
+records); the manifest's ``row`` column points into it. Each channel is standardised with the mean/std of the
 manifest's ``split == "train"`` windows (all windows without a split column), kept in
 ``preprocessing`` so fine-tuning and scoring apply the same numbers.
 """
@@ -16,23 +17,33 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
+from medssl.data.record import check_same_ingest, read_record, recorded_file
+from medssl.data.rows import row_indices
 from medssl.errors import DataError
 
 WINDOWS_FILE = Path("signals") / "windows.npy"
 FIT_ROWS = 20000  # windows used to fit the statistics (a random subset when there are more)
 
 
+def write_windows(path: str | Path, windows: np.ndarray) -> Path:
+    """Write ``windows`` (N, C, T) as float32 ``.npy`` to the file ``path``."""
+    with open(path, "wb") as fh:  # a file, not a name: np.save would append ".npy" to the name
+        np.save(fh, np.ascontiguousarray(windows, dtype=np.float32))
+    return Path(path)
+
+
 def save_windows(data_dir: Path, windows: np.ndarray) -> Path:
-    """Write ``windows`` (N, C, T) float32 to ``DATA_DIR/signals/windows.npy``."""
+    """Write ``windows`` (N, C, T) float32 to ``DATA_DIR/signals/windows.npy`` (the layout before
+    ingest records; ingests use ``write_windows`` on the path ``IngestWriter`` gives)."""
     path = Path(data_dir) / WINDOWS_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.save(path, np.ascontiguousarray(windows, dtype=np.float32))
-    return path
+    return write_windows(path, windows)
 
 
 def load_windows(data_dir: Path) -> np.ndarray:
-    """Memory-mapped ``(N, C, T)`` windows of a data dir; ``DataError`` when missing."""
-    path = Path(data_dir) / WINDOWS_FILE
+    """Memory-mapped ``(N, C, T)`` windows the manifest of ``data_dir`` names; ``DataError`` when
+    missing, unreadable, or not the file the manifest's ingest wrote."""
+    path = recorded_file(data_dir, "windows", WINDOWS_FILE, "medssl ingest signals SRC")
     if not path.is_file():
         raise DataError(f"{path} does not exist; run `medssl ingest signals SRC --out {data_dir}` first")
     try:
@@ -45,10 +56,13 @@ class SignalDataset(Dataset):
     """Standardised windows of one data dir, in manifest order."""
 
     def __init__(self, data_dir: Path, manifest: pd.DataFrame, preprocessing: dict[str, Any] | None = None) -> None:
+        check_same_ingest(manifest, data_dir, read_record(data_dir))
         self.windows = load_windows(data_dir)
+        if self.windows.ndim != 3:
+            raise DataError(f"the windows of {data_dir} have shape {self.windows.shape}, not (N, C, T); re-run the ingest")
         if "row" not in manifest.columns:
             raise DataError(f"the manifest of {data_dir} has no row column; re-run `medssl ingest signals`")
-        self.rows = manifest["row"].to_numpy(dtype=np.int64)
+        self.rows = row_indices(manifest, "row", self.windows.shape[0], data_dir)
         _, c, t = self.windows.shape
         if preprocessing is None:
             train = self.rows[(manifest["split"] == "train").to_numpy()] if "split" in manifest.columns else self.rows

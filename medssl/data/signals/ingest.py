@@ -1,8 +1,9 @@
 """Ingest ECG records (WFDB), sktime/UEA .ts series or CSV sensor streams into DATA_DIR.
 
-``ingest_signals(src, out, SignalIngestOptions(format=...))`` writes ``signals/windows.npy``
+``ingest_signals(src, out, SignalIngestOptions(format=...))`` writes ``signals/windows-<id>.npy``
 (cases x channels x samples), ``manifest.parquet`` (one row per window, split by patient) and
-``errors.csv`` and returns the counts ``medssl ingest signals`` prints.
+``errors.csv`` (atomically: ``medssl.data.commit``) and returns the counts ``medssl ingest signals``
+prints. A run that yields no window fails and leaves DATA_DIR as it was.
 """
 
 from __future__ import annotations
@@ -15,16 +16,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from medssl.data import ErrorLog, assign_patient_splits, write_manifest
+from medssl.data import ErrorLog, assign_patient_splits
+from medssl.data.commit import IngestWriter, no_cases_error
 from medssl.data.signals.csv_stream import read_stream_csv
-from medssl.data.signals.dataset import save_windows
+from medssl.data.signals.dataset import write_windows
 from medssl.data.signals.ts_format import read_ts
 from medssl.data.signals.wfdb_beats import BeatWindow, read_beats
-from medssl.data.splits import check_split_fractions
+from medssl.data.splits import check_seed, check_split_fractions
 from medssl.errors import ConfigError, DataError, ReaderError
 from medssl.progress import progress
 
 FORMATS = ("wfdb", "ts", "csv")
+MAX_WINDOW_S = 60.0  # --before-s and --after-s: at most a minute each
+MAX_SAMPLES = 1_000_000  # --length, --window: samples per window
+MAX_WINDOW_BYTES = 8 * 2**30  # all windows together (float32), checked before they are stacked
 
 
 def _names(value: str | Sequence[str] | None, drop_empty: bool) -> tuple[str, ...] | None:
@@ -73,6 +78,7 @@ class SignalIngestOptions:
         if self.format not in FORMATS:
             raise ConfigError(f"unknown signal format {self.format!r}; use one of {', '.join(FORMATS)}")
         check_split_fractions(self.val_fraction, self.test_fraction)
+        check_seed(self.seed)
         object.__setattr__(self, "records", _names(self.records, drop_empty=True))
         object.__setattr__(self, "channels", _names(self.channels, drop_empty=False))
         if self.format == "csv":
@@ -80,6 +86,19 @@ class SignalIngestOptions:
                 raise DataError("--format csv needs --time-col (the time column) and --window (rows per window)")
             if self.window < 2 or (self.stride is not None and self.stride < 1):
                 raise DataError("--window must be at least 2 and --stride at least 1")
+        self._check_numbers()
+
+    def _check_numbers(self) -> None:
+        """Range checks of the numeric options (``DataError`` naming the flag)."""
+        for flag, value in (("--before-s", self.before_s), ("--after-s", self.after_s)):
+            if not isinstance(value, (int, float)) or not np.isfinite(value) or not 0 <= value <= MAX_WINDOW_S:
+                raise DataError(f"{flag} {value} must be a number of seconds from 0 to {MAX_WINDOW_S:g}")
+        if self.before_s + self.after_s <= 0:
+            raise DataError("--before-s plus --after-s must be above 0 seconds: a window needs samples")
+        for flag, value, low in (("--max-records", self.max_records, 1), ("--leads", self.leads, 1),
+                                 ("--length", self.length, 2), ("--window", self.window, 2), ("--stride", self.stride, 1)):
+            if value is not None and not low <= value <= MAX_SAMPLES:
+                raise DataError(f"{flag} {value} must be a whole number from {low} to {MAX_SAMPLES}")
 
 
 def _wfdb(src: Path, options: SignalIngestOptions, errors: ErrorLog) -> tuple[list[np.ndarray], list[pd.DataFrame]]:
@@ -96,7 +115,7 @@ def _wfdb(src: Path, options: SignalIngestOptions, errors: ErrorLog) -> tuple[li
     if not names:
         raise DataError(f"{src} holds no .hea record headers")
     geometry = BeatWindow(options.before_s, options.after_s)
-    windows, rows, fs0 = [], [], None
+    windows, rows, fs0, total = [], [], None, 0
     for name in progress(names, desc="reading records", unit="record"):
         got = read_beats(src / name, geometry, errors, n_leads=options.leads)
         if got is None:
@@ -106,10 +125,21 @@ def _wfdb(src: Path, options: SignalIngestOptions, errors: ErrorLog) -> tuple[li
             errors.add(src / f"{name}.hea", f"{w.shape[1]} leads at {fs:g} Hz differ from the first record's "
                        f"{windows[0].shape[1]} leads at {fs0:g} Hz; use --leads or ingest it separately", count=1)
             continue
+        if w.shape[2] < 2:
+            raise DataError(f"--before-s {options.before_s:g} and --after-s {options.after_s:g} give windows of "
+                            f"{w.shape[2]} sample(s) at {fs:g} Hz; a window needs at least 2: widen them")
+        total += w.nbytes
+        _check_total(total)
         fs0 = fs
         windows.append(w)
         rows.append(r.assign(fs=fs))
     return windows, rows
+
+
+def _check_total(nbytes: int) -> None:
+    if nbytes > MAX_WINDOW_BYTES:
+        raise DataError(f"the windows would need more than {MAX_WINDOW_BYTES / 2**30:.0f} GiB; narrow --before-s/--after-s "
+                        "(wfdb) or --window, raise --stride, or read fewer records (--records, --max-records)")
 
 
 def _ts(src: Path, options: SignalIngestOptions, errors: ErrorLog) -> tuple[list[np.ndarray], list[pd.DataFrame]]:
@@ -126,9 +156,9 @@ def _ts(src: Path, options: SignalIngestOptions, errors: ErrorLog) -> tuple[list
         if windows and series.shape[1:] != windows[0].shape[1:]:
             errors.add(path, f"series shape {series.shape[1:]} differs from {windows[0].shape[1:]}; pass --length", count=1)
             continue
-        ok = ~np.isnan(series).any(axis=(1, 2))
+        ok = np.isfinite(series).all(axis=(1, 2))
         if not ok.all():
-            errors.add(path, "series with missing values (?) skipped", count=int((~ok).sum()))
+            errors.add(path, "series with missing values (?) or infinite values skipped", count=int((~ok).sum()))
         ids = [f"{path.stem}:{i}" for i in range(len(series))]
         frame = pd.DataFrame({"case_id": ids, "patient_id": ids, "label": labels, "source_file": path.name})
         windows.append(series[ok])
@@ -172,10 +202,9 @@ def ingest_signals(src: str | Path, out: str | Path, options: SignalIngestOption
     errors = ErrorLog()
     read = {"wfdb": _wfdb, "ts": _ts, "csv": _csv}[options.format]
     windows, rows = read(src, options, errors)
-    out.mkdir(parents=True, exist_ok=True)
-    errors.write(out)
-    if not windows:
-        raise DataError(f"no cases could be read from {src}; see {out / 'errors.csv'} for why")
+    if not windows or sum(len(w) for w in windows) == 0:
+        raise no_cases_error(out, errors, f"no cases could be read from {src}")
+    _check_total(sum(w.nbytes for w in windows))
     manifest = pd.concat(rows, ignore_index=True)
     manifest["label"] = manifest["label"].astype(object).where(manifest["label"].notna(), None)
     manifest["split"] = assign_patient_splits(manifest, val_fraction=options.val_fraction,
@@ -184,8 +213,9 @@ def ingest_signals(src: str | Path, out: str | Path, options: SignalIngestOption
     manifest["row"] = np.arange(len(manifest))
     manifest["source_format"] = options.format
     data = np.concatenate(windows)
-    save_windows(out, data)
-    write_manifest(manifest, out)
+    with IngestWriter(out, "signals") as writer:
+        write_windows(writer.path("windows", "signals/windows.npy"), data)
+        writer.commit(manifest, errors)
     return {
         "cases": len(manifest),
         "channels": int(data.shape[1]),

@@ -23,6 +23,7 @@ import torch
 from torch.utils.data import Dataset
 
 from medssl.data.manifest import read_manifest
+from medssl.data.record import check_same_ingest, read_record
 from medssl.data.transactions.encoding import encode_rows, fit_preprocessing
 from medssl.data.transactions.history import read_history
 from medssl.data.transactions.schema import TableSchema
@@ -41,6 +42,7 @@ class TransactionDataset(Dataset):
 
     def __init__(self, data_dir: str | Path, manifest: pd.DataFrame, preprocessing: dict[str, Any] | None = None) -> None:
         self.data_dir = Path(data_dir)
+        check_same_ingest(manifest, self.data_dir, read_record(self.data_dir))
         store = read_history(self.data_dir)
         if preprocessing is None:
             schema = TableSchema.read(self.data_dir)
@@ -54,7 +56,7 @@ class TransactionDataset(Dataset):
             return
         if store is None:
             raise DataError(
-                f"the model uses {self.history} history slots but {self.data_dir} has no cache/history.pt; "
+                f"the model uses {self.history} history slots but {self.data_dir} has no history store; "
                 "ingest with --entity-col (and --history N)"
             )
         case_ids, index = store
@@ -65,7 +67,7 @@ class TransactionDataset(Dataset):
             )
         full = read_manifest(self.data_dir)
         if full["case_id"].tolist() != case_ids:
-            raise DataError(f"{self.data_dir}/cache/history.pt does not match the manifest; re-run the ingest")
+            raise DataError(f"the history store of {self.data_dir} does not match the manifest; re-run the ingest")
         full_x = torch.from_numpy(encode_rows(full, preprocessing))
         position = pd.Series(np.arange(len(case_ids)), index=pd.Index(case_ids))
         rows = position.reindex(manifest["case_id"].astype(str)).to_numpy()

@@ -1,6 +1,7 @@
 """Each transaction's context: the same entity's last N transactions before it, by time.
 
-Stored at ingest as a small tensor store ``DATA_DIR/cache/history.pt``::
+Stored at ingest as a small tensor store ``DATA_DIR/transactions/history-<ingest id>.pt`` (named
+by the manifest's ingest record; ``cache/history.pt`` in data dirs from before records)::
 
     {"case_id": [str, ...],                 # manifest order
      "index": LongTensor (n_cases, N)}      # row positions into case_id; slot 0 = most recent
@@ -18,9 +19,12 @@ import numpy as np
 import pandas as pd
 import torch
 
+from medssl.data.record import read_record, recorded_file
 from medssl.errors import DataError
 
 HISTORY_NAME = "history.pt"
+HISTORY_FILE = "transactions/history.pt"  # IngestWriter names it transactions/history-<id>.pt
+LEGACY_FILE = Path("cache") / HISTORY_NAME
 
 
 def history_index(entity: pd.Series, order: pd.Series | None, n_history: int) -> np.ndarray:
@@ -46,17 +50,18 @@ def history_index(entity: pd.Series, order: pd.Series | None, n_history: int) ->
     return out
 
 
-def write_history(data_dir: str | Path, case_ids: list[str], index: np.ndarray) -> Path:
-    """Save the store under ``DATA_DIR/cache/``."""
-    path = Path(data_dir) / "cache" / HISTORY_NAME
-    path.parent.mkdir(parents=True, exist_ok=True)
+def write_history(path: str | Path, case_ids: list[str], index: np.ndarray) -> Path:
+    """Save the store to the file ``path``."""
     torch.save({"case_id": list(map(str, case_ids)), "index": torch.as_tensor(index, dtype=torch.int64)}, path)
-    return path
+    return Path(path)
 
 
 def read_history(data_dir: str | Path) -> tuple[list[str], torch.Tensor] | None:
     """``(case_ids, index)`` from the store, or ``None`` when the ingest built no history."""
-    path = Path(data_dir) / "cache" / HISTORY_NAME
+    record = read_record(data_dir)
+    if record is not None and "history" not in record.get("files", {}):
+        return None
+    path = recorded_file(data_dir, "history", LEGACY_FILE, "medssl ingest transactions SRC")
     if not path.is_file():
         return None
     try:

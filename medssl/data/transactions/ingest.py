@@ -3,13 +3,16 @@
 Writes ``manifest.parquet`` (one row per transaction: ``case_id``, ``patient_id`` = entity or
 case_id, ``domain="transactions"``, ``label``, ``split``, ``row`` (1-based data row in SRC),
 ``time`` when there is a time column, and the raw feature columns; non-numbers in numeric
-columns become NaN), ``schema.json`` (the inferred roles), ``errors.csv`` (counts of missing
-values and wrong types per column, duplicate or empty ids) and, with an entity column,
-``cache/history.pt`` (each case's previous N same-entity transactions).
+columns become NaN), ``schema.json`` (the inferred roles; the manifest's ingest record holds the
+copy readers use), ``errors.csv`` (counts of missing, infinite and wrong-type values per column,
+duplicate or empty ids) and, with an entity column, ``transactions/history-<id>.pt`` (each case's
+previous N same-entity transactions). All atomically (``medssl.data.commit``); a run that keeps
+no transaction fails and leaves DATA_DIR as it was.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,9 +21,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from medssl.data.manifest import ErrorLog, write_manifest
-from medssl.data.splits import _split_ids, assign_patient_splits, check_split_fractions
-from medssl.data.transactions.history import history_index, write_history
+from medssl.data.commit import IngestWriter, no_cases_error
+from medssl.data.manifest import ErrorLog
+from medssl.data.splits import _split_ids, assign_patient_splits, check_seed, check_split_fractions
+from medssl.data.transactions.history import HISTORY_FILE, history_index, write_history
 from medssl.data.transactions.schema import TableSchema, infer_schema
 from medssl.errors import DataError
 
@@ -119,15 +123,18 @@ def _count_bad_values(df: pd.DataFrame, schema: TableSchema, src: Path, errors: 
     for col in schema.numeric + schema.categorical:
         values = df[col]
         missing = values.isna() | (values.astype(str).str.strip() == "")
-        wrong = pd.Series(False, index=values.index)
+        wrong = infinite = pd.Series(False, index=values.index)
         if col in schema.numeric:
-            wrong = ~missing & pd.to_numeric(values, errors="coerce").isna()
-        for kind, bad, what in (("missing", missing, "missing value(s)"), ("wrong_type", wrong, "value(s) that are not numbers")):
+            number = pd.to_numeric(values, errors="coerce")
+            wrong = ~missing & number.isna()
+            infinite = ~missing & number.notna() & ~np.isfinite(number.fillna(0).astype(np.float64))
+        for kind, bad, what in (("missing", missing, "missing value(s)"), ("wrong_type", wrong, "value(s) that are not numbers"),
+                                ("non_finite", infinite, "infinite value(s)")):
             n = int(bad.sum())
             if n == 0:
                 continue
             rows = (np.flatnonzero(bad.to_numpy()) + 1)[:MAX_EXAMPLE_ROWS].tolist()
-            example = f" such as {values[bad].iloc[0]!r}" if kind == "wrong_type" else ""
+            example = f" such as {values[bad].iloc[0]!r}" if kind != "missing" else ""
             errors.add(src, f"column {col!r}: {n} {what}{example} (data rows {rows}...); imputed with the train "
                        "median / unknown category and flagged by a missing indicator",
                        column=col, kind=kind, count=n)
@@ -156,6 +163,7 @@ def patient_splits(manifest: pd.DataFrame, val_fraction: float, test_fraction: f
     if "label" not in manifest.columns or manifest["label"].isna().any():
         return assign_patient_splits(manifest, val_fraction, test_fraction, seed)
     check_split_fractions(val_fraction, test_fraction)
+    check_seed(seed)
     counts = manifest.groupby(["patient_id", "label"]).size().rename("n").reset_index()
     majority = counts.sort_values(["patient_id", "n", "label"], ascending=[True, False, True]).drop_duplicates("patient_id")
     ids, strat = majority["patient_id"].to_numpy(), majority["label"].astype(str).to_numpy()
@@ -182,7 +190,12 @@ def ingest_transactions(src: str | Path, out: str | Path, opts: IngestOptions) -
     manifest = pd.DataFrame({"case_id": case_ids[keep].to_numpy()})
     if schema.entity_col:
         entity = frame[schema.entity_col]
-        manifest["patient_id"] = np.where(entity.isna(), manifest["case_id"], entity.astype(str))
+        no_entity = (entity.isna() | (entity.astype(str).str.strip() == "")).to_numpy()
+        if no_entity.any():
+            errors.add(src, f"column {schema.entity_col!r}: {int(no_entity.sum())} empty entity id(s); each such "
+                       "transaction is its own entity (patient_id = its case id)",
+                       column=schema.entity_col, kind="missing", count=int(no_entity.sum()))
+        manifest["patient_id"] = np.where(no_entity, manifest["case_id"], entity.astype(str))
     else:
         manifest["patient_id"] = manifest["case_id"]
     manifest["domain"] = DOMAIN
@@ -204,20 +217,22 @@ def ingest_transactions(src: str | Path, out: str | Path, opts: IngestOptions) -
     schema.numeric = [renames[c] for c in schema.numeric]
     schema.categorical = [renames[c] for c in schema.categorical]
     schema.amount = [renames[c] for c in schema.amount]
+    if manifest.empty:
+        raise no_cases_error(out, errors, f"no transaction of {src} is left: every row had an empty or duplicate id "
+                             f"in --id-col {schema.id_col!r}")
     manifest["split"] = patient_splits(manifest, opts.val_fraction, opts.test_fraction, opts.seed).to_numpy()
 
-    out.mkdir(parents=True, exist_ok=True)
     n_hist = 0
-    if schema.entity_col and opts.history > 0:
-        index = history_index(manifest["patient_id"], manifest["time"] if "time" in manifest else None, opts.history)
-        write_history(out, manifest["case_id"].tolist(), index)
-        n_hist = opts.history
-        with_hist = int((index[:, 0] >= 0).sum())
-        log.info("history: %d of %d transactions have earlier ones of the same %s (up to %d kept)",
-                 with_hist, len(manifest), schema.entity_col, n_hist)
-    write_manifest(manifest, out)
-    schema.write(out)
-    errors.write(out)
+    with IngestWriter(out, DOMAIN) as writer:
+        if schema.entity_col and opts.history > 0:
+            index = history_index(manifest["patient_id"], manifest["time"] if "time" in manifest else None, opts.history)
+            write_history(writer.path("history", HISTORY_FILE), manifest["case_id"].tolist(), index)
+            n_hist = opts.history
+            with_hist = int((index[:, 0] >= 0).sum())
+            log.info("history: %d of %d transactions have earlier ones of the same %s (up to %d kept)",
+                     with_hist, len(manifest), schema.entity_col, n_hist)
+        writer.commit(manifest, errors, extra={"schema": schema.to_dict()},
+                      sidecars={"schema.json": json.dumps(schema.to_dict(), indent=2).encode()})
     for line in schema.report():
         log.info("schema: %s", line)
     summary = {"cases": len(manifest), "patients": int(manifest["patient_id"].nunique()),

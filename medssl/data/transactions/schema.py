@@ -24,6 +24,7 @@ from typing import Any
 
 import pandas as pd
 
+from medssl.data.record import read_record
 from medssl.errors import DataError
 
 LABEL_NAME = re.compile(r"^(label|class|target|y|is_?fraud|fraud)$|^default[ ._]", re.I)
@@ -65,7 +66,16 @@ class TableSchema:
 
     @classmethod
     def read(cls, data_dir: str | Path) -> "TableSchema":
-        """Read ``DATA_DIR/schema.json`` written by ``medssl ingest transactions``."""
+        """The schema ``medssl ingest transactions`` recorded with the manifest of ``data_dir``
+        (``DATA_DIR/schema.json`` is the copy for people, and what data dirs from before ingest
+        records are read from)."""
+        record = read_record(data_dir) if (Path(data_dir) / "manifest.parquet").is_file() else None
+        if record is not None and "schema" in record:
+            try:
+                return cls.from_dict(record["schema"])
+            except TypeError as exc:
+                raise DataError(f"the schema in {Path(data_dir) / 'manifest.parquet'} is damaged ({exc}); "
+                                f"re-run `medssl ingest transactions SRC --out {data_dir}`") from None
         path = Path(data_dir) / SCHEMA_NAME
         if not path.is_file():
             raise DataError(f"{path} does not exist; run `medssl ingest transactions SRC --out {data_dir}` first")
