@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install browser-deps test test-fast lint demo bench clean
+.PHONY: install browser-deps postgres-deps test test-fast lint demo bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,7 +24,13 @@ browser-deps:  ## Debian's chromium + chromedriver for the browser test (root on
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
 	  else echo "chromium not installed and not root: the browser test will be skipped"; fi; }
 
-test: $(STAMP) browser-deps  ## run every test (slow ones included)
+postgres-deps:  ## Debian's postgresql server for tests/test_review_postgres.py (root only; else those tests skip)
+	@command -v pg_ctl >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	  else echo "postgresql not installed and not root: the PostgreSQL tests will be skipped"; fi; }
+
+test: $(STAMP) browser-deps postgres-deps  ## run every test (slow ones included)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-fast: $(STAMP)  ## skip tests marked slow

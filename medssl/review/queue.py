@@ -21,6 +21,7 @@ from medssl.progress import progress
 from medssl.review.errors import ReviewError
 from medssl.review.events import STATUSES, active_claims, case_states
 from medssl.review.models import Case, utcnow
+from medssl.review.score_checks import check_scores
 from medssl.scoring.parts import DATA_DIR_METADATA_KEY  # written by `medssl score`
 
 SCORE_COLUMNS: tuple[str, ...] = (
@@ -67,13 +68,16 @@ def _opt_float(value: Any) -> float | None:
 def import_scores(engine: Engine, scores_path: str | Path, data_dir: str | Path | None = None) -> int:
     """Upsert every case of the score file into ``cases``; returns the number of rows read.
 
-    Raises ``ReviewError`` (nothing imported) when a case id already names a different case
-    (another domain or patient, or another data folder that still exists).
+    Raises ``DataError`` (nothing imported) for a file :func:`check_scores` refuses (no rows,
+    empty / repeated / too long ids, non-finite scores, a ``flagged`` that is not boolean) and
+    ``ReviewError`` when a case id already names a different case (another domain or patient, or
+    another data folder that still exists).
 
     ``data_dir`` (where the case's data can be read for the case view) defaults to
     :func:`scores_data_dir`.
     """
     df = read_scores(scores_path)
+    check_scores(df, scores_path)
     data_dir = Path(data_dir) if data_dir is not None else scores_data_dir(scores_path)
     data_dir_text = str(data_dir.resolve()) if data_dir else None
     now = utcnow()
@@ -96,8 +100,8 @@ def import_scores(engine: Engine, scores_path: str | Path, data_dir: str | Path 
     # VALUES clause built per chunk spent most of the import compiling bind parameters
     stmt = stmt.on_conflict_do_update(index_elements=["case_id"], set_={c: getattr(stmt.excluded, c) for c in updatable})
     chunks = range(0, len(records), _CHUNK)
-    for start in progress(chunks, total=len(chunks), desc="import scores", unit="chunk"):
-        with engine.begin() as conn:
+    with engine.begin() as conn:  # one transaction: a failure part-way imports nothing
+        for start in progress(chunks, total=len(chunks), desc="import scores", unit="chunk"):
             conn.execute(stmt, records[start:start + _CHUNK])
     return len(records)
 
