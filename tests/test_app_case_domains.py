@@ -20,6 +20,8 @@ from streamlit.testing.v1 import AppTest
 
 from medssl.cli import main
 from medssl.data import read_manifest
+from medssl.data.ehr import GridStore
+from medssl.data.signals import load_windows
 from medssl.review import add_user, case_view, import_scores, make_engine
 
 APP = str(Path(__file__).resolve().parents[1] / "apps" / "Home.py")
@@ -175,7 +177,7 @@ def test_ehr_case_shows_the_stays_own_variables_and_values(store: str, ehr: Scor
     (chooser,) = at.multiselect
     assert chooser.label == "Variables"
     # Every variable the stay measured within 48 h and the ingest kept, and nothing else.
-    kept = set(np.load(ehr.data_dir / "ehr" / "grid.npz")["variables"].tolist())
+    kept = set(GridStore.load(ehr.data_dir).variables)  # the grid file the manifest names
     assert set(chooser.options) == (measured & kept) and "HR" in chooser.options
     default = chooser.value
     assert "HR" in default and len(default) == 4
@@ -308,5 +310,5 @@ def test_a_window_that_is_no_beat_gets_no_beat_marker(shared_data: Path, tmp_pat
     row = read_manifest(tmp_path / "motions").iloc[7].to_dict()
     frame = case_view.signal_window(tmp_path / "motions", row)
     assert frame.columns.tolist() == [f"ch{i}" for i in range(6)] and len(frame) == 100
-    np.testing.assert_array_equal(frame.to_numpy().T, np.load(tmp_path / "motions" / "signals" / "windows.npy")[7])
+    np.testing.assert_array_equal(frame.to_numpy().T, load_windows(tmp_path / "motions")[7])
     assert case_view.beat_offset(row, len(frame)) is None
