@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 
+from medssl.commands.ingest_flags import int_range
+from medssl.data.limits import MAX_WORKERS
 from medssl.errors import ConfigError
 
 HELP = """\
@@ -35,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "PatientID gets 'no-patient-id:<StudyInstanceUID>' (hashed too when a key is given)",
     )
     parser.add_argument(
-        "--workers", type=int, default=None, metavar="N",
+        "--workers", type=int_range(1, MAX_WORKERS), default=None, metavar="N",
         help=f"processes decoding in parallel (default: all {os.cpu_count()} cores; 1 = no extra processes)",
     )
     parser.add_argument(

@@ -7,6 +7,9 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from medssl.commands.ingest_flags import float_range, fraction, int_range, seed
+from medssl.data.limits import MAX_COUNT, MAX_HOURS, MAX_VARIABLES
+
 if TYPE_CHECKING:
     from medssl.data.ehr.ingest import EhrIngestOptions
 
@@ -16,10 +19,13 @@ FORMATS = ("physionet2012", "mimic3", "csv")
 
 HELP = """\
 Read ICU stays into DATA_DIR: manifest.parquet (one row per stay with a train/val/test split drawn
-by patient), ehr/grid.npz (values, observation masks, hours since last observation and static
-features on a regular time grid; default hourly over the first 48 h), ehr/events.parquet (the
+by patient), ehr/grid-<id>.npz (values, observation masks, hours since last observation and static
+features on a regular time grid; default hourly over the first 48 h), ehr/events-<id>.parquet (the
 cleaned measurements, for timelines) and errors.csv (files rejected and values dropped as
-impossible, e.g. a negative heart rate, with counts).
+impossible or not finite, e.g. a negative heart rate or inf, with counts; duplicate RecordIDs and
+empty ids too). <id> names this ingest; the manifest, written last, records which files it
+belongs to, so an interrupted re-ingest leaves the previous DATA_DIR whole, and a failed one leaves
+it untouched. Grids over 10,000 time bins or 8 GiB are refused before anything is allocated.
 
 formats:
   physionet2012  a folder of RecordID.txt files (PhysioNet/CinC 2012); --outcomes Outcomes-a.txt
@@ -50,14 +56,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--value-col", help="csv: column with the numeric value")
     p.add_argument("--case-col", help="csv: column with the stay/case id (default: one case per patient)")
     p.add_argument("--label-col", help="csv: column with a label per case (optional)")
-    p.add_argument("--hours", type=float, default=48.0, help="length of the observation window (default 48)")
-    p.add_argument("--step-hours", type=float, default=1.0, help="width of one time bin in hours (default 1)")
-    p.add_argument("--max-variables", type=int, default=64,
+    p.add_argument("--hours", type=float_range(0, MAX_HOURS, low_open=True), default=48.0, help="length of the observation window (default 48)")
+    p.add_argument("--step-hours", type=float_range(0, MAX_HOURS, low_open=True), default=1.0, help="width of one time bin in hours (default 1)")
+    p.add_argument("--max-variables", type=int_range(1, MAX_VARIABLES), default=64,
                    help="mimic3/csv: keep the variables measured in most training stays (default 64)")
-    p.add_argument("--limit", type=int, help="read only the first N stay files (quick trials)")
-    p.add_argument("--val-fraction", type=float, default=0.15, metavar="F", help="share of patients for the val split, drawn by patient (default 0.15)")
-    p.add_argument("--test-fraction", type=float, default=0.15, metavar="F", help="share of patients for the test split, drawn by patient (default 0.15)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the patient-level train/val/test split")
+    p.add_argument("--limit", type=int_range(1, MAX_COUNT), help="read only the first N stay files (quick trials)")
+    p.add_argument("--val-fraction", type=fraction, default=0.15, metavar="F", help="share of patients for the val split, drawn by patient (default 0.15)")
+    p.add_argument("--test-fraction", type=fraction, default=0.15, metavar="F", help="share of patients for the test split, drawn by patient (default 0.15)")
+    p.add_argument("--seed", type=seed, default=0, help="seed of the patient-level train/val/test split")
     p.set_defaults(func=run)
 
 

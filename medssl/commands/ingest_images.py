@@ -7,6 +7,9 @@ import logging
 import os
 from typing import TYPE_CHECKING
 
+from medssl.commands.ingest_flags import fraction, int_range, seed
+from medssl.data.limits import MAX_WORKERS
+
 if TYPE_CHECKING:
     from medssl.data.imaging.ingest import ImageIngestOptions
 
@@ -55,10 +58,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--patient-col", metavar="COL", help="metadata column with the patient id (default: one patient per image)")
     p.add_argument("--label-col", metavar="COL", help="metadata column with the class label (default: no labels)")
     p.add_argument("--label-from-folder", action="store_true", help="without --metadata: use each image's folder name as its label")
-    p.add_argument("--val-fraction", type=float, default=0.15, metavar="F", help="share of patients for validation when the data has no split (default 0.15)")
-    p.add_argument("--test-fraction", type=float, default=0.15, metavar="F", help="share of patients for testing when the data has no split (default 0.15)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random split (default 0)")
-    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, metavar="N", help="processes decoding images (default: all cores)")
+    p.add_argument("--val-fraction", type=fraction, default=0.15, metavar="F", help="share of patients for validation when the data has no split (default 0.15)")
+    p.add_argument("--test-fraction", type=fraction, default=0.15, metavar="F", help="share of patients for testing when the data has no split (default 0.15)")
+    p.add_argument("--seed", type=seed, default=0, help="seed of the random split (default 0)")
+    p.add_argument("--workers", type=int_range(1, MAX_WORKERS), default=os.cpu_count() or 1, metavar="N", help="processes decoding images (default: all cores)")
     p.set_defaults(func=run)
 
 

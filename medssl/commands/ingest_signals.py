@@ -7,6 +7,9 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from medssl.commands.ingest_flags import float_range, fraction, int_range, seed
+from medssl.data.limits import MAX_COUNT, MAX_SAMPLES, MAX_WINDOW_S
+
 if TYPE_CHECKING:
     from medssl.data.signals.ingest import SignalIngestOptions
 
@@ -15,9 +18,12 @@ log = logging.getLogger(__name__)
 FORMATS = ("wfdb", "ts", "csv")
 
 HELP = """\
-Cut physiological or sensor signals into fixed windows: DATA_DIR/signals/windows.npy (cases x
+Cut physiological or sensor signals into fixed windows: DATA_DIR/signals/windows-<id>.npy (cases x
 channels x samples), manifest.parquet (one row per window, with a train/val/test split drawn by
-patient) and errors.csv (unreadable files, dropped beats or rows, with counts).
+patient) and errors.csv (unreadable files, dropped beats or rows, NaN/inf values, with counts).
+<id> names this ingest; the manifest, written last, records which files it belongs to, so an
+interrupted re-ingest leaves the previous DATA_DIR whole. A run that cuts no window fails and
+leaves DATA_DIR untouched.
 
 formats:
   wfdb  a folder of WFDB records (.hea + .dat, e.g. MIT-BIH). One case per annotated beat
@@ -42,20 +48,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, required=True, metavar="DATA_DIR", help="where to write the data dir")
     p.add_argument("--format", choices=FORMATS, required=True, help="layout of SRC (see above)")
     p.add_argument("--records", help="wfdb: comma-separated record names to read (default: all)")
-    p.add_argument("--max-records", type=int, help="wfdb: read at most this many records (quick trials)")
-    p.add_argument("--before-s", type=float, default=0.25, help="wfdb: seconds of signal before each beat (default 0.25)")
-    p.add_argument("--after-s", type=float, default=0.45, help="wfdb: seconds of signal after each beat (default 0.45)")
-    p.add_argument("--leads", type=int, help="wfdb: keep the first N leads (default: all)")
-    p.add_argument("--length", type=int, help="ts: resample every series to this many samples (default: longest)")
+    p.add_argument("--max-records", type=int_range(1, MAX_COUNT), help="wfdb: read at most this many records (quick trials)")
+    p.add_argument("--before-s", type=float_range(0, MAX_WINDOW_S), default=0.25, help="wfdb: seconds of signal before each beat (default 0.25)")
+    p.add_argument("--after-s", type=float_range(0, MAX_WINDOW_S), default=0.45, help="wfdb: seconds of signal after each beat (default 0.45)")
+    p.add_argument("--leads", type=int_range(1, MAX_COUNT), help="wfdb: keep the first N leads (default: all)")
+    p.add_argument("--length", type=int_range(2, MAX_SAMPLES), help="ts: resample every series to this many samples (default: longest)")
     p.add_argument("--time-col", help="csv: column with the time of each row")
     p.add_argument("--channels", help="csv: comma-separated channel columns (default: every numeric column)")
     p.add_argument("--patient-col", help="csv: column with the patient or device id (default: one stream per file)")
     p.add_argument("--label-col", help="csv: column with a label per row (a window takes its most frequent)")
-    p.add_argument("--window", type=int, help="csv: rows per window")
-    p.add_argument("--stride", type=int, help="csv: rows between window starts (default: --window)")
-    p.add_argument("--val-fraction", type=float, default=0.15, metavar="F", help="share of patients for the val split, drawn by patient (default 0.15)")
-    p.add_argument("--test-fraction", type=float, default=0.15, metavar="F", help="share of patients for the test split, drawn by patient (default 0.15)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the patient-level train/val/test split")
+    p.add_argument("--window", type=int_range(2, MAX_SAMPLES), help="csv: rows per window")
+    p.add_argument("--stride", type=int_range(1, MAX_SAMPLES), help="csv: rows between window starts (default: --window)")
+    p.add_argument("--val-fraction", type=fraction, default=0.15, metavar="F", help="share of patients for the val split, drawn by patient (default 0.15)")
+    p.add_argument("--test-fraction", type=fraction, default=0.15, metavar="F", help="share of patients for the test split, drawn by patient (default 0.15)")
+    p.add_argument("--seed", type=seed, default=0, help="seed of the patient-level train/val/test split")
     p.set_defaults(func=run)
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from medssl.commands.ingest_flags import fraction, int_range, seed
+from medssl.data.limits import MAX_COUNT, MAX_HISTORY
 from medssl.errors import ConfigError
 
 HELP = """\
@@ -52,15 +54,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "label, class, target, isFraud, ...). Never used by pretraining")
     parser.add_argument("--categorical", metavar="A,B", help="columns to treat as categories (comma-separated)")
     parser.add_argument("--numeric", metavar="C,D", help="columns to treat as numbers (comma-separated)")
-    parser.add_argument("--history", type=int, default=8, metavar="N",
+    parser.add_argument("--history", type=int_range(0, MAX_HISTORY), default=8, metavar="N",
                         help="previous transactions of the same entity kept as context (default 8; 0 = none)")
-    parser.add_argument("--header-row", type=int, default=None, metavar="K",
+    parser.add_argument("--header-row", type=int_range(0, MAX_COUNT), default=None, metavar="K",
                         help="0-based line holding the column names (default: 0, or 1 when line 0 is a group header)")
-    parser.add_argument("--max-categories", type=int, default=50, metavar="K",
+    parser.add_argument("--max-categories", type=int_range(1, MAX_COUNT), default=50, metavar="K",
                         help="text columns with more distinct values than this are treated as ids and left out (default 50)")
-    parser.add_argument("--val-fraction", type=float, default=0.15, help="share of entities for validation (default 0.15)")
-    parser.add_argument("--test-fraction", type=float, default=0.15, help="share of entities for the test split (default 0.15)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the split (default 0)")
+    parser.add_argument("--val-fraction", type=fraction, default=0.15, help="share of entities for validation (default 0.15)")
+    parser.add_argument("--test-fraction", type=fraction, default=0.15, help="share of entities for the test split (default 0.15)")
+    parser.add_argument("--seed", type=seed, default=0, help="seed of the split (default 0)")
     parser.set_defaults(func=run)
 
 

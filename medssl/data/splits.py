@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
+from medssl.data.limits import MAX_SEED
 from medssl.errors import DataError
 
 SPLITS = ("train", "val", "test")
@@ -40,7 +41,6 @@ def _split_ids(ids: np.ndarray, strat: np.ndarray | None, test_size: float, seed
     return np.asarray(a), np.asarray(b)
 
 
-MAX_SEED = 2**32 - 2  # numpy/scikit-learn seeds are < 2**32, and the val split uses seed + 1
 
 
 def check_seed(seed: int) -> None:

@@ -25,15 +25,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from medssl.data.limits import MAX_BINS, MAX_GRID_BYTES
 from medssl.data.record import read_record, recorded_file
 from medssl.errors import DataError
 
 GRID_FILE = Path("ehr") / "grid.npz"
-# Grids larger than this are refused before anything is allocated (values, mask, delta as float32
-# plus the float64/int64 bincount buffers: about 28 bytes per stay x variable x bin).
-MAX_GRID_BYTES = 8 * 2**30
+# Grids larger than MAX_GRID_BYTES are refused before anything is allocated (values, mask, delta as
+# float32 plus the float64/int64 bincount buffers: about 28 bytes per stay x variable x bin).
 BYTES_PER_CELL = 28
-MAX_BINS = 10_000
 STATIC_PREFIX = "static:"
 
 
@@ -99,9 +98,10 @@ def check_grid_size(n_cases: int, n_variables: int, hours: float, step_hours: fl
     more than ``MAX_BINS`` bins or need more than ``MAX_GRID_BYTES`` of memory."""
     if not (np.isfinite(hours) and np.isfinite(step_hours)) or hours <= 0 or step_hours <= 0:
         raise DataError(f"--hours {hours} must be a positive multiple of --step-hours {step_hours} (both finite numbers above 0)")
-    n_bins = int(round(hours / step_hours))
+    ratio = hours / step_hours
+    n_bins = int(round(ratio)) if ratio <= MAX_BINS + 1 else MAX_BINS + 1
     if n_bins > MAX_BINS:
-        raise DataError(f"--hours {hours:g} / --step-hours {step_hours:g} gives {n_bins} time bins, more than the "
+        raise DataError(f"--hours {hours:g} / --step-hours {step_hours:g} gives {ratio:.3g} time bins, more than the "
                         f"limit of {MAX_BINS}; raise --step-hours or lower --hours")
     if n_bins < 1 or abs(n_bins * step_hours - hours) > 1e-9:
         raise DataError(f"--hours {hours} must be a positive multiple of --step-hours {step_hours}")

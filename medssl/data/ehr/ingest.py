@@ -20,6 +20,7 @@ from medssl.data.ehr.long_csv import clean_events, read_long_csv
 from medssl.data.ehr.mimic3 import STATIC_NAMES as MIMIC_STATIC
 from medssl.data.ehr.mimic3 import read_mimic3
 from medssl.data.ehr.physionet2012 import STATIC, VARIABLES, read_physionet2012
+from medssl.data.limits import MAX_HOURS, MAX_VARIABLES
 from medssl.data.splits import check_seed, check_split_fractions
 from medssl.errors import ConfigError, DataError
 
@@ -65,6 +66,10 @@ class EhrIngestOptions:
         check_seed(self.seed)
         if self.max_variables < 1:
             raise DataError("--max-variables must be at least 1")
+        if self.max_variables > MAX_VARIABLES:
+            raise DataError(f"--max-variables {self.max_variables} is more than the limit of {MAX_VARIABLES}")
+        if not isinstance(self.hours, (int, float)) or not 0 < self.hours <= MAX_HOURS:  # NaN fails here too
+            raise DataError(f"--hours {self.hours} must be a number of hours above 0 and at most {MAX_HOURS:g}")
         if self.limit is not None and self.limit < 1:
             raise DataError(f"--limit {self.limit} must be at least 1 (or left out to read every stay)")
         check_grid_size(0, 0, self.hours, self.step_hours)

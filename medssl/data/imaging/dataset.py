@@ -65,6 +65,7 @@ class ImagingDataset(Dataset):
         self.patient_ids: list[str] = manifest["patient_id"].astype(str).tolist() if "patient_id" in manifest else list(self.case_ids)
         self._formats: list[str] = manifest["source_format"].astype(str).tolist()
         self._paths: list[str] = manifest["path"].astype(str).tolist()
+        _check_pointers(manifest, self._formats, data_dir)
         self._frames: list[int] = _int_column(manifest, "frame")
         self._keys: list[str] = manifest["array_key"].astype(str).tolist() if "array_key" in manifest else [""] * len(manifest)
         self._indices: list[int] = _int_column(manifest, "array_index")
@@ -123,8 +124,8 @@ class ImagingDataset(Dataset):
         except ReaderError:
             return None  # one by one, so the error names the case
         idx = np.asarray([self._indices[r] for r in rows], dtype=np.int64)
-        if len(idx) == 0 or idx.min() < -len(array) or idx.max() >= len(array):
-            return None
+        if len(idx) == 0 or idx.min() < 0 or idx.max() >= len(array):
+            return None  # one by one: decode names the case whose index is outside the array
         images = grey(np.asarray(array[idx]), grey_ndim=3)
         if images.ndim != 3:
             return None
@@ -150,7 +151,10 @@ class ImagingDataset(Dataset):
         fmt, path = self._formats[index], self._paths[index]
         try:
             if fmt == "npz":
-                return grey(self._npz_array(index)[self._indices[index]])
+                array, i = self._npz_array(index), self._indices[index]
+                if not 0 <= i < len(array):  # numpy would read image len + i for a negative i
+                    raise IndexError(i)
+                return grey(array[i])
             if fmt == "image":
                 from medssl.data.imaging.images import read_image_pixels
 
@@ -186,6 +190,26 @@ class ImagingDataset(Dataset):
         except OSError as exc:
             log.warning("image cache disabled: cannot write under %s (%s)", cache_dir, exc)
             self.cache_dir = None
+
+
+def _check_pointers(manifest: pd.DataFrame, formats: list[str], data_dir: str | Path) -> None:
+    """``DataError`` when an npz row's ``array_index`` or any row's ``frame`` is missing (npz),
+    not a whole number or negative: a hand-edited manifest must not read another image."""
+    fmt = np.asarray(formats)
+    for column, rows in (("array_index", fmt == "npz"), ("frame", np.ones(len(fmt), bool))):
+        if column not in manifest.columns:
+            if column == "array_index" and rows.any():
+                raise DataError(f"the manifest of {data_dir} has npz rows but no array_index column; re-run the ingest")
+            continue
+        values = pd.to_numeric(manifest[column], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        missing = np.isnan(values) & (rows if column == "array_index" else np.zeros(len(fmt), bool))
+        bad = missing | (~np.isnan(values) & ((values < 0) | (values != np.round(values)) | ~np.isfinite(values)))
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise DataError(
+                f"the manifest of {data_dir} has {column} {manifest[column].iloc[i]!r} in row {i}; it must be a whole "
+                f"number from 0 up ({int(bad.sum())} such row(s)). Restore the manifest or re-run the ingest"
+            )
 
 
 def _int_column(manifest: pd.DataFrame, name: str) -> list[int]:

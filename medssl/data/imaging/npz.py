@@ -31,12 +31,15 @@ def _open_npz(path: Path) -> np.lib.npyio.NpzFile:
     if not path.is_file():
         raise DataError(f"{path} does not exist; pass the path of a MedMNIST-style .npz file")
     try:
-        return np.load(path, allow_pickle=False)
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        archive = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise DataError(
             f"{path} is not a readable .npz archive ({exc}); --format npz expects arrays saved "
             "with numpy.savez (keys like train_images, train_labels)"
         ) from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):  # a plain .npy: np.load returns the array itself
+        raise DataError(f"{path} is a single .npy array, not an .npz archive; save it with numpy.savez(train_images=...)")
+    return archive
 
 
 def load_npz_array(path: str | Path, key: str, cache_dir: str | Path | None = None) -> np.ndarray:
@@ -112,8 +115,11 @@ def _labels(labels: np.ndarray | None, n: int, where: str, errors: ErrorLog) -> 
             "multi-label arrays are not supported, so these cases were ingested without a label",
         )
         return None
+    if labels.dtype.kind not in "biuf":
+        errors.add(where, f"labels of dtype {labels.dtype} are not class numbers; ingested without a label")
+        return None
     if not np.issubdtype(labels.dtype, np.integer):
-        if not np.all(np.equal(np.mod(labels, 1), 0)):
+        if not np.isfinite(labels).all() or not np.all(np.equal(np.mod(labels, 1), 0)):
             errors.add(where, f"labels of dtype {labels.dtype} are not whole class numbers; ingested without a label")
             return None
     return labels.astype(np.int64)
@@ -140,14 +146,34 @@ def scan_npz(path: str | Path, errors: ErrorLog) -> pd.DataFrame:
         for key in image_keys:
             prefix = key[: -len(IMAGES_SUFFIX)]
             where = f"{path}#{key}"
-            images = archive[key]
-            shape = _image_shape(images)
-            if shape is None:
-                errors.add(where, f"array of shape {images.shape} is not (N, H, W) or (N, H, W, 1|3) images")
+            try:
+                images = archive[key]
+            except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:  # object arrays, a damaged member
+                errors.add(where, f"array could not be read ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})")
                 continue
+            shape = _image_shape(images)
+            if shape is None or images.shape[0] == 0 or 0 in shape:
+                errors.add(where, f"array of shape {images.shape} is not (N, H, W) or (N, H, W, 1|3) images with N, H, W > 0")
+                continue
+            if images.dtype.kind not in "biuf":
+                errors.add(where, f"array of dtype {images.dtype} holds no pixel numbers (expected integers or floats)")
+                continue
+            ok = np.ones(images.shape[0], bool)
+            if images.dtype.kind == "f":
+                ok = np.isfinite(images.reshape(images.shape[0], -1)).all(axis=1)
+                if not ok.any():
+                    errors.add(where, "every image holds NaN or infinite pixels", count=int(images.shape[0]))
+                    continue
+                if not ok.all():
+                    errors.add(where, "image(s) with NaN or infinite pixels skipped", count=int((~ok).sum()))
             n = int(images.shape[0])
             label_key = prefix + LABELS_SUFFIX
-            labels = _labels(archive[label_key] if label_key in archive.files else None, n, f"{path}#{label_key}", errors)
+            try:
+                raw_labels = archive[label_key] if label_key in archive.files else None
+            except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+                errors.add(f"{path}#{label_key}", f"labels could not be read ({type(exc).__name__}); ingested without a label")
+                raw_labels = None
+            labels = _labels(raw_labels, n, f"{path}#{label_key}", errors)
             case_ids = [f"{prefix}:{i}" for i in range(n)]
             frame = pd.DataFrame(
                 {
@@ -166,7 +192,7 @@ def scan_npz(path: str | Path, errors: ErrorLog) -> pd.DataFrame:
             )
             if labels is not None:
                 frame.insert(3, "label", labels)
-            frames.append(frame)
+            frames.append(frame[ok].reset_index(drop=True))
             log.info("%s: %d images of %dx%d%s", key, n, shape[0], shape[1], "" if labels is None else " with labels")
     if not frames:
         return pd.DataFrame(columns=["case_id", "patient_id", "domain"])

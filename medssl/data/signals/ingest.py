@@ -18,6 +18,7 @@ import pandas as pd
 
 from medssl.data import ErrorLog, assign_patient_splits
 from medssl.data.commit import IngestWriter, no_cases_error
+from medssl.data.limits import MAX_SAMPLES, MAX_WINDOW_BYTES, MAX_WINDOW_S
 from medssl.data.signals.csv_stream import read_stream_csv
 from medssl.data.signals.dataset import write_windows
 from medssl.data.signals.ts_format import read_ts
@@ -27,9 +28,6 @@ from medssl.errors import ConfigError, DataError, ReaderError
 from medssl.progress import progress
 
 FORMATS = ("wfdb", "ts", "csv")
-MAX_WINDOW_S = 60.0  # --before-s and --after-s: at most a minute each
-MAX_SAMPLES = 1_000_000  # --length, --window: samples per window
-MAX_WINDOW_BYTES = 8 * 2**30  # all windows together (float32), checked before they are stacked
 
 
 def _names(value: str | Sequence[str] | None, drop_empty: bool) -> tuple[str, ...] | None:
