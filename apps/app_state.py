@@ -46,6 +46,12 @@ def open_case(case_id: str) -> None:
     st.switch_page(CASE_PAGE)
 
 
+def client_address() -> str | None:
+    """The browser's IP address as Streamlit sees it (for the login throttle), or ``None`` when unknown."""
+    address = st.context.ip_address
+    return address if isinstance(address, str) and address else None
+
+
 def embeddings_path() -> str | None:
     """The embeddings file given to ``medssl app --embeddings``, if any."""
     return os.environ.get("MEDSSL_EMBEDDINGS") or None

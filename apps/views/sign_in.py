@@ -1,9 +1,10 @@
-"""Sign-in: the only page a signed-out visitor sees."""
+"""Sign-in: the only page a signed-out visitor sees. Repeated failures are throttled per account
+and per address (medssl.review.throttle): the message says when to try again."""
 
 import streamlit as st
 
-from app_state import engine
-from medssl.review import authenticate
+from app_state import client_address, engine
+from medssl.review import ThrottledError, authenticate
 
 st.title("medssl review")
 st.write("Sign in with the reviewer account your administrator created (`medssl users add`).")
@@ -12,7 +13,11 @@ with st.form("sign_in"):
     password = st.text_input("Password", type="password")
     submitted = st.form_submit_button("Sign in")
 if submitted:
-    acc = authenticate(engine(), name, password)
+    try:
+        acc = authenticate(engine(), name, password, address=client_address())
+    except ThrottledError as exc:
+        st.error(str(exc))
+        st.stop()
     if acc is None:
         st.error("Wrong name or password.")
     else:

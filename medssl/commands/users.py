@@ -68,7 +68,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="create an account (asks for the password twice, or reads one line from stdin)",
         description="Create a reviewer account. The password is stored only as an argon2 hash.",
     )
-    add.add_argument("name", help="sign-in name, no spaces (e.g. dr_lee)")
+    add.add_argument("name", help="sign-in name: printable characters, no spaces (e.g. dr_lee)")
     add.add_argument("--role", required=True, choices=ROLES,
                      help="clinician: review cases; data_scientist: also fine-tune; admin: everything")
     add.add_argument("--password-stdin", action="store_true",
@@ -81,9 +81,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     lst.set_defaults(func=run_list)
 
 
+def _stdin_password() -> str:
+    """The first line of stdin as text; ``UserError`` for bytes that are not UTF-8 or for control
+    characters (binary input would otherwise end in a traceback, or in a password nobody can type)."""
+    stream = getattr(sys.stdin, "buffer", None)
+    try:
+        line = stream.readline().decode("utf-8") if stream is not None else sys.stdin.readline()
+    except UnicodeDecodeError:
+        raise UserError("--password-stdin: the first line of stdin is not UTF-8 text; pipe in the password as text") from None
+    password = line.rstrip("\r\n")
+    if not password.isprintable():
+        raise UserError("--password-stdin: the password holds control characters (e.g. NUL or escape); "
+                        "use printable characters only")
+    return password
+
+
 def _read_password(from_stdin: bool) -> str:
     if from_stdin:
-        return sys.stdin.readline().rstrip("\r\n")
+        return _stdin_password()
     try:
         first = getpass.getpass(f"Password (at least {MIN_PASSWORD_LENGTH} characters): ")
         again = getpass.getpass("Repeat the password: ")

@@ -42,6 +42,7 @@ __getattr__, __all__ = lazy_exports(
         "add_user": "medssl.review.users",
         "authenticate": "medssl.review.users",
         "get_user": "medssl.review.users",
+        "ThrottledError": "medssl.review.throttle",
         "list_users": "medssl.review.users",
     },
 )

@@ -8,6 +8,7 @@ and no decision is lost. WAL lets readers run while one writer writes.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -18,12 +19,35 @@ from sqlalchemy.exc import ArgumentError, DatabaseError, NoSuchModuleError
 
 from medssl.errors import ConfigError
 from medssl.review.constants import DB_ENV, DEFAULT_DB_FILE
+
+log = logging.getLogger(__name__)
 BUSY_TIMEOUT_S = 30.0
 
 
 def default_db_url() -> str:
     """``$MEDSSL_DB`` if set, else a SQLite file ``medssl_review.db`` in the working directory."""
     return os.environ.get(DB_ENV) or f"sqlite:///{Path.cwd() / DEFAULT_DB_FILE}"
+
+
+def _private_sqlite_file(path: Path) -> None:
+    """Create the store file readable by its owner only (0600; SQLite gives its -wal/-shm/-journal
+    files the same mode). An existing store, or companion file, that others may read is made private."""
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        return
+    except FileExistsError:
+        pass
+    with open(path, "rb") as head:
+        if head.read(16) not in (b"SQLite format 3\x00", b""):
+            return  # not a store: make_engine says so, and leaves the file as it is
+    for file in (path, *(path.with_name(path.name + s) for s in ("-wal", "-shm", "-journal"))):
+        try:
+            info = file.stat()
+        except FileNotFoundError:
+            continue
+        if info.st_mode & 0o077 and info.st_uid == os.geteuid():
+            os.chmod(file, 0o600)
+            log.warning("review store file %s was readable by other users; made it private (0600)", file)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -43,7 +67,8 @@ def _sqlite_begin(conn: Any) -> None:
 def make_engine(url: str | None = None) -> Engine:
     """An engine for ``url`` (default: :func:`default_db_url`) with the tables created.
 
-    ``sqlite:///path/review.db`` (parent folder created) or ``postgresql+psycopg://user@host/db``
+    ``sqlite:///path/review.db`` (parent folder created; the file is made readable by its owner
+    only, 0600) or ``postgresql+psycopg://user@host/db``
     (needs the ``postgres`` extra). A malformed, unknown or unusable URL raises ``ConfigError``.
     """
     from medssl.review.models import create_tables
@@ -63,6 +88,12 @@ def make_engine(url: str | None = None) -> Engine:
                 folder.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise ConfigError(f"--db {url!r}: cannot create the folder {folder} ({exc.strerror})") from None
+            try:
+                _private_sqlite_file(Path(parsed.database).expanduser())
+            except IsADirectoryError:
+                pass  # SQLite says so in the one error line below
+            except OSError as exc:
+                raise ConfigError(f"--db {url!r}: cannot create the store file ({exc.strerror})") from None
         engine = create_engine(
             parsed, connect_args={"timeout": BUSY_TIMEOUT_S, "check_same_thread": False}
         )

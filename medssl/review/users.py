@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from medssl.review.constants import DATA_SCIENCE_ROLES, MIN_PASSWORD_LENGTH, NAME_MAX_LENGTH, ROLES  # noqa: F401
 from medssl.review.errors import UserError
 from medssl.review.models import User, utcnow
+from medssl.review.throttle import check_allowed, record_attempt
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +50,13 @@ def _check_role(role: str) -> str:
 def add_user(engine: Engine, name: str, role: str, password: str) -> Account:
     """Create account ``name`` with ``role``; the password is stored as an argon2id hash only.
 
-    Raises ``UserError`` for an empty/long name, unknown role, short password or a taken name.
+    Raises ``UserError`` for an empty/long name or one with spaces or unprintable characters
+    (e.g. terminal escape sequences), an unknown role, a short password or a taken name.
     """
     name = name.strip()
-    if not name or len(name) > NAME_MAX_LENGTH or any(c.isspace() for c in name):
-        raise UserError(f"reviewer name must be 1-{NAME_MAX_LENGTH} characters without spaces, got {name!r}")
+    if not name or len(name) > NAME_MAX_LENGTH or any(c.isspace() for c in name) or not name.isprintable():
+        raise UserError(f"reviewer name must be 1-{NAME_MAX_LENGTH} printable characters without spaces "
+                        f"(no control or terminal escape characters), got {name!r}")
     _check_role(role)
     if len(password) < MIN_PASSWORD_LENGTH:
         raise UserError(f"password too short: use at least {MIN_PASSWORD_LENGTH} characters")
@@ -87,16 +90,28 @@ def list_users(engine: Engine) -> list[Account]:
     return [Account(name=r.name, role=r.role, created_at=r.created_at) for r in rows]
 
 
-def authenticate(engine: Engine, name: str, password: str) -> Account | None:
-    """The account if ``password`` matches ``name``'s hash, else ``None`` (no hint which was wrong)."""
+def authenticate(engine: Engine, name: str, password: str, address: str | None = None,
+                 now: dt.datetime | None = None) -> Account | None:
+    """The account if ``password`` matches ``name``'s hash, else ``None`` (no hint which was wrong).
+
+    Throttled (medssl.review.throttle): after repeated failures for the account or for ``address``
+    (the client's address, when known) raises ``ThrottledError`` saying when to try again, without
+    checking the password. Every checked attempt is recorded; ``now`` (UTC) is for tests.
+    """
+    name = name.strip()
+    now = now or utcnow()
+    check_allowed(engine, name, address, now)
     with engine.connect() as conn:
-        row = conn.execute(select(User).where(User.name == name.strip())).first()
+        row = conn.execute(select(User).where(User.name == name)).first()
     stored = row.password_hash if row is not None else _DUMMY_HASH
     try:
         _HASHER.verify(stored, password)
+        ok = row is not None
     except (VerificationError, InvalidHashError):
-        return None
-    if row is None:
+        ok = False
+    record_attempt(engine, name, address, ok, now)
+    if not ok:
+        log.info("failed sign-in")
         return None
     if _HASHER.check_needs_rehash(stored):
         with engine.begin() as conn:
