@@ -22,7 +22,7 @@ def row_indices(manifest: pd.DataFrame, column: str, n: int, data_dir: str | Pat
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise DataError(
-            f"the manifest of {data_dir} has {column} {manifest[column].iloc[i]!r} in row {i}, outside 0..{n - 1} of its data; {int(bad.sum())} such row(s). "
+            f"the manifest of {data_dir} has {column} {manifest[column].iloc[i]} in row {i}, outside 0..{n - 1} of its data; {int(bad.sum())} such row(s). "
             "Restore the manifest or re-run the ingest"
         )
     return values.astype(np.int64)

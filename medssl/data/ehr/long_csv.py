@@ -36,6 +36,7 @@ PLAUSIBLE_RANGES: dict[str, tuple[float, float]] = {
     "Age": (0, 120), "Gender": (0, 1), "Height": (50, 250), "ICUType": (1, 4),
 }
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 _HHMM = re.compile(r"^\s*(\d{1,3}):([0-5]\d)\s*$")
 
 
@@ -83,9 +84,13 @@ def clean_events(events: pd.DataFrame, errors: ErrorLog, hours: float) -> pd.Dat
     bad_time = events["time_h"].isna() | ~np.isfinite(events["time_h"].fillna(0))
     count_dropped(errors, events[bad_time], "unknown time format (expected hours, HH:MM or an ISO date)")
     events = events[~bad_time]
-    bad_value = events["value"].isna() | ~np.isfinite(events["value"].fillna(0))
+    bad_value = events["value"].isna()
     count_dropped(errors, events[bad_value], "value is not a number")
     events = events[~bad_value]
+    # inf, and numbers beyond float32 (the grid's type: they would turn into inf there)
+    too_big = ~np.isfinite(events["value"]) | (events["value"].abs() > FLOAT32_MAX)
+    count_dropped(errors, events[too_big], "value is infinite or too large (beyond float32)")
+    events = events[~too_big]
     keep = np.ones(len(events), dtype=bool)
     variables = events["variable"].to_numpy()
     values = events["value"].to_numpy()

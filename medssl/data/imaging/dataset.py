@@ -207,7 +207,7 @@ def _check_pointers(manifest: pd.DataFrame, formats: list[str], data_dir: str | 
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             raise DataError(
-                f"the manifest of {data_dir} has {column} {manifest[column].iloc[i]!r} in row {i}; it must be a whole "
+                f"the manifest of {data_dir} has {column} {manifest[column].iloc[i]} in row {i}; it must be a whole "
                 f"number from 0 up ({int(bad.sum())} such row(s)). Restore the manifest or re-run the ingest"
             )
 

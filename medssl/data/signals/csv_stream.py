@@ -49,7 +49,8 @@ def read_stream_csv(
         errors.add(path, f"empty id in --patient-col {patient_col!r}; row dropped", count=int(no_patient.sum()))
     times = times.where(~no_patient)
     bad_time = (times.isna() | ~np.isfinite(times.fillna(0))) & ~no_patient
-    finite = np.isfinite(values.to_numpy(dtype=np.float64, na_value=np.nan))
+    with np.errstate(over="ignore"):  # beyond float32 (the windows' type) becomes inf: refused like inf
+        finite = np.isfinite(values.to_numpy(dtype=np.float64, na_value=np.nan).astype(np.float32))
     bad_value = ~finite.all(axis=1) & ~bad_time & ~no_patient
     if bad_time.any():
         errors.add(path, "unknown time format (expected numbers, HH:MM or ISO dates); row dropped", count=int(bad_time.sum()))
