@@ -8,6 +8,7 @@ from __future__ import annotations
 import streamlit as st
 
 from app_state import account
+from plain_text import md
 
 st.set_page_config(page_title="medssl review", page_icon=":material/fact_check:", layout="wide")
 
@@ -25,6 +26,6 @@ else:
             st.Page("views/embedding_map.py", title="Embedding map", icon=":material/scatter_plot:"),
         ]
     pages.append(st.Page("views/sign_out.py", title="Sign out", icon=":material/logout:"))
-    st.sidebar.caption(f"Signed in as **{acc.name}** ({acc.role.replace('_', ' ')})")
+    st.sidebar.caption(f"Signed in as **{md(acc.name)}** ({acc.role.replace('_', ' ')})")
 
 st.navigation(pages).run()

@@ -14,6 +14,7 @@ import pandas as pd
 import streamlit as st
 
 from app_state import open_case
+from plain_text import md
 from medssl.data import read_manifest
 from medssl.errors import MedsslError
 from medssl.review import case_view
@@ -58,12 +59,12 @@ def show_case(case: dict[str, Any]) -> None:
     version = _version(data_dir)
     manifest = _manifest(data_dir, version)
     if not (manifest["case_id"] == case["case_id"]).any():
-        st.info(f"Case {case['case_id']} is not in {data_dir}/manifest.parquet.")
+        st.info(f"Case {md(case['case_id'])} is not in {md(data_dir)}/manifest.parquet.")
         return
     try:
         view = _view(data_dir, case["case_id"], version)
     except MedsslError as exc:
-        st.error(f"The case could not be read: {exc}")
+        st.error(f"The case could not be read: {md(exc)}")
         return
     PANELS[type(view)](view)
 
@@ -90,7 +91,7 @@ def _timeline(view: case_view.TimelineView) -> None:
         ax.plot(part["time_h"], part["value"], marker="o", label=name)
     ax.set_xlabel(view.x_label)
     if view.caption:
-        st.caption(view.caption)
+        st.caption(md(view.caption))
     ax.legend(loc="upper right", fontsize="small")
     st.pyplot(fig)
     plt.close(fig)
@@ -108,20 +109,20 @@ def _series(view: case_view.SeriesView) -> None:
     st.pyplot(fig)
     plt.close(fig)
     if view.caption:
-        st.caption(view.caption)
+        st.caption(md(view.caption))
 
 
 def _tables(view: case_view.TablesView) -> None:
     for section in view.sections:
-        st.subheader(section.title)
+        st.subheader(md(section.title))
         if section.table is not None:
             st.dataframe(section.table, hide_index=True)
         if section.caption:
-            st.caption(section.caption)
+            st.caption(md(section.caption))
 
 
 def _notice(view: case_view.Notice) -> None:
-    st.info(view.message)
+    st.info(md(view.message))
 
 
 PANELS: dict[type, Callable[[Any], None]] = {
@@ -143,5 +144,5 @@ def show_similar(case_id: str, embeddings: str | None, states: dict[str, Any]) -
         return
     for r in near.itertuples(index=False):
         s = states[r.case_id]
-        if st.button(f"{r.case_id} · {s.status} {s.label or ''} · distance {r.distance:.3f}", key=f"near-{r.case_id}"):
+        if st.button(f"{md(r.case_id)} · {s.status} {md(s.label or '')} · distance {r.distance:.3f}", key=f"near-{r.case_id}"):
             open_case(r.case_id)

@@ -9,6 +9,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from medssl.review import add_user, case_events, case_state, import_scores, make_engine
+from app_text import shown
 from review_scores import build_real_scores
 
 APP = str(Path(__file__).resolve().parents[1] / "apps" / "Home.py")
@@ -86,7 +87,7 @@ def test_a_decision_is_stored_and_shown_after_a_rerun(store: str, real_scores: P
     at = _signed_in("dr_lee", "lee-password")
     at.button(key=f"open-{top}").click().run()
     assert not at.exception, at.exception
-    assert [t.value for t in at.title] == [f"Case {top}"]
+    assert [shown(t.value) for t in at.title] == [f"Case {top}"]
     assert at.slider[0].label.startswith("Level") and at.slider[1].label == "Window width"
     assert len(at.get("image")) == 1  # the image itself
     at.radio[0].set_value("assign_class")
@@ -99,7 +100,7 @@ def test_a_decision_is_stored_and_shown_after_a_rerun(store: str, real_scores: P
     assert (state.status, state.label, state.decided_by) == ("labelled", "1", "dr_lee")
     assert [e.action for e in case_events(engine, top)] == ["claim", "assign_class"]
     at.run()  # a plain rerun still shows it
-    assert "Status: **labelled**, label **1**" in [m.value for m in at.markdown]
+    assert "Status: labelled, label 1" in [shown(m.value) for m in at.markdown]
     trail = at.dataframe[0].value
     assert trail[["reviewer", "action", "label", "note"]].to_dict("records") == [
         {"reviewer": "dr_lee", "action": "assign_class", "label": "1", "note": "consolidation, left lower lobe"}]
@@ -128,7 +129,7 @@ def test_embedding_map_and_similar_cases(store: str, real_scores: Path, monkeypa
     assert at.selectbox[0].options[0] == flagged[0]  # no point picked: highest score first
     at.selectbox[0].set_value(flagged[1])
     next(b for b in at.button if b.label == "Open case").click().run()
-    assert [t.value for t in at.title] == [f"Case {flagged[1]}"]
+    assert [shown(t.value) for t in at.title] == [f"Case {flagged[1]}"]
 
 
 def test_window_level_on_a_real_image(real_scores: Path) -> None:

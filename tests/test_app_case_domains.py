@@ -23,6 +23,7 @@ from medssl.data import read_manifest
 from medssl.data.ehr import GridStore
 from medssl.data.signals import load_windows
 from medssl.review import add_user, case_view, import_scores, make_engine
+from app_text import shown as rendered
 
 APP = str(Path(__file__).resolve().parents[1] / "apps" / "Home.py")
 TIMEOUT = 60
@@ -60,8 +61,8 @@ def ehr(shared_data: Path, tmp_path_factory) -> Scored:
         shutil.copy(path, src)
     _cli("ingest", "ehr", src, "--format", "physionet2012", "--out", root / "data",
          "--outcomes", shared_data / "ehr" / "physionet2012" / "Outcomes-a.txt")
-    _pretrain_and_score(root / "data", root / "data" / "scores.parquet", 8)  # beside the manifest
-    return Scored(src, root / "data", root / "data" / "scores.parquet")
+    _pretrain_and_score(root / "data", root / "scores.parquet", 8)  # outside DATA_DIR (score refuses an --out inside its --data); the file records the data folder
+    return Scored(src, root / "data", root / "scores.parquet")
 
 
 @pytest.fixture(scope="module")
@@ -77,8 +78,8 @@ def signals(shared_data: Path, tmp_path_factory) -> Scored:
     wfdb.wrann("101", "atr", ann.sample, ann.symbol, subtype=ann.subtype, chan=ann.chan, num=ann.num,
                aux_note=ann.aux_note, fs=ann.fs, write_dir=str(src))
     _cli("ingest", "signals", src, "--format", "wfdb", "--out", root / "data")
-    _pretrain_and_score(root / "data", root / "data" / "scores.parquet", 16)
-    return Scored(src, root / "data", root / "data" / "scores.parquet")
+    _pretrain_and_score(root / "data", root / "scores.parquet", 16)
+    return Scored(src, root / "data", root / "scores.parquet")
 
 
 @pytest.fixture(scope="module")
@@ -100,8 +101,8 @@ def paysim(shared_data: Path, tmp_path_factory) -> Scored:
     src = root / "paysim.csv"
     pd.read_csv(shared_data / "transactions" / "paysim_sample.csv", nrows=PAYSIM_ROWS).to_csv(src, index=False)
     _cli("ingest", "transactions", src, "--entity-col", "nameDest", "--out", root / "data")
-    _pretrain_and_score(root / "data", root / "data" / "scores.parquet", 64)
-    return Scored(src, root / "data", root / "data" / "scores.parquet")
+    _pretrain_and_score(root / "data", root / "scores.parquet", 64)
+    return Scored(src, root / "data", root / "scores.parquet")
 
 
 @pytest.fixture()
@@ -137,7 +138,7 @@ def _open_from_queue(case_id: str) -> AppTest:
     at = _signed_in()
     at.button(key=f"open-{case_id}").click().run()
     assert not at.exception, at.exception
-    assert [t.value for t in at.title] == [f"Case {case_id}"]
+    assert [rendered(t.value) for t in at.title] == [f"Case {case_id}"]
     return at
 
 
@@ -150,7 +151,7 @@ def _open_directly(at: AppTest, case_id: str) -> AppTest:
 
 
 def _infos(at: AppTest) -> list[str]:
-    return [i.value for i in at.info]
+    return [rendered(i.value) for i in at.info]
 
 
 def _raw_stay(path: Path) -> pd.DataFrame:
@@ -171,7 +172,7 @@ def _raw_stay(path: Path) -> pd.DataFrame:
 def test_ehr_case_shows_the_stays_own_variables_and_values(store: str, ehr: Scored) -> None:
     top = _top_flagged(ehr)
     at = _open_from_queue(top["case_id"])
-    assert f"patient {top['patient_id']} · ehr · model {top['model_id']}" in [c.value for c in at.caption]
+    assert f"patient {top['patient_id']} · ehr · model {top['model_id']}" in [rendered(c.value) for c in at.caption]
     raw = _raw_stay(ehr.src / f"{top['case_id']}.txt")
     measured = set(raw["variable"])
     (chooser,) = at.multiselect
@@ -182,7 +183,7 @@ def test_ehr_case_shows_the_stays_own_variables_and_values(store: str, ehr: Scor
     default = chooser.value
     assert "HR" in default and len(default) == 4
     assert len(at.get("image")) == 1  # the pyplot
-    assert "Points are the measured values; lines only join them." in [c.value for c in at.caption]
+    assert "Points are the measured values; lines only join them." in [rendered(c.value) for c in at.caption]
 
     pair = ["HR", next(v for v in default if v != "HR")]
     chooser.set_value(pair).run()
@@ -215,7 +216,7 @@ def test_signals_case_plots_the_beat_in_the_records_own_units(store: str, signal
     row = read_manifest(signals.data_dir).set_index("case_id").loc[top["case_id"]]
     assert len(at.get("image")) == 1  # the pyplot
     assert (f"Beat {row['symbol']} (class {row['label']}) at sample {sample} of record 101; the red line marks it, "
-            f"90 samples into the window (0.70 s at 360 Hz).") in [c.value for c in at.caption]
+            f"90 samples into the window (0.70 s at 360 Hz).") in [rendered(c.value) for c in at.caption]
 
     # What is plotted: the raw MLII and V1 samples around the annotated beat, the beat at the red line.
     frame = case_view.signal_window(signals.data_dir, {"row": row["row"], "leads": row["leads"]})
@@ -239,7 +240,7 @@ def test_transaction_case_shows_its_real_row_and_deviating_features(store: str, 
         assert r.value == pytest.approx(raw[r.feature])
     # Without --entity-col every transaction is its own entity: the page says so, no one-row "history".
     assert ("No other transaction of this entity in the data. It was ingested without --entity-col: each "
-            "transaction is its own entity.") in [c.value for c in at.caption]
+            "transaction is its own entity.") in [rendered(c.value) for c in at.caption]
     assert len(at.dataframe) == 2
 
 
@@ -268,7 +269,7 @@ def test_a_case_whose_data_is_not_here_shows_an_info_message(tmp_path: Path, sto
     pd.read_parquet(ehr.scores).to_parquet(elsewhere, index=False)  # drops medssl.data_dir
     import_scores(engine, elsewhere)
     at = _open_from_queue(top["case_id"])
-    assert _infos(at) == ["This case's data folder is not known here; start the app with `--data DATA_DIR` to see the case."]
+    assert _infos(at) == ["This case's data folder is not known here; start the app with --data DATA_DIR to see the case."]
     assert not at.get("image")
 
     gone = tmp_path / "gone"
@@ -277,7 +278,7 @@ def test_a_case_whose_data_is_not_here_shows_an_info_message(tmp_path: Path, sto
     shutil.rmtree(gone)
     at.run()
     assert not at.exception, at.exception
-    assert _infos(at) == ["This case's data folder is not known here; start the app with `--data DATA_DIR` to see the case."]
+    assert _infos(at) == ["This case's data folder is not known here; start the app with --data DATA_DIR to see the case."]
 
 
 def test_a_case_dropped_by_a_new_ingest_shows_an_info_message(tmp_path: Path, ehr: Scored, monkeypatch) -> None:

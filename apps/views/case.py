@@ -11,6 +11,7 @@ from medssl.review import (
     record_decision, release_case, undo_last,
 )
 import case_panels
+from plain_text import md
 
 acc = require_account()
 eng = engine()
@@ -21,11 +22,12 @@ if not case_id:
 try:
     case = get_case(eng, case_id)
 except ReviewError as exc:
-    st.error(str(exc))
+    st.error(md(exc))
     st.stop()
 
-st.title(f"Case {case_id}")
-st.caption(f"patient {case['patient_id']} · {case['domain']} · model {case['model_id']}")
+# every value from data goes through md() (plain_text.py): shown as its characters, never as Markdown
+st.title(f"Case {md(case_id)}")
+st.caption(f"patient {md(case['patient_id'])} · {md(case['domain'])} · model {md(case['model_id'])}")
 left, right = st.columns([3, 2])
 with left:
     case_panels.show_case(case)
@@ -36,12 +38,12 @@ with right:
     m2.metric("Percentile", f"{case['percentile']:.1f}")
     if case["predicted_label"] is not None:
         proba = "" if case["predicted_proba"] is None else f" (p = {case['predicted_proba']:.2f})"
-        st.write(f"Model's predicted class: **{case['predicted_label']}**{proba}")
+        st.write(f"Model's predicted class: **{md(case['predicted_label'])}**{proba}")
     state = case_state(eng, case_id)
-    st.write(f"Status: **{state.status}**" + (f", label **{state.label}**" if state.label else ""))
+    st.write(f"Status: **{state.status}**" + (f", label **{md(state.label)}**" if state.label else ""))
     holder = active_claims(eng).get(case_id)
     if holder and holder != acc.name:
-        st.warning(f"Claimed by {holder}: you can look, but not decide, until they release it.")
+        st.warning(f"Claimed by {md(holder)}: you can look, but not decide, until they release it.")
 
     with st.form("decision", clear_on_submit=True):
         choice = st.radio("Decision", ["confirm", "dismiss", "assign_class", "note only"], horizontal=True,
@@ -59,7 +61,7 @@ with right:
             st.session_state["flash"] = "Saved."
             st.rerun()
         except MedsslError as exc:
-            st.error(str(exc))
+            st.error(md(exc))
     b1, b2 = st.columns(2)
     if b1.button("Undo last decision", disabled=state.decision_event_id is None):
         undo_last(eng, case_id, acc.name)

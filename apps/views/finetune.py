@@ -9,6 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from app_state import engine, require_account
+from plain_text import md
 from medssl.errors import MedsslError
 from medssl.review import decisions_to_labels
 from medssl.review.model_registry import register_model, registered_models
@@ -59,7 +60,7 @@ if st.button("Run fine-tune", type="primary"):
             status.update(label="Fine-tune finished", state="complete")
         except MedsslError as exc:
             status.update(label="Fine-tune failed", state="error")
-            st.error(str(exc))
+            st.error(md(exc))
             st.stop()
     st.session_state["finetuned_model"] = str(model_path)
 
@@ -76,10 +77,10 @@ if model_path:
             col.metric(name.replace("_", " "), f"{point[name]:.3f}")
         with st.expander("All metrics"):
             st.json(metrics)
-    st.write(f"Model file: `{model_path}`")
+    st.text(f"Model file: {model_path}")
     if st.button("Register this model for scoring"):
         model_id = register_model(eng, model_path, acc.name)
-        st.success(f"Registered model {model_id}: score with `medssl score --model {model_path} ...`")
+        st.success(f"Registered model {md(model_id)}: score with `medssl score --model` {md(model_path)}")
 
 st.subheader("Registered models")
 models = registered_models(eng)

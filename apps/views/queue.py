@@ -3,6 +3,7 @@
 import streamlit as st
 
 from app_state import engine, open_case, require_account
+from plain_text import md
 from medssl.review import STATUSES, claim_case, decisions_to_labels, list_queue, queue_domains
 
 acc = require_account()
@@ -31,15 +32,16 @@ for col, title in zip(header, ["Case", "Patient", "Score", "Percentile", "Status
     col.markdown(f"**{title}**")
 for row in page.rows.itertuples(index=False):
     cols = st.columns([3, 2, 1, 1, 1, 2, 1])
-    cols[0].write(row.case_id)
-    cols[1].write(row.patient_id)
-    cols[2].write(f"{row.score:.3g}")
-    cols[3].write(f"{row.percentile:.1f}")
-    cols[4].write(row.status if row.label is None else f"{row.status} ({row.label})")
-    cols[5].write(row.claimed_by or "—")
+    # values from data as plain text (plain_text.py), never Markdown
+    cols[0].text(row.case_id)
+    cols[1].text(row.patient_id)
+    cols[2].text(f"{row.score:.3g}")
+    cols[3].text(f"{row.percentile:.1f}")
+    cols[4].text(row.status if row.label is None else f"{row.status} ({row.label})")
+    cols[5].text(row.claimed_by or "—")
     if cols[6].button("Open", key=f"open-{row.case_id}"):
         if row.claimed_by in (None, acc.name) and not claim_case(eng, row.case_id, acc.name):
-            st.warning(f"{row.case_id} was just claimed by another reviewer; opening it read-only.")
+            st.warning(f"{md(row.case_id)} was just claimed by another reviewer; opening it read-only.")
         open_case(row.case_id)
 
 labels = decisions_to_labels(eng)
