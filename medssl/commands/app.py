@@ -1,4 +1,8 @@
-"""``medssl app [--db URL] [--scores SCORES_PARQUET] [--port P]``: the review app (Streamlit)."""
+"""``medssl app [--db URL] [--scores SCORES_PARQUET] [--port P]``: the review app (Streamlit).
+
+PostgreSQL: the app connects as an *app role* that owns nothing and holds only the grants of
+``medssl audit grants`` (SELECT/INSERT on review_events, no UPDATE/DELETE/TRUNCATE, no ALTER), while
+an *owner role* creates and upgrades the tables; see README "Review store: roles and audit"."""
 
 from __future__ import annotations
 
@@ -28,7 +32,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Start the Streamlit review app. Clinicians sign in, work through the flagged "
         "cases (highest anomaly score first), look at each case and record confirm / dismiss / a "
         "class with a note; every decision is kept. Data scientists turn the decisions into labels "
-        "and fine-tune. Create accounts first with `medssl users add NAME --role ROLE` (same --db).",
+        "and fine-tune. Create accounts first with `medssl users add NAME --role ROLE` (same --db). "
+        "The decisions are an append-only, hash-chained audit trail (`medssl audit verify`). On "
+        "PostgreSQL use two roles: an owner role that creates the tables (run any medssl command "
+        "with --db as the owner once) and an app role for `medssl app --db`, holding only the "
+        "grants `medssl audit grants --app-role ROLE` prints, so it cannot truncate the trail or "
+        "disable its triggers (README: Review store: roles and audit). Failed sign-ins are "
+        "throttled per account and per address.",
     )
     parser.add_argument("--db", default=None, help=DB_HELP)
     parser.add_argument("--scores", type=Path, default=None,
