@@ -11,7 +11,6 @@ import pytest
 
 from medssl.cli import main
 from medssl.review import case_events, import_scores, list_queue, make_engine, record_decision, undo_last
-from medssl.review.chain import verify_chain
 from review_scores import build_real_scores
 from undo_race import check_undo_race
 
@@ -35,6 +34,14 @@ def store(tmp_path: Path, scores: Path) -> tuple[str, Path, list[str]]:
     undo_last(engine, cases[0], "dr_kim")
     engine.dispose()
     return url, path, cases
+
+
+def verify_chain(engine):
+    """medssl.review.chain.verify_chain, imported late so that this file also runs against a medssl
+    without the chain (to show each guard test failing there)."""
+    from medssl.review.chain import verify_chain as verify
+
+    return verify(engine)
 
 
 def _raw(path: Path) -> sqlite3.Connection:

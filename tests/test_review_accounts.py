@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 
 from medssl.cli import main
-from medssl.review import ThrottledError, add_user, authenticate, list_users, make_engine
-from medssl.review.throttle import record_attempt
+from medssl.review import UserError, add_user, authenticate, list_users, make_engine
 
 T0 = dt.datetime(2026, 12, 2, 9, 0, 0)
 
@@ -35,14 +34,14 @@ def engine(tmp_path: Path):
 def test_failed_sign_ins_make_the_account_wait_longer_and_longer(engine, tmp_path: Path) -> None:
     for i in range(5):  # the first five failures cost nothing
         assert authenticate(engine, "dr_lee", f"guess-{i}", now=_at(i)) is None
-    with pytest.raises(ThrottledError, match=r"try again after 09:00:06 UTC \(in 1 s\)"):
+    with pytest.raises(UserError, match=r"try again after 09:00:06 UTC \(in 1 s\)"):
         authenticate(engine, "dr_lee", "lee-password", now=_at(5))  # the right password, refused
     assert authenticate(engine, "dr_lee", "guess-5", now=_at(6)) is None  # waited 2 s: one more try
-    with pytest.raises(ThrottledError, match=r"after 09:00:10 UTC \(in 3 s\)"):  # now 4 s after the 6th
+    with pytest.raises(UserError, match=r"after 09:00:10 UTC \(in 3 s\)"):  # now 4 s after the 6th
         authenticate(engine, "dr_lee", "lee-password", now=_at(7))
     # the waits survive an app restart (they are rows of the store) ...
     restarted = make_engine(f"sqlite:///{tmp_path / 'review.db'}")
-    with pytest.raises(ThrottledError):
+    with pytest.raises(UserError, match="Too many failed sign-ins"):
         authenticate(restarted, "dr_lee", "lee-password", now=_at(9))
     # ... and do not touch another account
     assert authenticate(restarted, "dr_kim", "kim-password", now=_at(9)).name == "dr_kim"
@@ -57,17 +56,17 @@ def test_the_probe_forty_wrong_passwords_then_the_right_one(engine) -> None:
     for i in range(40):  # one attempt a second, as a script would
         try:
             authenticate(engine, "dr_lee", f"guess-{i}", now=_at(i))
-        except ThrottledError:
+        except UserError:  # ThrottledError
             refused += 1
     assert refused >= 30
-    with pytest.raises(ThrottledError):
+    with pytest.raises(UserError, match="Too many failed sign-ins"):
         authenticate(engine, "dr_lee", "lee-password", now=_at(40))
 
 
 def test_one_address_guessing_many_accounts_is_throttled_too(engine) -> None:
     for i in range(20):  # 20 names, each failing once: no account reaches its limit
         assert authenticate(engine, f"user{i}", "guess", address="10.1.2.3", now=_at(i)) is None
-    with pytest.raises(ThrottledError, match=r"after 09:00:21 UTC \(in 1 s\)"):
+    with pytest.raises(UserError, match=r"after 09:00:21 UTC \(in 1 s\)"):
         authenticate(engine, "dr_lee", "lee-password", address="10.1.2.3", now=_at(20))
     # another address is not affected, and the address count forgets after an hour
     assert authenticate(engine, "dr_lee", "lee-password", address="10.9.9.9", now=_at(20)).name == "dr_lee"
@@ -76,6 +75,8 @@ def test_one_address_guessing_many_accounts_is_throttled_too(engine) -> None:
 
 def test_the_sign_in_page_says_when_to_retry(engine, tmp_path: Path, monkeypatch) -> None:
     from streamlit.testing.v1 import AppTest
+
+    from medssl.review.throttle import record_attempt
 
     for _ in range(10):  # ten recent failures: the next attempt must wait about a minute
         record_attempt(engine, "dr_lee", None, ok=False)
