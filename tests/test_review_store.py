@@ -40,6 +40,7 @@ def test_sqlite_store_uses_wal_and_busy_timeout(engine) -> None:
     with engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30000
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1  # on every medssl connection
 
 
 def test_accounts_hash_passwords_and_check_roles(engine, tmp_path: Path) -> None:
@@ -237,6 +238,10 @@ def test_many_threads_and_processes_saving_at_once_lose_nothing(tmp_path: Path, 
     expected = {f"{who}-{i}" for who in [*(f"thread{t}" for t in range(6)), *(f"proc{p}" for p in range(3))]
                 for i in range(25)}
     assert labels == expected and len(expected) == 225
+    from medssl.review.chain import verify_chain
+
+    report = verify_chain(engine)  # one unbroken hash chain although 9 writers appended at once
+    assert report.ok and report.n_events == 225, report
 
 
 def test_users_cli_add_and_list(tmp_path: Path, monkeypatch, capsys) -> None:

@@ -29,25 +29,26 @@ def default_db_url() -> str:
     return os.environ.get(DB_ENV) or f"sqlite:///{Path.cwd() / DEFAULT_DB_FILE}"
 
 
-def _private_sqlite_file(path: Path) -> None:
-    """Create the store file readable by its owner only (0600; SQLite gives its -wal/-shm/-journal
-    files the same mode). An existing store, or companion file, that others may read is made private."""
+def _create_private_file(path: Path) -> None:
+    """Create a new store file readable by its owner only (0600; SQLite gives its -wal/-shm/-journal
+    files the same mode). An existing file is not opened here: closing any descriptor of a SQLite
+    file drops every lock this process holds on it (other threads' connections), which corrupts it."""
     try:
         os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
-        return
     except FileExistsError:
         pass
-    with open(path, "rb") as head:
-        if head.read(16) not in (b"SQLite format 3\x00", b""):
-            return  # not a store: make_engine says so, and leaves the file as it is
+
+
+def _make_private(path: Path) -> None:
+    """Make an existing store (and companion files) that others may read private: stat and chmod only."""
     for file in (path, *(path.with_name(path.name + s) for s in ("-wal", "-shm", "-journal"))):
         try:
             info = file.stat()
+            if info.st_mode & 0o077 and info.st_uid == os.geteuid():
+                os.chmod(file, 0o600)
+                log.warning("review store file %s was readable by other users; made it private (0600)", file)
         except FileNotFoundError:
             continue
-        if info.st_mode & 0o077 and info.st_uid == os.geteuid():
-            os.chmod(file, 0o600)
-            log.warning("review store file %s was readable by other users; made it private (0600)", file)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -89,7 +90,7 @@ def make_engine(url: str | None = None) -> Engine:
             except OSError as exc:
                 raise ConfigError(f"--db {url!r}: cannot create the folder {folder} ({exc.strerror})") from None
             try:
-                _private_sqlite_file(Path(parsed.database).expanduser())
+                _create_private_file(Path(parsed.database).expanduser())
             except IsADirectoryError:
                 pass  # SQLite says so in the one error line below
             except OSError as exc:
@@ -117,4 +118,6 @@ def make_engine(url: str | None = None) -> Engine:
     except DatabaseError as exc:  # cannot connect, or the file is not a SQLite database
         reason = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else type(exc.orig).__name__
         raise ConfigError(f"--db {engine.url!r} cannot be used as the review store: {reason}") from None
+    if engine.dialect.name == "sqlite" and parsed.database and parsed.database != ":memory:":
+        _make_private(Path(parsed.database).expanduser())  # a valid store now: never a stranger's file
     return engine
