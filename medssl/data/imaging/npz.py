@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +31,7 @@ def _open_npz(path: Path) -> np.lib.npyio.NpzFile:
         raise DataError(f"{path} does not exist; pass the path of a MedMNIST-style .npz file")
     try:
         archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+    except Exception as exc:  # OSError, ValueError, EOFError, BadZipFile, NotImplementedError (zip method)...
         raise DataError(
             f"{path} is not a readable .npz archive ({exc}); --format npz expects arrays saved "
             "with numpy.savez (keys like train_images, train_labels)"
@@ -64,8 +63,8 @@ def load_npz_array(path: str | Path, key: str, cache_dir: str | Path | None = No
             array = archive[key]
     except KeyError:
         raise ReaderError(str(path), f"has no array {key!r}; re-run `medssl ingest images --format npz`") from None
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise ReaderError(str(path), f"could not be read as .npz ({exc})") from None
+    except Exception as exc:  # a damaged archive raises OSError, ValueError, SyntaxError, zlib.error, BadZipFile...
+        raise ReaderError(str(path), f"could not be read as .npz ({type(exc).__name__}: {str(exc)[:200]})") from None
     if entry is not None:
         _store_npy(entry, array)
     return array
@@ -148,7 +147,7 @@ def scan_npz(path: str | Path, errors: ErrorLog) -> pd.DataFrame:
             where = f"{path}#{key}"
             try:
                 images = archive[key]
-            except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:  # object arrays, a damaged member
+            except Exception as exc:  # object arrays; a damaged member raises ValueError, SyntaxError, zlib.error...
                 errors.add(where, f"array could not be read ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})")
                 continue
             shape = _image_shape(images)
@@ -170,7 +169,7 @@ def scan_npz(path: str | Path, errors: ErrorLog) -> pd.DataFrame:
             label_key = prefix + LABELS_SUFFIX
             try:
                 raw_labels = archive[label_key] if label_key in archive.files else None
-            except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+            except Exception as exc:  # as above
                 errors.add(f"{path}#{label_key}", f"labels could not be read ({type(exc).__name__}); ingested without a label")
                 raw_labels = None
             labels = _labels(raw_labels, n, f"{path}#{label_key}", errors)

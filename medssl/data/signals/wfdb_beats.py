@@ -49,6 +49,12 @@ def read_beats(
                    f"({type(exc).__name__}: {exc})", count=1)
         return None
     signal = record.p_signal
+    names = list(record.sig_name or [])
+    fs = record.fs
+    if not isinstance(fs, (int, float)) or not np.isfinite(fs) or fs <= 0 or not all(isinstance(n, str) for n in names):
+        errors.add(f"{record_path}.hea", "header is incomplete (sampling rate or signal names missing or invalid); "
+                   "copy the record again", count=1)
+        return None
     if signal is None or signal.ndim != 2 or signal.shape[0] == 0:
         errors.add(f"{record_path}.hea", "record has no samples", count=1)
         return None
