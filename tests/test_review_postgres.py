@@ -15,7 +15,7 @@ from sqlalchemy.exc import DBAPIError
 
 from medssl.cli import main
 from medssl.errors import ConfigError
-from medssl.review import case_events, import_scores, list_queue, make_engine, record_decision, undo_last
+from medssl.review import ReviewError, case_events, import_scores, list_queue, make_engine, record_decision, undo_last
 from medssl.review.append_only import app_role_grants
 from medssl.review.chain import verify_chain
 from pg_server import start_server
@@ -194,3 +194,12 @@ def test_score_files_postgres_would_choke_on_are_refused_before_writing(store, s
     with create_engine(app_url).connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM cases WHERE length(case_id) > 256")).scalar_one() == 0
     assert _n_events(app_url) == before
+
+
+def test_an_over_long_class_label_is_one_review_error(store) -> None:
+    _, app_url = store
+    app = make_engine(app_url)
+    case_id = list_queue(app).rows["case_id"][0]
+    with pytest.raises(ReviewError, match="the class label is 200 characters long; use at most 128"):
+        record_decision(app, case_id, "dr_lee", "assign_class", label="c" * 200)
+    assert case_events(app, case_id) == []

@@ -31,6 +31,7 @@ DECISIONS: tuple[str, ...] = ("confirm", "dismiss", "assign_class")
 STATUSES: tuple[str, ...] = ("open", "confirmed", "dismissed", "labelled")
 _STATUS_OF = {"confirm": "confirmed", "dismiss": "dismissed", "assign_class": "labelled"}
 CLAIM_MINUTES = 30
+LABEL_MAX_LENGTH = 128  # review_events.label
 ANOMALY_LABEL = "anomaly"
 NORMAL_LABEL = "normal"
 
@@ -206,6 +207,8 @@ def record_decision(engine: Engine, case_id: str, reviewer: str, action: str,
     label = label.strip() if label else None
     if action == "assign_class" and not label:
         raise ReviewError("assign_class needs a class label; type or pick the class for this case")
+    if label and len(label) > LABEL_MAX_LENGTH:  # the column's width (PostgreSQL refuses longer text)
+        raise ReviewError(f"the class label is {len(label)} characters long; use at most {LABEL_MAX_LENGTH}")
     note = note.strip() if note else None
     with engine.begin() as conn:
         case = _case_row(conn, case_id, lock=True)
