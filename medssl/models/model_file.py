@@ -63,9 +63,25 @@ class ModelMeta(TypedDict, total=False):
 
 
 def build_encoder(meta: dict[str, Any], state: dict[str, torch.Tensor] | None) -> nn.Module:
-    """The encoder named in ``meta["encoder"]``, with ``state`` loaded (random init if ``None``)."""
-    spec = meta["encoder"]
-    encoder = create_encoder(spec["name"], **dict(spec.get("kwargs") or {}))
+    """The encoder named in ``meta["encoder"]``, with ``state`` loaded (random init if ``None``).
+
+    A malformed description (not ``{"name": str, "kwargs": dict}``, unknown arguments, sizes that
+    cannot be allocated) raises ``CheckpointError``.
+    """
+    spec = meta.get("encoder")
+    if not (isinstance(spec, dict) and isinstance(spec.get("name"), str) and isinstance(spec.get("kwargs") or {}, dict)):
+        raise CheckpointError(
+            'the file\'s meta has no valid encoder description (needs "encoder": {"name": str, "kwargs": {...}}); '
+            "the file is damaged or was not written by medssl"
+        )
+    try:
+        encoder = create_encoder(spec["name"], **dict(spec.get("kwargs") or {}))
+    except (TypeError, ValueError, RuntimeError, MemoryError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise CheckpointError(
+            f"the file's encoder {spec['name']!r} with arguments {spec.get('kwargs')} cannot be built ({first}); "
+            "the file is damaged or was written by an incompatible medssl"
+        ) from None
     if state is not None:
         try:
             encoder.load_state_dict(state)
