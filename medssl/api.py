@@ -102,18 +102,19 @@ def pretrain(data_dir: str | Path, out_dir: str | Path, config: str | Path | dic
 
 
 def finetune(checkpoint: str | Path, data_dir: str | Path, out_dir: str | Path, labels: str | Path | None = None,
-             config: str | Path | None = None, **overrides: Any) -> Path:
+             config: str | Path | None = None, overwrite: bool = False, **overrides: Any) -> Path:
     """Fine-tune with few labels (``medssl finetune``); returns ``out_dir/model.pt``.
 
     ``labels``: a CSV with ``case_id,label`` or ``patient_id,label`` (default: the manifest's
     labels); ``overrides``: fine-tune settings such as ``shots=10``, ``label_fraction=0.01``,
-    ``mode="linear"``, ``seed=1`` (``medssl finetune --help`` lists them).
+    ``mode="linear"``, ``seed=1`` (``medssl finetune --help`` lists them). An ``out_dir`` holding
+    an earlier fine-tune is refused unless ``overwrite=True``.
     """
     from medssl.config import load_config
     from medssl.train.finetune import FinetuneConfig, finetune as _finetune
 
     cfg = load_config(FinetuneConfig, str(config) if config is not None else None, **overrides)
-    return _finetune(checkpoint, data_dir, out_dir, cfg, labels_csv=labels)
+    return _finetune(checkpoint, data_dir, out_dir, cfg, labels_csv=labels, overwrite=overwrite)
 
 
 def evaluate(model: str | Path, data_dir: str | Path, out: str | Path, labels: str | Path | None = None,

@@ -27,6 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, metavar="REPORT_JSON", help="report file to write, e.g. reports/cxr.json (its plots go beside it)")
     p.add_argument("--labels", metavar="CSV", help="CSV with case_id,label or patient_id,label (default: manifest labels)")
     p.add_argument("--split", help="evaluate this split (train, val, test, or all) instead of the default")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace --out even when it is not an earlier report (earlier reports are always replaced; inputs never)")
     p.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="bootstrap resamples for the CIs (default 1000)")
     p.set_defaults(func=run)
 
@@ -38,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.bootstrap < 10:
         raise ConfigError(f"--bootstrap must be at least 10, got {args.bootstrap}")
-    report = evaluate(args.model, args.data, args.out, labels_csv=args.labels, split=args.split, n_boot=args.bootstrap)
+    report = evaluate(args.model, args.data, args.out, labels_csv=args.labels, split=args.split, n_boot=args.bootstrap,
+                      overwrite=args.overwrite)
     m, ci = report["metrics"], report["ci95"]
     auroc = "n/a" if m["auroc"] is None else f"{m['auroc']:.3f}"
     ci_text = "" if not ci.get("auroc") else f" (95% CI {ci['auroc'][0]:.3f}-{ci['auroc'][1]:.3f})"

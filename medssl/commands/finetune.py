@@ -61,6 +61,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, help="random seed: which cases are drawn, and training (default: 0)")
     p.add_argument("--epochs", type=int, help="full mode: maximum training epochs (default: 30)")
     p.add_argument("--config", metavar="YAML", help="YAML file overriding any fine-tuning setting")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run already in RUN_DIR (default: refuse; score files made with the old "
+                   "model.pt keep its model_id)")
     p.set_defaults(func=run)
 
 
@@ -72,6 +75,6 @@ def run(args: argparse.Namespace) -> int:
         FinetuneConfig, args.config, mode=args.mode, label_fraction=args.label_fraction,
         shots=args.shots, seed=args.seed, epochs=args.epochs, unlabelled=args.unlabelled,
     )
-    path = finetune(args.checkpoint, args.data, args.out, config, labels_csv=args.labels)
+    path = finetune(args.checkpoint, args.data, args.out, config, labels_csv=args.labels, overwrite=args.overwrite)
     print(path)
     return 0

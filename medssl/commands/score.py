@@ -66,6 +66,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="refit the anomaly scores with this scorer (knn, ecod, iforest, mahalanobis, pseudo_label, "
                    "ensemble, ...) on the --reference-split cases, instead of the model's own. Default: the model's "
                    "scorer, or for a pretrained encoder its data domain's anomaly recipe")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace --out / --embeddings even when they are not earlier medssl score files "
+                   "(earlier score files are always replaced; inputs never)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="where the model runs: auto = a GPU when there is one (default)")
     p.set_defaults(func=run)
@@ -81,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         flag_top=args.flag_top, flag_percentile=args.flag_percentile, embeddings_out=args.embeddings,
         resume=args.resume, chunk_size=args.chunk_size, batch_size=args.batch_size,
         num_workers=args.num_workers, reference_split=args.reference_split, device=args.device,
-        scorer=args.scorer,
+        scorer=args.scorer, overwrite=args.overwrite,
     )
     print(
         f"scored {summary.n_scored} cases ({summary.n_flagged} flagged, {summary.n_errors} not scored) "

@@ -7,6 +7,7 @@ says which split was used and how many rows were left out.
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -16,10 +17,20 @@ import numpy as np
 from medssl.data import get_domain, read_manifest
 from medssl.errors import CheckpointError, DataError, LabelError
 from medssl.eval.report import build_report, write_json, write_plots
+from medssl.outputs import refuse_inputs, refuse_replacing
 from medssl.train.labels import load_labels
 from medssl.models import load_model
 
 log = logging.getLogger(__name__)
+
+
+def _is_report(path: Path) -> bool:
+    """True when ``path`` is a report ``medssl evaluate`` wrote (JSON with ``n`` and ``metrics``)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(data, dict) and "metrics" in data and "n" in data
 
 
 def choose_split(split_col: np.ndarray | None, requested: str | None) -> str:
@@ -46,8 +57,18 @@ def evaluate(
     split: str | None = None,
     n_boot: int = 1000,
     device: str = "auto",
+    overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Evaluate ``model_path`` on the labelled rows of ``data_dir``; writes the report and plots."""
+    """Evaluate ``model_path`` on the labelled rows of ``data_dir``; writes the report and plots.
+
+    ``out_json`` and its plots never replace an input (the model, DATA_DIR's files, the labels)
+    nor, unless ``overwrite``, an existing file other than an earlier report.
+    """
+    inputs = {"--model": model_path, "--data": data_dir, "--labels": labels_csv}
+    out_stem = Path(out_json).with_suffix("")
+    for path in (Path(out_json), *(Path(f"{out_stem}.{kind}.png") for kind in ("roc", "pr", "confusion"))):
+        refuse_inputs(path, inputs)
+    refuse_replacing(out_json, "--out", _is_report, "a medssl evaluate report", overwrite)
     model = load_model(model_path, device=device, expect_kind="model")
     if model.head is None:
         raise CheckpointError(f"{model_path} has no classification head; re-run `medssl finetune`")

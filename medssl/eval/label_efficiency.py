@@ -26,10 +26,12 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from medssl.config import SEED_MAX
 from medssl.errors import ConfigError, LabelError
 from medssl.eval.evaluate import choose_split
 from medssl.metrics import point_metrics
 from medssl.atomic import write_json
+from medssl.outputs import refuse_inputs
 from medssl.models import build_encoder, embed, resolve_device
 from medssl.train.classifier import fit_classifier, proba_from_embeddings
 from medssl.train.finetune_config import FinetuneConfig
@@ -81,8 +83,15 @@ def run_label_efficiency(
     unknown = [m for m in modes if m not in MODES]
     if unknown:
         raise ConfigError(f"unknown mode(s) {unknown}; choose from {sorted(MODES)}")
+    if not modes:
+        raise ConfigError(f"--modes needs at least one of {sorted(MODES)} (comma-separated), e.g. linear,full")
+    bad_seeds = [s for seeds_ in [seeds, *(seeds_for_fraction or {}).values()] for s in seeds_ if not 0 <= s <= SEED_MAX]
+    if bad_seeds:
+        raise ConfigError(f"--seeds must be whole numbers from 0 to {SEED_MAX}, got {bad_seeds[0]}")
+    if supervised_epochs is not None and supervised_epochs < 1:
+        raise ConfigError(f"--supervised-epochs must be at least 1, got {supervised_epochs}")
     base = base_config or FinetuneConfig()
-    out = Path(out_dir)
+    out = refuse_inputs(out_dir, {"--checkpoint": checkpoint, "--data": data_dir, "--labels": labels_csv})
     out.mkdir(parents=True, exist_ok=True)
     data = load_data(checkpoint, data_dir, labels_csv)
     pool = data.train_pool()

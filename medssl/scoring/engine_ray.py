@@ -151,6 +151,32 @@ def _raise_fatal(fatal: np.ndarray) -> None:
     raise error
 
 
+CONNECT_TIMEOUT_S = 10.0
+
+
+def check_reachable(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+    """Raise ``MedsslError`` (one line) when ``HOST:PORT`` (or ``ray://HOST:PORT``) does not accept
+    a TCP connection within ``timeout_s``: Ray itself would retry for ever. ``auto`` is not probed."""
+    import socket
+
+    target = address.removeprefix("ray://")
+    if address == "auto" or ":" not in target:
+        return
+    host, _, port = target.rpartition(":")
+    try:
+        port_number = int(port)
+    except ValueError:
+        raise MedsslError(f"--ray-address {address!r}: the port {port!r} is not a number; use HOST:PORT or auto") from None
+    try:
+        socket.create_connection((host.strip("[]"), port_number), timeout=timeout_s).close()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise MedsslError(
+            f"cannot reach the Ray cluster at {address} within {timeout_s:.0f} s ({reason}); check --ray-address "
+            "(the head node's HOST:PORT, port 6379 by default) or leave it out to start a local cluster"
+        ) from None
+
+
 def run_ray(
     model_path: Path,
     data_dir: Path,
@@ -179,6 +205,7 @@ def run_ray(
     if not ray.is_initialized():
         try:
             if address:
+                check_reachable(address)
                 ray.init(address=address, log_to_driver=False)
             else:
                 ray.init(address="local", include_dashboard=False, log_to_driver=False)

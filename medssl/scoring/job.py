@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import torch
 
 from medssl.checkpoints import file_sha256
@@ -33,10 +34,13 @@ from medssl.progress import progress
 from medssl.scoring.chunk import ChunkResult, anomaly_features_chunk
 from medssl.scoring.engine_local import Chunk, run_local
 from medssl.models import Model, load_model
+from medssl.outputs import refuse_inputs, refuse_replacing
 from medssl.scoring.parts import (
     ERROR_COLUMNS,
     FlagRule,
+    clear_commit_temps,
     commit,
+    errors_path_for,
     open_parts,
     parts_dir_for,
     utc_now,
@@ -145,6 +149,32 @@ def _part_frame(rows: pd.DataFrame, first_row: int, res: ChunkResult) -> tuple[p
     return frame, errors
 
 
+def _is_score_file(path: Path, columns: tuple[str, ...]) -> bool:
+    """True when ``path`` is a Parquet file holding ``columns`` (an earlier score or embeddings file)."""
+    import pyarrow.parquet as pq
+
+    try:
+        names = set(pq.read_schema(path).names)
+    except (OSError, ValueError, pa.ArrowException):
+        return False
+    return set(columns) <= names
+
+
+def _check_outputs(model_path: Path, data_dir: Path, out: Path, emb_out: Path | None, overwrite: bool) -> None:
+    """Refuse outputs that are, or would replace, an input (the model, any file of DATA_DIR) or,
+    unless ``overwrite``, a file that is not an earlier score / embeddings file (``ConfigError``)."""
+    inputs = {"--model": model_path, "--data": data_dir}
+    for flag, path in (("--out", out), ("--out", errors_path_for(out)), ("--out", parts_dir_for(out)),
+                       ("--embeddings", emb_out)):
+        if path is not None:
+            refuse_inputs(path, inputs, flag)
+    refuse_replacing(out, "--out", lambda p: _is_score_file(p, ("case_id", "anomaly_score", "model_id")),
+                     "a medssl score file", overwrite)
+    if emb_out is not None:
+        refuse_replacing(emb_out, "--embeddings", lambda p: _is_score_file(p, ("case_id", "embedding")),
+                         "a medssl embeddings file", overwrite)
+
+
 def score(
     model_path: str | Path,
     data_dir: str | Path,
@@ -163,8 +193,12 @@ def score(
     reference_split: str = "train",
     device: str = "auto",
     scorer: str | None = None,
+    overwrite: bool = False,
 ) -> ScoreSummary:
     """Score every case of DATA_DIR with the model file; write SCORES_PARQUET (see module doc).
+
+    ``out`` (and ``embeddings_out``) may replace an earlier score (embeddings) file, never an
+    input, and any other existing file only with ``overwrite``.
 
     ``scorer``: fit this anomaly scorer (``medssl.anomaly``) on the recipe's features of the
     ``reference_split`` rows instead of using the model's own (or its domain recipe's) scorer.
@@ -183,6 +217,12 @@ def score(
     emb_out = None if embeddings_out is None else Path(embeddings_out).resolve()
     if emb_out == out:
         raise ConfigError("--embeddings must be a different file from --out")
+    _check_outputs(model_path, data_dir, out, emb_out, overwrite)
+    clear_commit_temps(out, errors_path_for(out), emb_out)
+    if engine == "ray" and ray_address:
+        from medssl.scoring.engine_ray import check_reachable
+
+        check_reachable(ray_address)  # before the model and reference are loaded: fail in seconds
 
     if scorer is not None:
         from medssl.anomaly import SCORERS

@@ -75,12 +75,26 @@ def clear_parts(parts: Path) -> None:
     if not parts.is_dir():
         return
     for p in parts.iterdir():
-        if p.name == JOB_FILE or p.name == "scorer.pt" or p.name.startswith(("part-", ".part-")):
+        if (p.name == JOB_FILE or p.name == "scorer.pt" or p.name.startswith(("part-", ".part-"))
+                or (p.name.startswith(".") and p.name.endswith(".tmp"))):
             p.unlink()
     try:
         parts.rmdir()
     except OSError:
         pass  # someone else's file is in there: leave the folder
+
+
+def clear_commit_temps(*outputs: Path | None) -> int:
+    """Remove temporary files a killed commit left beside ``outputs`` (``.NAME.<random>.tmp``, see
+    ``medssl.atomic``); returns how many were removed."""
+    removed = 0
+    for out in outputs:
+        if out is None or not out.parent.is_dir():
+            continue
+        for tmp in out.parent.glob(f".{out.name}.*.tmp"):
+            tmp.unlink(missing_ok=True)
+            removed += 1
+    return removed
 
 
 def open_parts(parts: Path, fingerprint: dict[str, Any], resume: bool) -> list[int]:
@@ -156,6 +170,17 @@ def commit(
     missing = [p.name for p in files if not p.is_file()]
     if missing:
         raise DataError(f"cannot commit {out}: parts {missing[:3]} are missing; re-run with --resume")
+    errors = [extra_errors[list(ERROR_COLUMNS)]] if len(extra_errors) else []
+    errors += [pd.read_csv(p, dtype=str, keep_default_na=False) for p in sorted(parts.glob("part-*.errors.csv"))]
+    all_errors = pd.concat(errors, ignore_index=True) if errors else pd.DataFrame(columns=list(ERROR_COLUMNS))
+    if sum(pq.ParquetFile(p).metadata.num_rows for p in files) == 0:  # nothing usable: keep any earlier out
+        atomic_write(errors_path_for(out), lambda tmp: all_errors.to_csv(tmp, index=False))
+        clear_parts(parts)
+        first = f" (first: {all_errors['reason'].iloc[0]})" if len(all_errors) else ""
+        raise DataError(
+            f"no case could be scored: all {len(all_errors)} inputs failed{first}; every reason is in "
+            f"{errors_path_for(out)}. {out} was not written"
+        )
     flags = _flags(files, rule)
     n_scored = n_flagged = 0
     writers: dict[str, pq.ParquetWriter] = {}
@@ -190,9 +215,6 @@ def commit(
         atomic_write(out, lambda tmp: write_all(tmp, None))
     else:
         atomic_write(embeddings_out, lambda tmp_emb: atomic_write(out, lambda tmp: write_all(tmp, tmp_emb)))
-    errors = [extra_errors[list(ERROR_COLUMNS)]] if len(extra_errors) else []
-    errors += [pd.read_csv(p, dtype=str, keep_default_na=False) for p in sorted(parts.glob("part-*.errors.csv"))]
-    all_errors = pd.concat(errors, ignore_index=True) if errors else pd.DataFrame(columns=list(ERROR_COLUMNS))
     atomic_write(errors_path_for(out), lambda tmp: all_errors.to_csv(tmp, index=False))
     clear_parts(parts)
     return n_scored, n_flagged, len(all_errors)

@@ -26,6 +26,7 @@ import numpy as np
 from medssl.atomic import write_json
 from medssl.checkpoints import save_checkpoint
 from medssl.config import save_config
+from medssl.outputs import refuse_inputs, refuse_run_replacement
 from medssl.domains import anomaly_recipe, few_label_recipe
 from medssl.errors import ConfigError
 from medssl.models import build_encoder, model_checkpoint, resolve_device
@@ -37,6 +38,8 @@ from medssl.train.recipe_fit import fit_anomaly, fit_recipe_classifier
 
 log = logging.getLogger(__name__)
 
+RUN_FILES = ("model.pt", "metrics.json", "config.yaml")  # what a fine-tune writes into RUN_DIR
+
 __all__ = ["FinetuneConfig", "FinetuneData", "finetune", "fit_classifier", "load_data"]
 
 
@@ -46,12 +49,18 @@ def finetune(
     out_dir: str | Path,
     config: FinetuneConfig | None = None,
     labels_csv: str | Path | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Fine-tune ``checkpoint`` on the labels of ``data_dir``; writes RUN_DIR files, returns model.pt.
 
     RUN_DIR/model.pt (kind "model"), RUN_DIR/metrics.json (validation metrics + training log) and
-    RUN_DIR/config.yaml (the resolved config).
+    RUN_DIR/config.yaml (the resolved config). A RUN_DIR that already holds any of them is refused
+    unless ``overwrite``; one that is or holds an input (the checkpoint, DATA_DIR, the labels) always.
     """
+    refuse_inputs(out_dir, {"--checkpoint": checkpoint, "--data": data_dir, "--labels": labels_csv})
+    for name in RUN_FILES:
+        refuse_inputs(Path(out_dir) / name, {"--checkpoint": checkpoint, "--labels": labels_csv})
+    refuse_run_replacement(out_dir, RUN_FILES, overwrite, "score files made with the old model.pt keep its model_id")
     config = config or FinetuneConfig()
     resolve_device(config.device)  # an unknown device or scorer name fails now, not after the training
     if config.scorer not in (None, "auto"):
