@@ -14,13 +14,28 @@ from medssl.progress import progress
 
 
 def resolve_device(device: str = "auto") -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; anything else is passed to ``torch.device``."""
+    """``"auto"`` -> CUDA when available, else CPU; anything else is passed to ``torch.device``.
+
+    A CUDA device this machine does not have raises ``ConfigError`` (not a CUDA traceback later).
+    """
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        return torch.device(device)
+        resolved = torch.device(device)
     except RuntimeError:
         raise ConfigError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from None
+    if resolved.type == "cuda":
+        visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if visible == 0:
+            raise ConfigError(
+                f"device {device!r}: torch sees no GPU on this machine (CUDA build {torch.version.cuda or 'none'}); "
+                "use --device cpu, or auto to take a GPU only when there is one"
+            )
+        if resolved.index is not None and resolved.index >= visible:
+            raise ConfigError(f"device {device!r}: this machine has {visible} GPU(s) (cuda:0 to cuda:{visible - 1})")
+    elif resolved.type not in ("cpu", "mps"):
+        raise ConfigError(f"device {device!r} is not supported; use auto, cpu, cuda or cuda:N")
+    return resolved
 
 
 def embed(

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from medssl.config import StrictConfig
+from medssl.config import Seed, StrictConfig
 
 
 class FinetuneConfig(StrictConfig):
@@ -14,9 +14,9 @@ class FinetuneConfig(StrictConfig):
 
     mode: Literal["auto", "linear", "knn", "full", "recipe"] = "auto"  # auto: the domain's few-label recipe
     recipe: str = "auto"  # few-label recipe (medssl.domains) for mode auto/recipe; auto: the checkpoint's or domain's default
-    label_fraction: float | None = None  # of the labelled train cases; None and no shots = all
-    shots: int | None = None  # labelled cases per class
-    seed: int = 0
+    label_fraction: float | None = Field(None, gt=0, le=1)  # of the labelled train cases; None and no shots = all
+    shots: int | None = Field(None, ge=1)  # labelled cases per class
+    seed: Seed = 0
     init: Literal["pretrained", "random"] = "pretrained"  # random = supervised-from-scratch baseline
     epochs: int = Field(30, ge=1)  # full mode: maximum epochs
     min_steps_per_epoch: int = Field(10, ge=1)  # small subsets are resampled (with replacement) to this many batches

@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 from medssl.encoders.layout import channels_last_batch, prefers_channels_last
 from medssl.metrics import point_metrics
+from medssl.train.guards import FiniteLoss
 from medssl.train.finetune_config import FinetuneConfig
 
 log = logging.getLogger(__name__)
@@ -166,7 +167,8 @@ def train_full(
     trainer = L.Trainer(
         max_epochs=config.epochs, accelerator="gpu" if device.type == "cuda" else "cpu", devices=1, logger=False,
         enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=False,
-        callbacks=callbacks if can_validate else [], num_sanity_val_steps=0, deterministic=False,
+        callbacks=[*(callbacks if can_validate else []), FiniteLoss("fine-tuning")], num_sanity_val_steps=0,
+        deterministic=False,
     )
     log.info("fine-tuning: %d steps per epoch, at most %d epochs", len(loader), config.epochs)
     with warnings.catch_warnings():

@@ -21,7 +21,7 @@ import torch
 from lightning.pytorch.strategies import DDPStrategy
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from pydantic import TypeAdapter, ValidationError
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, RandomSampler
 
 import medssl.encoders.builtin  # noqa: F401  (registers the built-in encoders)
 import medssl.methods.builtin  # noqa: F401  (registers the built-in methods)
@@ -33,6 +33,7 @@ from medssl.encoders.registry import ENCODERS, create_encoder
 from medssl.errors import CheckpointError, ConfigError, DataError, MedsslError
 from medssl.methods.base import METHODS, create_method
 from medssl.progress import is_quiet
+from medssl.train.guards import EpochSeeds, FiniteLoss
 from medssl.train.lightning_module import PretrainModule
 from medssl.train.pretrain_config import PretrainConfig
 from medssl.train.progress_bar import EpochProgressBar, planned_epochs
@@ -118,6 +119,20 @@ def _probe_encoder(encoder: torch.nn.Module, name: str, sample: torch.Tensor, do
         encoder.train(was_training)
 
 
+def _check_accelerator(cfg: PretrainConfig) -> None:
+    """``accelerator: gpu`` needs as many visible GPUs as ``devices``; else one ``ConfigError`` line."""
+    if cfg.accelerator != "gpu":
+        return
+    visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if visible == 0:
+        raise ConfigError(
+            f"accelerator gpu: torch sees no GPU on this machine (torch {torch.__version__}, CUDA build "
+            f"{torch.version.cuda or 'none'}); use --accelerator cpu, or auto to take a GPU only when there is one"
+        )
+    if cfg.devices > visible:
+        raise ConfigError(f"devices {cfg.devices}: this machine has {visible} GPU(s); lower --devices")
+
+
 def _strategy(cfg: PretrainConfig) -> str | DDPStrategy:
     if cfg.devices * cfg.num_nodes == 1:
         return "auto"
@@ -197,6 +212,7 @@ def pretrain(
             "or choose a new --out directory"
         )
 
+    _check_accelerator(cfg)
     method_cls = METHODS.get(cfg.method)  # unknown names: "did you mean"
     manifest = read_manifest(data_dir)
     domains = manifest["domain"].astype(str).unique().tolist()
@@ -239,10 +255,12 @@ def pretrain(
     pairs = PairDataset(
         dataset, rows["patient_id"], domain.make_augment(cfg.augment), method_cls.pairing, **method.pair_options
     )
+    order = torch.Generator()  # re-seeded from (seed, epoch) at each epoch start: see EpochSeeds
     loader = DataLoader(
         pairs,
         batch_size=batch_size,
-        shuffle=True,
+        sampler=RandomSampler(pairs, generator=order),
+        generator=torch.Generator().manual_seed(cfg.seed),  # worker seeds; keeps the global RNG for augmentation
         drop_last=True,  # batch-norm and contrastive losses need full batches
         num_workers=cfg.num_workers,
         persistent_workers=cfg.num_workers > 0,
@@ -275,6 +293,8 @@ def pretrain(
         }
 
     run_files = RunFiles(run_dir, cfg, encoder_meta)
+    guards = [EpochSeeds(cfg.seed, order),
+              FiniteLoss("pretraining", run_dir / ENCODER_CKPT)]
     tidy_lightning_logging()
     trainer = L.Trainer(
         max_epochs=cfg.epochs,
@@ -288,7 +308,7 @@ def pretrain(
         enable_checkpointing=False,  # RunFiles writes last.ckpt and checkpoint.pt
         enable_model_summary=False,
         enable_progress_bar=not is_quiet(),
-        callbacks=[run_files] if is_quiet() else [run_files, EpochProgressBar()],
+        callbacks=[run_files, *guards] if is_quiet() else [run_files, *guards, EpochProgressBar()],
         default_root_dir=run_dir,
         log_every_n_steps=1,
     )

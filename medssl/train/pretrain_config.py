@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from medssl.config import StrictConfig
+from medssl.config import Seed, StrictConfig
 
 
 class PretrainConfig(StrictConfig):
@@ -36,7 +36,7 @@ class PretrainConfig(StrictConfig):
     weight_decay: float = Field(1e-4, ge=0)
     warmup_epochs: float = Field(1.0, ge=0)  # linear warm-up, then cosine decay to 0 (per step)
 
-    seed: int = 0
+    seed: Seed = 0
     limit_cases: int | None = Field(None, ge=2)  # train on a seeded random subset of the train rows
     num_workers: int = Field(0, ge=0)
     accelerator: Literal["auto", "cpu", "gpu"] = "auto"
