@@ -222,6 +222,9 @@ def test_flags_out_of_range_are_one_line(cxr: dict[str, Path], tmp_path: Path, c
     binary = tmp_path / "binary.yaml"
     binary.write_bytes(bytes(range(256)))
     _fails([*pre, "--config", str(binary)], "is not a text file", capsys)
+    wide = tmp_path / "wide.yaml"
+    wide.write_text("encoder_options: {width: 1000000}\n")
+    _fails([*pre, "--config", str(wide)], "cannot be built on this machine (one layer alone needs", capsys)
     ft = ["-q", "finetune", "--checkpoint", model, "--data", data, "--out", run]
     _fails([*ft, "--label-fraction", "nan"], "label_fraction: Input should be a finite number", capsys)
     _fails([*ft, "--shots", "0"], "shots: Input should be greater than or equal to 1", capsys)

@@ -19,6 +19,10 @@ Settings come from the defaults, then --config YAML (see configs/), then the fla
 Runs on the GPU when there is one; --devices/--num-nodes train on several GPUs or machines.
 Stopped by SIGTERM (kill, a job scheduler, a container stop), it prints the command that
 resumes the run and exits with code 143; --resume continues from the last finished epoch.
+Each epoch's data order and augmentations follow from (seed, epoch) alone, so a resumed run
+equals the uninterrupted one step for step (with --num-workers > 0 the data order still does,
+the augmentations drawn in the worker processes do not). A NaN or infinite loss stops the run
+with the step and likely cause; the last finished epoch's checkpoint.pt is kept.
 """
 
 

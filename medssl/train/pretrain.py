@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import re
 import shlex
 import warnings
 from pathlib import Path
@@ -240,6 +241,13 @@ def pretrain(
         encoder = create_encoder(encoder_name, **encoder_kwargs)
     except ValueError as exc:
         raise ConfigError(f"encoder {encoder_name!r} rejects its options {encoder_kwargs}: {exc}") from None
+    except (MemoryError, RuntimeError) as exc:  # e.g. width 1e6: terabytes of weights
+        asked = re.search(r"allocate (\d+) bytes", str(exc))
+        why = f"one layer alone needs {int(asked.group(1)) / 2**30:,.0f} GiB" if asked else type(exc).__name__
+        raise ConfigError(
+            f"encoder {encoder_name!r} with options {cfg.encoder_options} cannot be built on this machine "
+            f"({why}); lower encoder_options such as width"
+        ) from None
     try:
         method = create_method(cfg.method, encoder, **cfg.method_options)
     except ValueError as exc:
