@@ -246,3 +246,11 @@ def test_an_unreachable_ray_cluster_is_one_line_not_a_hang(cxr: dict[str, Path],
         port = s.getsockname()[1]
     _fails(["-q", "score", "--model", str(cxr["model"]), "--data", str(cxr["data"]), "--out", str(tmp_path / "s.parquet"),
             "--engine", "ray", "--ray-address", f"127.0.0.1:{port}"], f"cannot reach the Ray cluster at 127.0.0.1:{port}", capsys)
+
+
+def test_a_usage_error_is_one_line_too(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["ingest", "signals", "x", "--format", "wfdb", "--before-s", "-1", "--out", "y"])
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 2 and len(err.splitlines()) == 1, err
+    assert err.startswith("medssl ingest signals: error: argument --before-s") and "--help" in err

@@ -12,7 +12,7 @@ import argparse
 import importlib
 import logging
 import sys
-from typing import Sequence
+from typing import NoReturn, Sequence
 
 import medssl
 from medssl.errors import MedsslError
@@ -39,9 +39,17 @@ Run `medssl COMMAND --help` for the options of one step.
 """
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one stderr line (exit code 2), like every other
+    medssl error: the problem and where the full usage is, without argparse's usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The full argument parser with every registered subcommand."""
-    parser = argparse.ArgumentParser(
+    """The full argument parser with every registered subcommand (subparsers are OneLineParsers too)."""
+    parser = OneLineParser(
         prog="medssl", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--version", action="version", version=f"medssl {medssl.__version__}")
