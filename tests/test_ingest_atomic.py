@@ -234,3 +234,17 @@ def test_failed_reingest_leaves_the_data_dir_untouched(references: dict, tmp_pat
     assert _ingest(["ingest", "ehr", str(empty), "--format", "physionet2012"], data) == 2
     assert snapshot(data) == before
     assert os.listdir(data) == os.listdir(references["ehr"]["old"])
+
+
+def test_a_second_ingest_into_the_same_data_dir_is_refused_while_one_runs(references: dict, sources: dict, tmp_path: Path) -> None:
+    """Two ingests into one DATA_DIR would delete each other's files: the second waits its turn (refused)."""
+    import fcntl
+
+    data = tmp_path / "data"
+    shutil.copytree(references["signals"]["old"], data)
+    before = snapshot(data)
+    with open(data / ".ingest.lock", "a") as held:  # what a running ingest holds
+        fcntl.flock(held, fcntl.LOCK_EX)
+        rc = _ingest(sources["signals"][1], data)
+    assert rc == 2 and snapshot(data) == before
+    assert _ingest(sources["signals"][1], data) == 0  # once released, it goes through
