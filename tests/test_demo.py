@@ -26,3 +26,8 @@ def test_demo_runs_the_loop_on_the_bundled_sample(tmp_path, capsys) -> None:
     assert int(imaging["flagged"].sum()) == 20
     assert count_cases(engine) == 520 + 1000
     assert list_queue(engine).total == 40  # 20 flagged per domain
+    # a second demo into the same folder starts its runs afresh instead of skipping every domain
+    capsys.readouterr()
+    assert main(["demo", "--no-serve", "--out", str(out), "--epochs", "1", "--domains", "imaging"]) == 0
+    assert "failed" not in capsys.readouterr().err
+    assert len(pd.read_parquet(out / "imaging" / "scores.parquet")) == 520

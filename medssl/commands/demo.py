@@ -13,6 +13,7 @@ import argparse
 import logging
 import secrets
 import shlex
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -97,6 +98,9 @@ def _medssl(argv: list[str]) -> int:
 def _run_domain(d: DemoDomain, out: Path) -> Path | None:
     """Run one domain's steps; returns its scores file, or None after a failed step."""
     data, pre, ft = out / d.name / "data", out / d.name / "pretrain", out / d.name / "finetune"
+    for run_dir in (pre, ft):  # a second `medssl demo` starts its runs afresh (pretrain/finetune refuse old runs)
+        if run_dir.is_dir():
+            shutil.rmtree(run_dir)
     steps = [["ingest", d.ingest[0], *d.ingest[1:], "--out", str(data)],
              ["pretrain", "--data", str(data), "--out", str(pre), *d.pretrain]]
     model = pre / "checkpoint.pt"
