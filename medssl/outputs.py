@@ -27,7 +27,7 @@ def _inside(path: Path, folder: Path) -> bool:
 def refuse_inputs(out: str | Path, inputs: Inputs, flag: str = "--out") -> Path:
     """``out`` resolved, or ``ConfigError`` when it is, or lies inside, one of ``inputs``.
 
-    A folder input (a DATA_DIR) protects every file under it and the folder itself; a file input
+    A folder input (a DATA_DIR) protects every path under it and the folder itself; a file input
     protects that file (links to it included).
     """
     target = _resolved(out)
@@ -42,8 +42,6 @@ def refuse_inputs(out: str | Path, inputs: Inputs, flag: str = "--out") -> Path:
                     "what `medssl ingest` writes, and a re-ingest replaces it whole); write outside it, e.g. "
                     "into a runs/ or scores/ folder"
                 )
-            if _inside(source, target):
-                raise ConfigError(f"{flag} {out} holds {name} {given}, which this command reads; choose another path")
         elif target == source or (target.exists() and source.exists() and os.path.samefile(target, source)):
             raise ConfigError(f"{flag} {out} is {name} {given}, which this command reads; choose another path")
     return target

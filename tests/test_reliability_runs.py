@@ -66,6 +66,7 @@ def test_outputs_never_replace_inputs(cxr: dict[str, Path], tmp_path: Path, caps
     _fails(["-q", "finetune", "--checkpoint", str(model), "--data", str(data), "--out", str(data)], "lies inside --data", capsys)
     _fails(["-q", "finetune", "--checkpoint", str(model), "--data", str(data), "--out", str(model.parent), "--overwrite"],
            "is --checkpoint", capsys)
+    _fails(["-q", "pretrain", "--data", str(data), "--out", str(data / "run")], "lies inside --data", capsys)
     _fails(["-q", "label-efficiency", "--checkpoint", str(model), "--data", str(data), "--out", str(data / "le")],
            "lies inside --data", capsys)
     assert _hashes(data) == before and model.read_bytes() == model_bytes

@@ -33,6 +33,7 @@ from medssl.data.pairs import PairDataset
 from medssl.encoders.registry import ENCODERS, create_encoder
 from medssl.errors import CheckpointError, ConfigError, DataError, MedsslError
 from medssl.methods.base import METHODS, create_method
+from medssl.outputs import refuse_inputs
 from medssl.progress import is_quiet
 from medssl.train.guards import EpochSeeds, FiniteLoss
 from medssl.train.lightning_module import PretrainModule
@@ -192,6 +193,7 @@ def pretrain(
     """
     cfg = resolve_config(config)
     data_dir, run_dir = Path(data_dir), Path(out_dir)
+    refuse_inputs(run_dir, {"--data": data_dir, "--config": config if isinstance(config, (str, Path)) else None})
     last = run_dir / LAST_CKPT
     if resume and not last.is_file():
         raise ConfigError(
