@@ -248,3 +248,14 @@ def test_a_second_ingest_into_the_same_data_dir_is_refused_while_one_runs(refere
         rc = _ingest(sources["signals"][1], data)
     assert rc == 2 and snapshot(data) == before
     assert _ingest(sources["signals"][1], data) == 0  # once released, it goes through
+
+
+def test_an_edited_manifest_keeps_naming_its_data_files(references: dict, tmp_path: Path) -> None:
+    """A user who relabels cases and writes the manifest back (write_manifest) keeps the record."""
+    data = tmp_path / "data"
+    shutil.copytree(references["ehr"]["old"], data)
+    m = read_manifest(data)
+    m["label"] = "x"
+    write_manifest(m, data)
+    assert read_record(data) == read_record(references["ehr"]["old"])
+    assert len(_state(data)[1]) == len(m)

@@ -48,20 +48,30 @@ def validate_manifest(df: pd.DataFrame, source: str = "manifest") -> pd.DataFram
 def write_manifest(df: pd.DataFrame, data_dir: str | Path, record: dict[str, Any] | None = None) -> Path:
     """Validate and write ``DATA_DIR/manifest.parquet`` atomically (flushed to disk before the
     rename); returns its path. ``record`` (see ``medssl.data.record``) goes into the file's
-    key-value metadata; ingests pass one, hand-made manifests need none."""
+    key-value metadata; ingests pass one. Without one, the record of the manifest being replaced
+    is kept (an edited manifest still names its data files); a new hand-made manifest has none."""
     df = validate_manifest(df)
     df.attrs = {}
     path = Path(data_dir) / MANIFEST_NAME
+    raw = json.dumps(record).encode() if record is not None else _current_record(path)
 
     def write(tmp: str) -> None:
         table = pa.Table.from_pandas(df, preserve_index=False)
-        if record is not None:
-            table = table.replace_schema_metadata({**(table.schema.metadata or {}), RECORD_KEY: json.dumps(record).encode()})
+        if raw is not None:
+            table = table.replace_schema_metadata({**(table.schema.metadata or {}), RECORD_KEY: raw})
         pq.write_table(table, tmp)
         sync_file(tmp)
 
     atomic_write(path, write)
     return path
+
+
+def _current_record(path: Path) -> bytes | None:
+    """The raw ingest record of the manifest at ``path`` (``None`` when there is none or no file)."""
+    try:
+        return (pq.read_schema(path).metadata or {}).get(RECORD_KEY) if path.is_file() else None
+    except Exception:  # a damaged manifest being replaced carries nothing over
+        return None
 
 
 def read_manifest(data_dir: str | Path) -> pd.DataFrame:
