@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from medssl.data.commit import IngestWriter, no_cases_error
+from medssl.data.limits import MAX_HISTORY
 from medssl.data.manifest import ErrorLog
 from medssl.data.splits import _split_ids, assign_patient_splits, check_seed, check_split_fractions
 from medssl.data.transactions.history import HISTORY_FILE, history_index, write_history
@@ -53,6 +54,16 @@ class IngestOptions:
     val_fraction: float = 0.15
     test_fraction: float = 0.15
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_split_fractions(self.val_fraction, self.test_fraction)
+        check_seed(self.seed)
+        if not 0 <= self.history <= MAX_HISTORY:
+            raise DataError(f"--history {self.history} must be from 0 to {MAX_HISTORY}")
+        if self.header_row is not None and self.header_row < 0:
+            raise DataError(f"--header-row {self.header_row} must be 0 or more")
+        if self.max_categories < 1:
+            raise DataError(f"--max-categories {self.max_categories} must be 1 or more")
 
 
 def _numeric_share_of_row(row: pd.Series) -> float:
