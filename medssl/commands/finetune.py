@@ -26,13 +26,24 @@ Modes:
   full    the encoder is trained too, gently (smaller learning rate), class-weighted,
           stopped early on a patient-level validation split
 
-Semi-supervised (--unlabelled spread, linear mode): the train-split cases outside the labelled
-subset are used too, without their labels: the few labels are spread to them along the
-pretrained embeddings' nearest-neighbour graph (label spreading), and the logistic regression is
-fitted on labelled + spread cases. Whether it helps depends on the data: measure it on yours
-with `medssl label-efficiency --modes linear,spread` (benchmarks/label_efficiency_pneumonia.py
-does so on PneumoniaMNIST). Settings spread_k (graph neighbours, default 10), spread_alpha (default
-0.2) and spread_class_mass (default false) via --config.
+Semi-supervised (--unlabelled): the train-split cases outside the labelled subset are used too,
+without their labels (validation and test cases never are):
+  spread    linear mode: the few labels are spread to them along the pretrained embeddings'
+            nearest-neighbour graph (label spreading); the logistic regression is fitted on
+            labelled + spread cases. Settings spread_k (default 10), spread_alpha (0.2),
+            spread_class_mass (false) via --config.
+  fixmatch  full mode (auto -> full): FixMatch consistency training; the model's confident
+            prediction on an unlabelled case (top probability >= fixmatch_threshold, 0.95)
+            becomes the target for a randomly augmented view of it (the domain's augmentation
+            with the pretraining options, or unlabelled_augment); fixmatch_weight (1.0),
+            unlabelled_batch_size (128) via --config.
+  distill   linear or full mode (auto -> linear): SimCLRv2-style distillation; the fitted
+            classifier (teacher) labels every unlabelled train case with its class probabilities
+            (distill_temperature, 1.0), and a student started from the teacher is trained end to
+            end on augmented views of labelled + teacher-labelled cases.
+Whether they help depends on the data: measure it on yours with `medssl label-efficiency
+--modes linear,full,spread,fixmatch,distill` (benchmarks/label_efficiency_pneumonia.py does so
+on PneumoniaMNIST).
 
 Writes RUN_DIR/model.pt (encoder + classifier + anomaly scorer; use it with `medssl evaluate`
 and `medssl score`), RUN_DIR/metrics.json (validation metrics) and RUN_DIR/config.yaml.
@@ -56,8 +67,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     size.add_argument("--shots", type=int, metavar="K", help="use exactly K labelled cases of every class")
     p.add_argument("--mode", choices=["auto", "recipe", "linear", "knn", "full"],
                    help="how to train (default: auto = the data domain's few-label recipe)")
-    p.add_argument("--unlabelled", choices=["ignore", "spread"],
-                   help="linear mode: 'spread' also learns from the unlabelled train cases by label spreading (default: ignore)")
+    p.add_argument("--unlabelled", choices=["ignore", "spread", "fixmatch", "distill"],
+                   help="also learn from the unlabelled train cases: spread (linear mode, label spreading), fixmatch "
+                   "(full mode, consistency with pseudo-labels), distill (teacher -> student on augmented views) "
+                   "(default: ignore)")
     p.add_argument("--seed", type=int, help="random seed: which cases are drawn, and training (default: 0)")
     p.add_argument("--epochs", type=int, help="full mode: maximum training epochs (default: 30)")
     p.add_argument("--config", metavar="YAML", help="YAML file overriding any fine-tuning setting")

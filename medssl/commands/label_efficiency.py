@@ -11,9 +11,12 @@ Answer "how many labels do I need, and how much did pretraining buy me?".
 
 For each label fraction and seed, one labelled subset of the train split is drawn (whole
 patients) and used to train: a linear probe on the pretrained encoder (linear), the pretrained
-encoder fine-tuned (full), optionally kNN (knn) and the semi-supervised probe that also uses the
-unlabelled train cases by label spreading (spread), and the same architecture trained from random
-weights on the same labels (supervised, the no-pretraining baseline). All are measured on the
+encoder fine-tuned (full), optionally kNN (knn) and the semi-supervised methods that also use the
+unlabelled train cases (their labels never): label spreading into the probe (spread), full
+fine-tuning with FixMatch consistency (fixmatch), and a SimCLRv2-style student distilled from the
+linear probe on augmented views of every train case (distill); and the same architecture trained
+from random weights on the same labels (supervised, the no-pretraining baseline; with
+--supervised-unlabelled also given fixmatch and/or distill, as supervised_fixmatch/_distill). All are measured on the
 test split (else val), never used for training or early stopping.
 
 Writes DIR/label_efficiency.csv (one row per run), DIR/label_efficiency.json (runs + mean/std
@@ -49,7 +52,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="label fractions of the labelled train cases (default 0.01,0.05,0.1,0.25,1.0)")
     p.add_argument("--seeds", type=_ints, default=[0, 1, 2], metavar="LIST", help="seeds per fraction (default 0,1,2)")
     p.add_argument("--modes", default="linear,full", metavar="LIST",
-                   help="pretrained-encoder methods among linear,knn,full,spread (default linear,full)")
+                   help="pretrained-encoder methods among linear,knn,full,spread,fixmatch,distill (default linear,full)")
+    p.add_argument("--supervised-unlabelled", default="", metavar="LIST",
+                   help="also train the from-scratch baseline with these semi-supervised methods (fixmatch,distill)")
     p.add_argument("--no-supervised", action="store_true", help="skip the trained-from-scratch baseline")
     p.add_argument("--epochs", type=int, help="maximum epochs of full fine-tuning (default 30)")
     p.add_argument("--supervised-epochs", type=int, metavar="N", help="maximum epochs of the from-scratch baseline")
@@ -74,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
         args.checkpoint, args.data, args.out, fractions=args.fractions, seeds=args.seeds, modes=modes,
         supervised=not args.no_supervised, supervised_epochs=args.supervised_epochs,
         labels_csv=args.labels, split=args.split, base_config=base,
+        supervised_unlabelled=[m.strip() for m in args.supervised_unlabelled.split(",") if m.strip()],
     )
     print(summarize(table).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     return 0

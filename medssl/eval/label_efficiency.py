@@ -8,8 +8,14 @@ every method, so the methods differ only in their starting point:
 - ``ssl_label_spreading`` (mode ``spread``, semi-supervised): the labels are spread over the
   frozen embeddings' kNN graph to the train-split cases outside the subset (their labels unused),
   then the linear probe is fitted on all of them (``FinetuneConfig.unlabelled = "spread"``);
+- ``ssl_fixmatch`` (mode ``fixmatch``, semi-supervised): full fine-tuning plus FixMatch-style
+  consistency on those unlabelled train cases (confident predictions as targets of augmented views);
+- ``ssl_distill`` (mode ``distill``, semi-supervised): the linear probe as teacher, distilled into
+  an end-to-end trained student on augmented views of every train case (SimCLRv2);
 - ``supervised``: the same encoder architecture, randomly initialised, trained end to end on the
-  same labelled cases (one learning rate for everything).
+  same labelled cases (one learning rate for everything); with ``supervised_unlabelled`` also
+  ``supervised_fixmatch`` / ``supervised_distill``: the same from-scratch network given the same
+  semi-supervised method (the fair baseline for the semi-supervised curves).
 
 Everything is measured on the evaluation rows (``split == "test"`` if present, else ``"val"``),
 which are never used for training or early stopping: when the evaluation rows are the val split,
@@ -34,19 +40,23 @@ from medssl.atomic import write_json
 from medssl.outputs import refuse_inputs
 from medssl.models import build_encoder, embed, resolve_device
 from medssl.train.classifier import fit_classifier, proba_from_embeddings
-from medssl.train.finetune_config import FinetuneConfig
+from medssl.train.finetune_config import FinetuneConfig, trains_encoder
 from medssl.train.finetune_data import load_data
 from medssl.train.labels import draw_labelled_subset
 
 log = logging.getLogger(__name__)
 
-MODES = {"linear": "ssl_linear", "knn": "ssl_knn", "full": "ssl_full", "spread": "ssl_label_spreading"}
+MODES = {"linear": "ssl_linear", "knn": "ssl_knn", "full": "ssl_full", "spread": "ssl_label_spreading",
+         "fixmatch": "ssl_fixmatch", "distill": "ssl_distill"}
 _MODE_SETTINGS = {  # FinetuneConfig fields per curve mode
     "linear": {"mode": "linear", "unlabelled": "ignore"},
     "knn": {"mode": "knn", "unlabelled": "ignore"},
     "full": {"mode": "full", "unlabelled": "ignore"},
     "spread": {"mode": "linear", "unlabelled": "spread"},
+    "fixmatch": {"mode": "full", "unlabelled": "fixmatch"},
+    "distill": {"mode": "linear", "unlabelled": "distill"},
 }
+SUPERVISED_UNLABELLED = ("fixmatch", "distill")  # semi-supervised methods the from-scratch baseline may also get
 DEFAULT_FRACTIONS = (0.01, 0.05, 0.1, 0.25, 1.0)
 
 
@@ -75,10 +85,13 @@ def run_label_efficiency(
     split: str | None = None,
     base_config: FinetuneConfig | None = None,
     seeds_for_fraction: dict[float, Sequence[int]] | None = None,
+    supervised_unlabelled: Sequence[str] = (),
 ) -> pd.DataFrame:
     """Run the curve and write DIR/label_efficiency.{csv,json,png}; returns one row per run.
 
     ``seeds_for_fraction`` may give a fraction its own seeds (e.g. more seeds at 1%).
+    ``supervised_unlabelled``: semi-supervised methods (``fixmatch``, ``distill``) also given to the
+    from-scratch baseline, each as its own curve ``supervised_<method>``.
     """
     unknown = [m for m in modes if m not in MODES]
     if unknown:
@@ -88,6 +101,10 @@ def run_label_efficiency(
     bad_seeds = [s for seeds_ in [seeds, *(seeds_for_fraction or {}).values()] for s in seeds_ if not 0 <= s <= SEED_MAX]
     if bad_seeds:
         raise ConfigError(f"--seeds must be whole numbers from 0 to {SEED_MAX}, got {bad_seeds[0]}")
+    bad_sup = [m for m in supervised_unlabelled if m not in SUPERVISED_UNLABELLED]
+    if bad_sup:
+        raise ConfigError(f"unknown semi-supervised method(s) {bad_sup} for the supervised baseline; "
+                          f"choose from {list(SUPERVISED_UNLABELLED)}")
     if supervised_epochs is not None and supervised_epochs < 1:
         raise ConfigError(f"--supervised-epochs must be at least 1, got {supervised_epochs}")
     base = base_config or FinetuneConfig()
@@ -111,13 +128,14 @@ def run_label_efficiency(
             runs = [(MODES[m], base.model_copy(update={**_MODE_SETTINGS[m], "seed": seed, "scorer": None})) for m in modes]
             if supervised:
                 epochs = supervised_epochs or base.epochs
-                runs.append(("supervised", base.model_copy(update={
-                    "mode": "full", "unlabelled": "ignore", "init": "random", "seed": seed, "scorer": None,
-                    "epochs": epochs})))
+                for unl in ("ignore", *supervised_unlabelled):
+                    runs.append(("supervised" if unl == "ignore" else f"supervised_{unl}", base.model_copy(update={
+                        "mode": "full", "unlabelled": unl, "init": "random", "seed": seed, "scorer": None,
+                        "epochs": epochs})))
             for method, cfg in runs:
                 start = time.perf_counter()
                 result = fit_classifier(data, subset, holdout, cfg, frozen_embeddings=frozen)
-                if frozen is not None and cfg.mode != "full":
+                if frozen is not None and not trains_encoder(cfg):
                     emb = frozen[eval_rows]
                 else:
                     emb = embed(result.encoder, data.dataset, eval_rows, desc="embedding evaluation cases")

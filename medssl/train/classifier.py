@@ -15,11 +15,12 @@ from torch import nn
 from medssl.errors import ConfigError
 from medssl.metrics import classification_metrics
 from medssl.models import KnnMemory, build_encoder, centroid_head, embed, resolve_device
-from medssl.train.finetune_config import FinetuneConfig, resolve_mode
+from medssl.train.finetune_config import FinetuneConfig, resolve_mode, trains_encoder
 from medssl.train.finetune_data import FinetuneData
 from medssl.train.full import train_full
 from medssl.train.labels import class_names, validation_split
 from medssl.train.probe import _spread_probe, linear_probe
+from medssl.train.semi_supervised import SEMI_SUPERVISED, fit_semi_supervised
 from medssl.train.threshold import balanced_threshold, shift_head_to_threshold
 
 log = logging.getLogger(__name__)
@@ -91,7 +92,7 @@ def fit_classifier(
         val_rows = np.flatnonzero((data.split == "val") & pd.notna(data.labels))
     train_rows = subset
     validation = "val" if val_rows is not None and len(val_rows) else "none"
-    if (val_rows is None or len(val_rows) == 0) and config.mode == "full":
+    if (val_rows is None or len(val_rows) == 0) and trains_encoder(config):
         held_train, held_val = validation_split(subset, data.patient_ids, data.labels, config.val_fraction, config.seed)
         per_class = pd.Series(data.labels[held_val]).value_counts().reindex(classes, fill_value=0)
         if int(per_class.min()) >= config.min_holdout_per_class:
@@ -127,17 +128,24 @@ def fit_classifier(
         head = linear_probe(emb_train.numpy(), y_train, data.patient_ids[train_rows], n_classes, config.seed)
     else:
         head = nn.Linear(encoder.num_features, n_classes)
-    if config.mode == "full":
-        lr_enc = config.lr_encoder if config.init == "pretrained" else config.lr_head
+    lr_enc = config.lr_encoder if config.init == "pretrained" else config.lr_head
+    if config.mode == "full" and config.unlabelled != "fixmatch":
         encoder, head, train_log = train_full(
             encoder, head, data.dataset, train_rows, y_train, val_rows, y_val, n_classes, config, lr_enc, device
         )
+    if config.unlabelled in SEMI_SUPERVISED:  # fixmatch: from the probe; distill: the fitted classifier is the teacher
+        teacher_log = train_log
+        encoder, head, train_log = fit_semi_supervised(
+            data, encoder, head, train_rows, y_train, val_rows, y_val, n_classes, config, lr_enc, device
+        )
+        if teacher_log:
+            train_log["teacher"] = teacher_log
     encoder = encoder.cpu().eval()
     metrics = None
     if len(val_rows):
         emb_val = (
             frozen_embeddings[torch.as_tensor(val_rows, dtype=torch.long)]
-            if frozen_embeddings is not None and config.mode != "full" and config.init == "pretrained"
+            if frozen_embeddings is not None and not trains_encoder(config) and config.init == "pretrained"
             else embed(encoder, data.dataset, val_rows, desc="embedding validation cases")
         )
         proba = proba_from_embeddings(head, knn, emb_val, n_classes)

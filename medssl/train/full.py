@@ -1,5 +1,9 @@
 """Full fine-tuning on Lightning: encoder and head trained together, class-weighted cross-entropy,
-``EarlyStopping`` on the validation AUROC, the best epoch's weights kept (ties: lower loss)."""
+``EarlyStopping`` on the validation AUROC, the best epoch's weights kept (ties: lower loss).
+
+``train_full`` also runs the semi-supervised trainings (``medssl.train.semi_supervised``): targets
+may be soft ``(N, C)`` class distributions (distillation), training inputs may be augmented views,
+and an extra unlabelled loader may be trained alongside by a ``FullFinetuneModule`` subclass (FixMatch)."""
 
 from __future__ import annotations
 
@@ -7,12 +11,13 @@ import copy
 import logging
 import math
 import warnings
-from typing import Any
+from typing import Any, Callable
 
 import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping
+from lightning.pytorch.utilities import CombinedLoader
 from sklearn.utils.class_weight import compute_class_weight
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, RandomSampler
@@ -26,22 +31,29 @@ log = logging.getLogger(__name__)
 
 
 class _Labelled(Dataset):
-    """``(x, y)`` pairs: item ``j`` is ``(dataset[rows[j]], y[j])``."""
+    """``(x, y)`` pairs: item ``j`` is ``(dataset[rows[j]], y[j])``, ``x`` through ``augment`` when given.
 
-    def __init__(self, dataset: Dataset, rows: np.ndarray, y: np.ndarray) -> None:
-        self.dataset, self.rows, self.y = dataset, rows, torch.as_tensor(y)
+    ``y``: class ids ``(N,)`` or class distributions ``(N, C)`` (soft targets, float32)."""
+
+    def __init__(self, dataset: Dataset, rows: np.ndarray, y: np.ndarray,
+                 augment: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
+        self.dataset, self.rows, self.augment = dataset, rows, augment
+        self.y = torch.as_tensor(y) if np.asarray(y).ndim == 1 else torch.as_tensor(y, dtype=torch.float32)
 
     def __len__(self) -> int:
         return len(self.rows)
 
     def __getitem__(self, j: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.dataset[int(self.rows[j])], self.y[j]
+        x = self.dataset[int(self.rows[j])]
+        return (self.augment(x) if self.augment is not None else x), self.y[j]
 
     def __getitems__(self, js: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """A DataLoader's batched fetch: uses the dataset's own ``__getitems__`` when it has one."""
         fetch = getattr(self.dataset, "__getitems__", None)
         rows = [int(self.rows[j]) for j in js]
         xs = fetch(rows) if callable(fetch) else [self.dataset[r] for r in rows]
+        if self.augment is not None:
+            xs = [self.augment(x) for x in xs]
         return [(x, self.y[j]) for x, j in zip(xs, js)]
 
 
@@ -132,10 +144,18 @@ def train_full(
     config: FinetuneConfig,
     lr_encoder: float,
     device: torch.device,
+    augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    unlabelled: Dataset | None = None,
+    module_cls: type["FullFinetuneModule"] | None = None,
+    module_options: dict[str, Any] | None = None,
 ) -> tuple[nn.Module, nn.Linear, dict[str, Any]]:
     """Train encoder + head with class-weighted cross-entropy; early stopping on the validation rows.
 
-    Picks the epoch with the best validation AUROC (ties: lower loss); stops after ``patience``
+    ``y_train``: class ids ``(N,)`` or soft targets ``(N, C)`` (class weights then follow their
+    argmax); ``augment``: per-sample view of each training input. ``unlabelled`` (a dataset of
+    unlabelled items) is drawn ``config.unlabelled_batch_size`` at a time beside every labelled batch
+    (an epoch = one pass over it) and the batch reaches ``module_cls(..., **module_options)`` as
+    ``{"x": (x, y), "u": unlabelled batch}``. Picks the epoch with the best validation AUROC (ties: lower loss); stops after ``patience``
     epochs without a better AUROC (Lightning ``EarlyStopping``). Without usable validation rows
     (fewer than one case per class) it trains for the full budget. Returns the trained pair and
     a small training log.
@@ -143,20 +163,27 @@ def train_full(
     from medssl.train.pretrain import tidy_lightning_logging
 
     torch.manual_seed(config.seed)
-    weights = compute_class_weight("balanced", classes=np.arange(n_classes), y=y_train) if len(np.unique(y_train)) == n_classes else np.ones(n_classes)
+    hard = np.asarray(y_train).argmax(axis=1) if np.asarray(y_train).ndim == 2 else np.asarray(y_train)
+    weights = compute_class_weight("balanced", classes=np.arange(n_classes), y=hard) if len(np.unique(hard)) == n_classes else np.ones(n_classes)
     loss_fn = nn.CrossEntropyLoss(weight=torch.as_tensor(weights, dtype=torch.float32))
     channels_last = prefers_channels_last(encoder, device)  # as pretraining does (medssl.encoders.layout)
-    module = FullFinetuneModule(encoder, head, loss_fn, lr_encoder, config.lr_head, config.weight_decay, channels_last)
+    module = (module_cls or FullFinetuneModule)(encoder, head, loss_fn, lr_encoder, config.lr_head, config.weight_decay,
+                                                channels_last, **(module_options or {}))
     if channels_last:
         module.to(memory_format=torch.channels_last)
     bs = min(config.batch_size, len(train_rows))
     gen = torch.Generator().manual_seed(config.seed)
-    pairs = _Labelled(dataset, train_rows, y_train)
+    pairs = _Labelled(dataset, train_rows, y_train, augment)
+    loader: DataLoader | CombinedLoader
     if len(train_rows) // bs < config.min_steps_per_epoch:  # tiny subset: an epoch = a fixed number of draws
         sampler = RandomSampler(pairs, replacement=True, num_samples=config.min_steps_per_epoch * bs, generator=gen)
         loader = DataLoader(pairs, batch_size=bs, sampler=sampler, drop_last=True)
     else:
         loader = DataLoader(pairs, batch_size=bs, shuffle=True, drop_last=True, generator=gen)
+    if unlabelled is not None:  # an epoch = one pass over the unlabelled cases; the labelled batches cycle
+        bs_u = min(config.unlabelled_batch_size, len(unlabelled))
+        u_loader = DataLoader(unlabelled, batch_size=bs_u, shuffle=True, drop_last=True, generator=gen)
+        loader = CombinedLoader({"x": loader, "u": u_loader}, mode="max_size_cycle")
     can_validate = len(val_rows) > 0 and len(np.unique(y_val)) == n_classes
     if not can_validate and len(val_rows):
         log.warning("no validation cases of every class: training %d epochs without early stopping", config.epochs)
@@ -170,7 +197,8 @@ def train_full(
         callbacks=[*(callbacks if can_validate else []), FiniteLoss("fine-tuning")], num_sanity_val_steps=0,
         deterministic=False,
     )
-    log.info("fine-tuning: %d steps per epoch, at most %d epochs", len(loader), config.epochs)
+    steps = len(loader) if isinstance(loader, DataLoader) else max(len(lo) for lo in loader.flattened)
+    log.info("fine-tuning: %d steps per epoch, at most %d epochs", steps, config.epochs)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*number of training batches.*")
