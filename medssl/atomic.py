@@ -1,8 +1,10 @@
 """Atomic file writes: write to a temp file in the same folder, then rename over the target.
 
 A crash mid-write leaves the old file (or none), never a half-written one. Temporary files are
-hidden (``.<name>.<random>.tmp``) and removed when the write fails. ``write_json`` is the one JSON
-writer for reports, results and cache notes.
+hidden (``.<name>.<random>.tmp``) and removed when the write fails. The file gets the permissions
+a plain ``open()`` would give it (0666 less the process umask), not the temporary file's 0600, so a
+manifest or score file one account writes stays readable to the app another account runs.
+``write_json`` is the one JSON writer for reports, results and cache notes.
 """
 
 from __future__ import annotations
@@ -14,11 +16,25 @@ from pathlib import Path
 from typing import Any, Callable
 
 
-def atomic_write(path: str | Path, write: Callable[[str], Any]) -> Path:
+def _umask() -> int:
+    """The process umask, read without changing it where Linux allows (``/proc/self/status``)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write(path: str | Path, write: Callable[[str], Any], mode: int | None = None) -> Path:
     """Call ``write(tmp_path)`` then ``os.replace`` it onto ``path``; returns ``path``.
 
     ``write`` gets a path ending in ``.tmp``: open it yourself (``np.save`` given a name would
-    append ``.npy``; give it the open file instead).
+    append ``.npy``; give it the open file instead). ``mode``: the file's permissions (default:
+    0666 less the umask, as ``open()`` gives).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -26,6 +42,7 @@ def atomic_write(path: str | Path, write: Callable[[str], Any]) -> Path:
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, mode if mode is not None else 0o666 & ~_umask())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -7,6 +7,7 @@ Real data: PneumoniaMNIST images (../shared/data) through the real CLI; real mod
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import socket
 from pathlib import Path
@@ -255,3 +256,14 @@ def test_a_usage_error_is_one_line_too(capsys: pytest.CaptureFixture) -> None:
     err = capsys.readouterr().err.strip()
     assert exit_.value.code == 2 and len(err.splitlines()) == 1, err
     assert err.startswith("medssl ingest signals: error: argument --before-s") and "--help" in err
+
+
+def test_atomic_writes_get_the_permissions_open_would_give(tmp_path: Path) -> None:
+    from medssl.atomic import write_bytes
+
+    old = os.umask(0o027)
+    try:
+        path = write_bytes(tmp_path / "scores.parquet", b"x")
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o640  # not mkstemp's 0600: another account's app can read it
