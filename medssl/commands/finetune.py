@@ -12,8 +12,9 @@ log = logging.getLogger(__name__)
 DESCRIPTION = """\
 Train a classifier on top of a pretrained encoder using only a few labels.
 
-The labelled cases are drawn from the train split, whole patients at a time (a patient's
-cases are never divided), exactly as many as asked. Labels come from --labels CSV
+The labelled cases are drawn from the train split, exactly as many as asked: whole patients at
+a time (--label-unit patient: a patient's cases are never divided; images, ICU stays) or a few
+cases of every patient (--label-unit case: ECG beats, sensor windows; the default for signals). Labels come from --labels CSV
 (columns case_id,label or patient_id,label) or else from the manifest's label column.
 
 Modes:
@@ -65,6 +66,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     size.add_argument("--label-fraction", type=float, metavar="F",
                       help="use this fraction (0-1] of the labelled train cases, e.g. 0.01 for 1%% (default: all)")
     size.add_argument("--shots", type=int, metavar="K", help="use exactly K labelled cases of every class")
+    p.add_argument("--label-unit", choices=["auto", "case", "patient"],
+                   help="how the labelled cases are drawn: case (a few cases of every patient; ECG beats, sensor "
+                   "windows) or patient (whole patients) (default: auto = case for signals, patient otherwise)")
     p.add_argument("--mode", choices=["auto", "recipe", "linear", "knn", "full"],
                    help="how to train (default: auto = the data domain's few-label recipe)")
     p.add_argument("--unlabelled", choices=["ignore", "spread", "fixmatch", "distill"],
@@ -86,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
 
     config = load_config(
         FinetuneConfig, args.config, mode=args.mode, label_fraction=args.label_fraction,
-        shots=args.shots, seed=args.seed, epochs=args.epochs, unlabelled=args.unlabelled,
+        shots=args.shots, label_unit=args.label_unit, seed=args.seed, epochs=args.epochs, unlabelled=args.unlabelled,
     )
     path = finetune(args.checkpoint, args.data, args.out, config, labels_csv=args.labels, overwrite=args.overwrite)
     print(path)

@@ -21,6 +21,14 @@ DEFAULTS: dict[str, tuple[str, str]] = {  # domain -> (anomaly recipe, few-label
     "transactions": ("raw_pseudo_label", "raw_score_logreg"),
 }
 FALLBACK = ("embedding_knn", "embedding_head")
+LABEL_UNITS: dict[str, str] = {"signals": "case"}  # domain -> label unit when patients hold many cases
+
+
+def default_label_unit(domain: str) -> str:
+    """How a domain's labelled subsets are drawn by default: ``"case"`` (ECG beats, sensor windows:
+    a few cases of every patient) or ``"patient"`` (whole patients: images, ICU stays)."""
+    return LABEL_UNITS.get(domain, "patient")
+
 
 
 def default_recipes(domain: str) -> tuple[str, str]:
@@ -43,5 +51,5 @@ def list_recipes() -> dict[str, list[str]]:
     return {"anomaly": ANOMALY_RECIPES.names(), "few_label": FEW_LABEL_RECIPES.names()}
 
 
-__all__ = ["AnomalyRecipe", "FewLabelRecipe", "anomaly_recipe", "few_label_recipe", "default_recipes",
+__all__ = ["AnomalyRecipe", "FewLabelRecipe", "anomaly_recipe", "few_label_recipe", "default_recipes", "default_label_unit",
            "list_recipes", "linear_head", "CaseContext", "case_view", "register_case_view"]

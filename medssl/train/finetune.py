@@ -5,8 +5,9 @@ What ``medssl finetune`` runs:
 1. load the checkpoint (a pretrained ``checkpoint.pt`` or an earlier ``model.pt``), its domain's
    dataset over ``DATA_DIR`` with the checkpoint's preprocessing, and the labels
    (``medssl.train.finetune_data``);
-2. draw the labelled subset from the labelled train-split cases, whole patients only, of exactly
-   the asked size (``label_fraction`` or ``shots`` per class);
+2. draw the labelled subset from the labelled train-split cases, of exactly the asked size
+   (``label_fraction`` or ``shots`` per class): whole patients, or cases spread over the patients
+   (``label_unit``; auto = the domain's, ``medssl.domains.default_label_unit``);
 3. fit the domain's anomaly recipe (``medssl.domains``) on the train split: its scorer reads the
    recipe's features (for most domains the embeddings; for transactions raw columns + embedding);
 4. fit the classifier: mode ``auto`` (default) uses the domain's few-label recipe, which is either
@@ -27,7 +28,7 @@ from medssl.atomic import write_json
 from medssl.checkpoints import save_checkpoint
 from medssl.config import save_config
 from medssl.outputs import refuse_inputs, refuse_run_replacement
-from medssl.domains import anomaly_recipe, few_label_recipe
+from medssl.domains import anomaly_recipe, default_label_unit, few_label_recipe
 from medssl.errors import ConfigError
 from medssl.models import build_encoder, model_checkpoint, resolve_device
 from medssl.train.classifier import FitResult, fit_classifier
@@ -77,9 +78,10 @@ def finetune(
     mode = resolve_mode(config, few.on_embeddings)
     if mode == "recipe" and few.on_embeddings:
         raise ConfigError(f"few-label recipe {few.name!r} is a classic embedding mode: use --mode linear, knn or full")
+    label_unit = default_label_unit(domain) if config.label_unit == "auto" else config.label_unit
     subset = draw_labelled_subset(
         data.patient_ids, data.labels, pool=data.train_pool(),
-        fraction=config.label_fraction, shots=config.shots, seed=config.seed,
+        fraction=config.label_fraction, shots=config.shots, seed=config.seed, unit=label_unit,
     )
     log.info("labelled subset: %d cases of %d patients; mode %s", len(subset), len(np.unique(data.patient_ids[subset])), mode)
     train_rows = np.flatnonzero(data.train_pool())
@@ -105,6 +107,7 @@ def finetune(
         "seed": config.seed,
         "label_source": data.label_source,
         "n_labelled": int(len(subset)),
+        "label_unit": label_unit,
         "metrics": result.metrics,
         "validation": result.train_log["validation"],  # rows behind "metrics" (and early stopping in full mode)
         "config": config.model_dump(mode="json"),
@@ -114,8 +117,8 @@ def finetune(
     out.mkdir(parents=True, exist_ok=True)
     path = save_checkpoint(out / "model.pt", ckpt)
     write_json(
-        {"validation": result.metrics, "n_labelled": int(len(subset)), "classes": result.classes,
-         "mode": mode, "recipes": meta["recipes"], "training": result.train_log},
+        {"validation": result.metrics, "n_labelled": int(len(subset)), "label_unit": label_unit,
+         "classes": result.classes, "mode": mode, "recipes": meta["recipes"], "training": result.train_log},
         out / "metrics.json",
     )
     save_config(config, out / "config.yaml")

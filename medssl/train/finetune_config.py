@@ -16,6 +16,8 @@ class FinetuneConfig(StrictConfig):
     recipe: str = "auto"  # few-label recipe (medssl.domains) for mode auto/recipe; auto: the checkpoint's or domain's default
     label_fraction: float | None = Field(None, gt=0, le=1)  # of the labelled train cases; None and no shots = all
     shots: int | None = Field(None, ge=1)  # labelled cases per class
+    label_unit: Literal["auto", "patient", "case"] = "auto"  # how the labelled subset is drawn: whole patients, or
+    # cases spread over the patients; auto = the domain's unit (medssl.domains.default_label_unit: signals case, else patient)
     seed: Seed = 0
     init: Literal["pretrained", "random"] = "pretrained"  # random = supervised-from-scratch baseline
     epochs: int = Field(30, ge=1)  # full mode: maximum epochs

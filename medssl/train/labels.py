@@ -1,5 +1,9 @@
 """Labels for fine-tuning: loading them, and drawing the labelled subset at patient level.
 
+Labelled subsets are drawn by patient (``unit="patient"``: whole patients, for images and ICU
+stays) or by case (``unit="case"``: a few cases of every patient, for ECG beats and sensor windows,
+whose patients hold thousands of cases each).
+
 Labels are strings everywhere (``"0"``, ``"pneumonia"``); a model's class ids index the sorted
 list of label strings seen in training. Sources:
 
@@ -148,6 +152,26 @@ def _proportional(class_totals: np.ndarray, n: int) -> np.ndarray:
     return quota
 
 
+LABEL_UNITS = ("patient", "case")
+
+
+def _per_case(cls: np.ndarray, pat_codes: np.ndarray, target: np.ndarray, seed: int) -> np.ndarray:
+    """Positions (into the candidates) of ``target[c]`` cases of each class ``c``, spread over
+    patients in proportion to their cases of that class (systematic sampling over the class's
+    cases ordered by patient, then at random within a patient)."""
+    rng = np.random.default_rng(seed)
+    chosen: list[np.ndarray] = []
+    for c, n in enumerate(target.tolist()):
+        members = np.flatnonzero(cls == c)
+        if n == 0 or members.size == 0:
+            continue
+        order = members[np.lexsort((rng.random(members.size), rng.permutation(pat_codes.max() + 1)[pat_codes[members]]))]
+        step = members.size / n
+        picks = np.floor(rng.random() * step + step * np.arange(n)).astype(np.int64)
+        chosen.append(order[np.minimum(picks, members.size - 1)])
+    return np.concatenate(chosen) if chosen else np.zeros(0, dtype=np.int64)
+
+
 def draw_labelled_subset(
     patient_ids: Sequence[Any],
     labels: pd.Series | Sequence[str | None],
@@ -155,17 +179,23 @@ def draw_labelled_subset(
     fraction: float | None = None,
     shots: int | None = None,
     seed: int = 0,
+    unit: str = "patient",
 ) -> np.ndarray:
-    """Row indices of the labelled subset, drawn whole patient by whole patient.
+    """Row indices of the labelled subset, drawn whole patient by whole patient (``unit="patient"``)
+    or case by case (``unit="case"``).
 
     ``pool`` (N,) bool restricts the candidates (e.g. the train split); labelled pool rows are the
     candidates. ``fraction`` asks for ``round(fraction * n_candidates)`` cases stratified by class;
     ``shots`` asks for exactly ``shots`` cases of every class; neither means all candidates. The
-    result has exactly the asked size and contains every case of each chosen patient that is a
-    candidate. Raises ``LabelError`` when the size cannot be met.
+    result has exactly the asked size. By patient, it contains every case of each chosen patient
+    that is a candidate; by case, each class's cases are spread over the patients in proportion to
+    how many of that class each holds (so every patient with enough cases gets some). Raises
+    ``LabelError`` when the size cannot be met.
     """
     if fraction is not None and shots is not None:
         raise LabelError("give either a label fraction or a number of shots, not both")
+    if unit not in LABEL_UNITS:
+        raise LabelError(f"unknown label unit {unit!r}; use one of {', '.join(LABEL_UNITS)}")
     lab = pd.Series(list(labels), dtype=object)
     pids = pd.Series([str(p) for p in patient_ids])
     cand = lab.notna().to_numpy().copy()
@@ -203,6 +233,8 @@ def draw_labelled_subset(
             )
         target = _proportional(totals, n)
         asked = f"{n} cases ({fraction:g} of {rows.size})"
+    if unit == "case":
+        return np.sort(rows[_per_case(cls, pat_codes, target, seed)])
     rng = np.random.default_rng(seed)
     attempts = [(counts, target)]
     if fraction is not None:  # if per-class exactness is out of reach, keep the exact total only
