@@ -1,5 +1,19 @@
-"""Signal cases (ECG beats, wearable windows) as the review page shows them: the window as ingest
-cut it, in the record's own units, with the annotated beat marked."""
+"""The signals domain's few-label recipe, and signal cases (ECG beats, wearable windows) as the
+review page shows them.
+
+Few labels (``rr_hybrid``, the signals default): features ``[embedding (D) | side features (K) |
+their squares (K)]``, where the side features are the standardised RR-interval channels an item
+carries (``medssl.data.signals.dataset``: previous/next/local/record RR and their ratios; none for
+windows without beat times, and then only the embedding block exists). The head is a logistic
+regression whose column blocks (``embedding``, ``rr``, ``embedding+rr``) and strength are chosen
+by patient-grouped cross-validation on the labelled cases only (``medssl.domains.hybrid``); the
+candidates' scores and the choice go into metrics.json. Why: the inter-patient MIT-BIH methods
+(de Chazal 2004, Mondejar-Guerra 2019) get most of their S-beat skill from RR intervals, which a
+0.7 s beat window cannot see; and which block generalises best depends on the data, so the
+labelled cases decide, never the validation or test records.
+
+Case view: the window as ingest cut it, in the record's own units, with the annotated beat marked.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +24,45 @@ import numpy as np
 import pandas as pd
 import torch
 
+from torch import nn
+
 from medssl.domains.case_views import CaseContext, SeriesView, register_case_view, series_frame
+from medssl.domains.hybrid import fit_block_logreg
+from medssl.domains.recipe import FewLabelRecipe, register_few_label_recipe
+
+
+def _side(x: torch.Tensor, preprocessing: dict[str, Any]) -> np.ndarray:
+    from medssl.data.signals.dataset import side_values
+
+    return side_values(x, preprocessing)
+
+
+def rr_hybrid_features(x: torch.Tensor, emb: torch.Tensor, percentile: np.ndarray,
+                       preprocessing: dict[str, Any]) -> np.ndarray:
+    """``[embedding (B, D) | side features (B, K) | side features squared (B, K)]`` float64."""
+    side = _side(x, preprocessing)
+    return np.hstack([emb.detach().cpu().double().numpy(), side, side**2])
+
+
+def side_width(features: np.ndarray, max_k: int = 64) -> int:
+    """K of ``rr_hybrid_features`` ``(N, D + 2K)``: the largest K whose last K columns are the squares
+    of the K before them (the fit interface passes features only); 0 when none are."""
+    p = features.shape[1]
+    for k in range(min(max_k, p // 2), 0, -1):
+        if np.allclose(features[:, p - k:], features[:, p - 2 * k:p - k] ** 2, rtol=1e-9, atol=1e-12):
+            return k
+    return 0
+
+
+def fit_rr_hybrid(features: np.ndarray, y: np.ndarray, groups: np.ndarray, n_classes: int, seed: int) -> nn.Linear:
+    """``fit_block_logreg`` over the blocks embedding / rr / embedding+rr of ``rr_hybrid_features``."""
+    p = features.shape[1]
+    k = side_width(features)
+    emb = np.arange(p) < p - 2 * k
+    blocks = {"embedding": emb}
+    if k:
+        blocks.update({"rr": ~emb, "embedding+rr": np.ones(p, dtype=bool)})
+    return fit_block_logreg(features, y, groups, n_classes, seed, blocks)
 
 
 def signal_window(data_dir: str | Path, row: dict[str, Any]) -> pd.DataFrame:
@@ -50,3 +102,12 @@ def signal_case_view(ctx: CaseContext) -> SeriesView:
                    f"{row['record']}; the red line marks it, {beat} samples into the window "
                    f"({len(frame) / float(row['fs']):.2f} s at {float(row['fs']):g} Hz).")
     return SeriesView(frame, x_label="sample in the window", marker=beat, marker_label="the beat", caption=caption)
+
+
+RR_HYBRID = register_few_label_recipe(FewLabelRecipe(
+    name="rr_hybrid",
+    description="logistic regression on [embedding | RR side features and their squares]; blocks and strength "
+                "chosen by patient-grouped cross-validation on the labelled cases",
+    features=rr_hybrid_features,
+    fit=fit_rr_hybrid,
+))

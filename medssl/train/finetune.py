@@ -108,6 +108,7 @@ def finetune(
         "label_source": data.label_source,
         "n_labelled": int(len(subset)),
         "label_unit": label_unit,
+        **({"selection": result.head.selection} if hasattr(result.head, "selection") else {}),  # a recipe's CV choice
         "metrics": result.metrics,
         "validation": result.train_log["validation"],  # rows behind "metrics" (and early stopping in full mode)
         "config": config.model_dump(mode="json"),
@@ -118,7 +119,8 @@ def finetune(
     path = save_checkpoint(out / "model.pt", ckpt)
     write_json(
         {"validation": result.metrics, "n_labelled": int(len(subset)), "label_unit": label_unit,
-         "classes": result.classes, "mode": mode, "recipes": meta["recipes"], "training": result.train_log},
+         "classes": result.classes, "mode": mode, "recipes": meta["recipes"], "training": result.train_log,
+         **({"selection": meta["selection"]} if "selection" in meta else {})},
         out / "metrics.json",
     )
     save_config(config, out / "config.yaml")

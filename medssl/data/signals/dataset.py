@@ -5,6 +5,14 @@ the file the manifest's ingest record names (``signals/windows.npy`` in data dir
 records); the manifest's ``row`` column points into it. Each channel is standardised with the mean/std of the
 manifest's ``split == "train"`` windows (all windows without a split column), kept in
 ``preprocessing`` so fine-tuning and scoring apply the same numbers.
+
+Side features: when the manifest holds the RR-interval columns of WFDB beats
+(``medssl.data.signals.rr_features``), each becomes one more input channel, constant over the
+window: ``log(value)`` standardised with the train split's mean/std, clipped to +-5, NaN (a
+record's first/last beat) -> 0 (the train mean). An item is then ``(C + K, T)``: the encoder sees
+the beat and its rhythm, and the signals few-label recipe reads the K values back
+(``side_values``). ``preprocessing["side_features"]`` names the columns (absent: no side channels,
+as in data dirs and checkpoints from before side features).
 """
 
 from __future__ import annotations
@@ -19,10 +27,61 @@ from torch.utils.data import Dataset
 
 from medssl.data.record import check_same_ingest, read_record, recorded_file
 from medssl.data.rows import row_indices
+from medssl.data.signals.rr_features import RR_COLUMNS
 from medssl.errors import DataError
 
 WINDOWS_FILE = Path("signals") / "windows.npy"
 FIT_ROWS = 20000  # windows used to fit the statistics (a random subset when there are more)
+SIDE_CLIP = 5.0  # standardised side features are clipped to +-SIDE_CLIP
+MIN_SIDE_COVERAGE = 0.5  # a side column becomes a channel when at least this share of train rows has it
+
+
+def _log_side(manifest: pd.DataFrame, columns: list[str]) -> np.ndarray:
+    """``log`` of the side columns ``(N, K)`` float64; NaN where missing or not positive."""
+    values = manifest[columns].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.log(values)
+    return np.where(np.isfinite(out), out, np.nan)
+
+
+def fit_side_features(manifest: pd.DataFrame, train: np.ndarray) -> dict[str, Any]:
+    """``{"side_features": columns, "side_mean": [...], "side_std": [...]}`` of the RR columns that
+    at least ``MIN_SIDE_COVERAGE`` of the ``train`` manifest rows (bool ``(N,)``) hold; ``{}`` if none."""
+    columns = [c for c in RR_COLUMNS if c in manifest.columns]
+    if not columns or not train.any():
+        return {}
+    logs = _log_side(manifest.loc[train], columns)
+    keep = np.isfinite(logs).mean(axis=0) >= MIN_SIDE_COVERAGE
+    if not keep.any():
+        return {}
+    logs = logs[:, keep]
+    std = np.nanstd(logs, axis=0)
+    return {"side_features": [c for c, k in zip(columns, keep) if k], "side_mean": np.nanmean(logs, axis=0).tolist(),
+            "side_std": np.where(std > 1e-8, std, 1.0).tolist()}
+
+
+def side_matrix(manifest: pd.DataFrame, preprocessing: dict[str, Any], data_dir: Path) -> np.ndarray | None:
+    """Standardised side features ``(N, K)`` float32 of the manifest rows (see the module doc), or
+    ``None`` when ``preprocessing`` names none. ``DataError`` when the manifest lacks a named column."""
+    columns = list(preprocessing.get("side_features") or [])
+    if not columns:
+        return None
+    missing = [c for c in columns if c not in manifest.columns]
+    if missing:
+        raise DataError(f"the model reads the side features {missing} but the manifest of {data_dir} has no such "
+                        "column; re-ingest it with this medssl (`medssl ingest signals ... --format wfdb`)")
+    z = (_log_side(manifest, columns) - np.asarray(preprocessing["side_mean"])) / np.asarray(preprocessing["side_std"])
+    return np.clip(np.nan_to_num(z, nan=0.0), -SIDE_CLIP, SIDE_CLIP).astype(np.float32)
+
+
+def side_values(x: torch.Tensor, preprocessing: dict[str, Any]) -> np.ndarray:
+    """The standardised side features ``(B, K)`` float64 carried by items ``x`` ``(B, C + K, T)``
+    (the median over time of each side channel: unchanged by a few masked or noisy steps);
+    ``(B, 0)`` when ``preprocessing`` names none."""
+    k = len(preprocessing.get("side_features") or [])
+    if k == 0:
+        return np.zeros((x.shape[0], 0))
+    return x[:, -k:, :].detach().cpu().double().median(dim=2).values.numpy()
 
 
 def write_windows(path: str | Path, windows: np.ndarray) -> Path:
@@ -72,9 +131,11 @@ class SignalDataset(Dataset):
                 train = np.random.default_rng(0).choice(train, FIT_ROWS, replace=False)
             sample = np.asarray(self.windows[np.sort(train)], dtype=np.float64)
             std = sample.std(axis=(0, 2))
+            train_rows = (manifest["split"] == "train").to_numpy() if "split" in manifest.columns else np.ones(len(manifest), bool)
             preprocessing = {
                 "kind": "signal_windows", "channels": c, "length": t,
                 "mean": sample.mean(axis=(0, 2)).tolist(), "std": np.where(std > 1e-8, std, 1.0).tolist(),
+                **fit_side_features(manifest, train_rows),
             }
         if (preprocessing["channels"], preprocessing["length"]) != (c, t):
             raise DataError(
@@ -84,15 +145,21 @@ class SignalDataset(Dataset):
         self.preprocessing = preprocessing
         self._mean = torch.tensor(preprocessing["mean"], dtype=torch.float32)[:, None]
         self._std = torch.tensor(preprocessing["std"], dtype=torch.float32)[:, None]
-        self.channels, self.length = c, t
+        side = side_matrix(manifest.reset_index(drop=True), preprocessing, data_dir)
+        self.side = None if side is None else torch.from_numpy(side)
+        self.channels = c + (0 if side is None else side.shape[1])  # what the encoder reads
+        self.length = t
 
     def __len__(self) -> int:
         return len(self.rows)
 
     def __getitem__(self, index: int) -> torch.Tensor:
-        """One window ``(C, T)`` float32, standardised per channel."""
+        """One window ``(C, T)`` float32, standardised per channel; ``(C + K, T)`` with side channels."""
         x = torch.from_numpy(np.array(self.windows[self.rows[index]], dtype=np.float32))
-        return (x - self._mean) / self._std
+        x = (x - self._mean) / self._std
+        if self.side is None:
+            return x
+        return torch.cat([x, self.side[index][:, None].expand(-1, self.length)])
 
 
 def make_signal_dataset(data_dir: Path, manifest: pd.DataFrame, preprocessing: dict[str, Any] | None) -> SignalDataset:

@@ -3,7 +3,9 @@
 A beat at sample ``s`` gives the window ``signal[s - before : s + after]`` of every lead
 (default 0.25 s before and 0.45 s after: 90 + 162 = 252 samples at 360 Hz). Beats whose
 window would run past either end of the record are dropped and counted in errors.csv.
-case_id = ``record:sample``, patient_id = record, label = AAMI class of the beat symbol.
+case_id = ``record:sample``, patient_id = record, label = AAMI class of the beat symbol; each beat
+also gets its RR-interval side features (``medssl.data.signals.rr_features``: ``rr_prev``,
+``rr_next``, ``rr_local``, ``rr_record`` and ratios) from the times of all the record's beats.
 A record with no ``.atr`` file is cut into fixed windows (case_id = ``record:start``, no label).
 """
 
@@ -18,6 +20,7 @@ import wfdb
 
 from medssl.data.manifest import ErrorLog
 from medssl.data.signals.aami import aami_class
+from medssl.data.signals.rr_features import rr_features
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,7 @@ def read_beats(
         starts = samples[keep] - before
         rows = pd.DataFrame({"case_id": [f"{name}:{s}" for s in samples[keep]], "patient_id": name,
                              "label": labels[keep], "symbol": symbols[keep], "sample": samples[keep]})
+        rows = pd.concat([rows, rr_features(samples[is_beat], samples[keep], float(record.fs))], axis=1)
     index = starts[:, None] + np.arange(length)[None, :]
     windows = signal[index].transpose(0, 2, 1).astype(np.float32)  # (n, C, length)
     rows["record"] = name
