@@ -4,6 +4,11 @@
 
     {"view1": aug(x_i), "view2": aug(x_j), "patient": int64 patient index, "index": int64 i}
 
+With ``augment=None`` (what ``medssl pretrain`` uses) the views are the cases themselves, ``x_i``
+and ``x_j``: the training loop augments whole batches on the training device
+(``medssl.transforms.batched``; ``PretrainModule(augment=...)``), which is many times faster than
+one case at a time. A per-case ``augment`` callable still works (views drawn in the loader).
+
 - ``pairing="augment"`` (SimCLR, BYOL, DINO): ``j = i``, two random augmentations of one case.
 - ``pairing="patient"`` (MICLe, Azizi et al. 2021): ``j`` is a *different* case of the same patient;
   a patient with a single case falls back to ``j = i`` (the paper's rule). Which other case:
@@ -45,7 +50,7 @@ class PairDataset(Dataset):
     """Two views per case of ``base`` (see the module docstring).
 
     ``patients``: one patient id (str or int) per row of ``base``. ``augment``: per-sample random
-    view ``Tensor -> Tensor``. ``generator``: optional ``torch.Generator`` for the partner draw
+    view ``Tensor -> Tensor``, or ``None`` for the cases as they are (augmented later, per batch). ``generator``: optional ``torch.Generator`` for the partner draw
     (default: torch's global RNG, which Lightning seeds per worker). ``partner``, ``partner_k``,
     ``partner_prob``: how ``pairing="patient"`` picks the partner case (module docstring).
     """
@@ -54,7 +59,7 @@ class PairDataset(Dataset):
         self,
         base: CaseDataset,
         patients: Sequence[str] | Sequence[int] | pd.Series,
-        augment: Callable[[torch.Tensor], torch.Tensor],
+        augment: Callable[[torch.Tensor], torch.Tensor] | None,
         pairing: str = "augment",
         generator: torch.Generator | None = None,
         partner: str = "random",
@@ -111,6 +116,7 @@ class PairDataset(Dataset):
             raise ValueError('nearest_cases needs pairing="patient", partner="nearest"')
         row = self._neighbours[index]
         return row[row >= 0]
+
     def __len__(self) -> int:
         return len(self.base)
 
@@ -135,9 +141,11 @@ class PairDataset(Dataset):
         j = self.partner(index)
         x_i = self.base[index]
         x_j = x_i if j == index else self.base[j]
+        if self.augment is not None:
+            x_i, x_j = self.augment(x_i), self.augment(x_j)
         return {
-            "view1": self.augment(x_i),
-            "view2": self.augment(x_j),
+            "view1": x_i,
+            "view2": x_j,
             "patient": self.patient[index].clone(),
             "index": torch.tensor(index, dtype=torch.int64),
         }

@@ -1,4 +1,10 @@
-"""The Lightning wrapper around an ``SSLMethod``: optimizer, warm-up + cosine LR, EMA hook.
+"""The Lightning wrapper around an ``SSLMethod``: batched views, optimizer, warm-up + cosine LR, EMA hook.
+
+Views: given ``augment`` (a batch transform ``(B, *shape) -> (B, *shape)`` with per-case random
+parameters, ``medssl.transforms.batched``), the module turns the loader's raw cases into views
+on the training device, after the batch is moved there: ``view1`` and ``view2`` of the batch
+are augmented together in one call of ``2B`` cases. The random numbers come from torch's
+generator of that device, which ``EpochSeeds`` re-seeds at every epoch start.
 
 On CPU, a method whose networks contain 2-D convolutions trains in the channels-last memory
 layout (parameters and 4-D batch tensors; ``medssl.encoders.layout``). Saved weights are ordinary
@@ -8,7 +14,7 @@ tensors (checkpoint digests hash them in the standard layout).
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Callable
 
 import lightning as L
 import torch
@@ -26,6 +32,15 @@ def warmup_cosine(step: int, warmup_steps: int, total_steps: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+def make_views(batch: dict[str, Any], augment: Callable[[torch.Tensor], torch.Tensor]) -> dict[str, Any]:
+    """``batch`` with ``view1`` and ``view2`` ``(B, *shape)`` replaced by their random views (one
+    ``augment`` call over the ``2B`` cases, so every case gets its own parameters)."""
+    b = batch["view1"].shape[0]
+    with torch.no_grad():
+        views = augment(torch.cat([batch["view1"], batch["view2"]]))
+    return {**batch, "view1": views[:b], "view2": views[b:]}
+
+
 class PretrainModule(L.LightningModule):
     """Trains ``method`` on batches of the ``SSLMethod`` contract; the loss is logged as ``loss``."""
 
@@ -36,9 +51,11 @@ class PretrainModule(L.LightningModule):
         lr: float = 1e-3,
         weight_decay: float = 1e-4,
         warmup_steps: int = 0,
+        augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> None:
         super().__init__()
         self.method = method
+        self.augment = augment
         self.optimizer_name = optimizer
         self.lr = lr
         self.weight_decay = weight_decay
@@ -50,6 +67,8 @@ class PretrainModule(L.LightningModule):
             self.method.to(memory_format=torch.channels_last)
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        if self.augment is not None and isinstance(batch, dict) and "view1" in batch:
+            batch = make_views(batch, self.augment)
         if getattr(self, "channels_last", False) and isinstance(batch, dict):
             return {k: channels_last_batch(v) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
         return batch

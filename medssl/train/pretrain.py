@@ -3,7 +3,9 @@
 Everything domain-specific comes from ``get_domain(manifest.domain)``: the dataset (and its fitted
 preprocessing), the augmentation, the default encoder and the encoder kwargs that follow from the
 data. The method comes from the method registry, the encoder from the encoder registry; the pair
-dataset draws views as the method's ``pairing`` asks. Labels are never read.
+dataset pairs cases as the method's ``pairing`` asks. The cases are held in memory when they fit
+(``medssl.data.in_memory``) and the domain's augmentation runs on whole batches on the training
+device (``PretrainModule(augment=...)``). Labels are never read.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import medssl.encoders.builtin  # noqa: F401  (registers the built-in encoders)
 import medssl.methods.builtin  # noqa: F401  (registers the built-in methods)
 from medssl.config import load_config
 from medssl.data.domains import get_domain
+from medssl.data.in_memory import hold_in_memory
 from medssl.data.manifest import read_manifest
 from medssl.data.pairs import PairDataset
 from medssl.encoders.registry import ENCODERS, create_encoder
@@ -46,6 +49,7 @@ from medssl.train.run_files import (
     RunFiles,
     truncate_metrics,
 )
+from medssl.transforms.batched import batched
 
 log = logging.getLogger(__name__)
 
@@ -262,15 +266,18 @@ def pretrain(
     if len(rows) < batch_size * world:
         batch_size = len(rows) // world
         log.warning("only %d training cases: batch size lowered to %d per device", len(rows), batch_size)
-    pairs = PairDataset(
-        dataset, rows["patient_id"], domain.make_augment(cfg.augment), method_cls.pairing, **method.pair_options
-    )
+    augment = batched(domain.make_augment(cfg.augment))  # views are drawn per batch, on the device
+    sample = dataset[0]
+    sample_shape = list(sample.shape)
+    _probe_encoder(encoder, encoder_name, sample, domain.name)
+    cases = hold_in_memory(dataset)  # decoded once, when it fits in memory
+    pairs = PairDataset(cases, rows["patient_id"], None, method_cls.pairing, **method.pair_options)
     order = torch.Generator()  # re-seeded from (seed, epoch) at each epoch start: see EpochSeeds
     loader = DataLoader(
         pairs,
         batch_size=batch_size,
         sampler=RandomSampler(pairs, generator=order),
-        generator=torch.Generator().manual_seed(cfg.seed),  # worker seeds; keeps the global RNG for augmentation
+        generator=torch.Generator().manual_seed(cfg.seed),  # worker seeds; keeps the global RNG for partners and views
         drop_last=True,  # batch-norm and contrastive losses need full batches
         num_workers=cfg.num_workers,
         persistent_workers=cfg.num_workers > 0,
@@ -283,10 +290,8 @@ def pretrain(
         lr=cfg.lr,
         weight_decay=cfg.weight_decay,
         warmup_steps=round(cfg.warmup_epochs * steps_per_epoch),
+        augment=augment,
     )
-    sample = dataset[0]
-    sample_shape = list(sample.shape)
-    _probe_encoder(encoder, encoder_name, sample, domain.name)
 
     def encoder_meta() -> dict[str, Any]:
         return {

@@ -7,8 +7,8 @@ Two forms:
   of column ``j`` in a random other row of the batch (the batch's empirical marginal). This is
   what the ``scarf`` and ``vime`` methods use inside ``training_loss``, so the per-sample
   augment of the pair dataset can stay the identity.
-- ``FeatureCorruption``: per-sample ``Tensor -> Tensor`` (the ``transactions`` domain's
-  ``make_augment``), drawing replacements from a reference sample of training rows when given
+- ``FeatureCorruption``: ``Tensor -> Tensor`` per row, or ``batch(x)`` per batch (the
+  ``transactions`` domain's ``make_augment``), drawing replacements from a reference sample of training rows when given
   one, else replacing by 0 (= the train median of a scaled numeric, the "unknown" category).
 
 Only the first ``columns`` entries of a vector are corrupted (slot 0 of an item with history,
@@ -53,12 +53,19 @@ class FeatureCorruption:
         self.columns = columns
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """One corrupted copy of ``x`` ``(W,)``."""
+        return self.batch(x[None])[0]
+
+    def batch(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Corrupted copies of the rows of ``x`` ``(B, W)``, each entry with probability ``rate``."""
         if self.rate == 0.0:
             return x.clone()
-        mask = corruption_mask((1, x.shape[0]), self.rate, self.columns)[0]
+        b, w = x.shape
+        mask = corruption_mask((b, w), self.rate, self.columns, generator, x.device)
         if self.reference is None:
             replacement = torch.zeros_like(x)
         else:
-            rows = torch.randint(0, self.reference.shape[0], (x.shape[0],))
-            replacement = self.reference[rows, torch.arange(x.shape[0])].to(x.dtype)
+            ref = self.reference.to(device=x.device, dtype=x.dtype)
+            rows = torch.randint(0, ref.shape[0], (b, w), generator=generator, device=x.device)
+            replacement = ref.gather(0, rows)
         return torch.where(mask, replacement, x)
