@@ -73,6 +73,38 @@ def test_beat_counts_windows_and_labels(mitdb: tuple[Path, Path], shared_data: P
     assert m.groupby("patient_id").split.nunique().max() == 1
 
 
+def test_rr_side_features_from_the_records_beat_times(mitdb: tuple[Path, Path]) -> None:
+    """Every beat carries RR intervals computed from all the record's beats (also those dropped at the
+    edges and Q beats), NaN where undefined; the dataset turns them into standardised constant channels."""
+    src, out = mitdb
+    m = read_manifest(out)
+    ann = wfdb.rdann(str(src / "112"), "atr")
+    beats = np.array([s for s, sym in zip(ann.sample, ann.symbol) if sym in AAMI_MAP])
+    rows = m[m.patient_id == "112"].reset_index(drop=True)
+    i = int(np.searchsorted(beats, int(rows.loc[10, "sample"])))
+    rr = np.diff(beats) / 360.0
+    assert rows.loc[10, "rr_prev"] == pytest.approx(rr[i - 1])
+    assert rows.loc[10, "rr_next"] == pytest.approx(rr[i])
+    assert rows.loc[10, "rr_local"] == pytest.approx(rr[max(i - 10, 0):i].mean())
+    assert rows.loc[10, "rr_record"] == pytest.approx(rr.mean())
+    assert rows.loc[10, "rr_prev_ratio"] == pytest.approx(rr[i - 1] / rr.mean())
+    assert rows.loc[10, "rr_prev_next"] == pytest.approx(rr[i - 1] / rr[i])
+    first = rows.loc[rows["sample"] == beats[0]]  # the record's first beat, if its window fits: no previous beat
+    assert first.empty or (np.isnan(first["rr_prev"]).all() and np.isfinite(first["rr_next"]).all())
+    assert m.loc[m.patient_id == "115", "rr_prev"].isna().all()  # no annotations: no beat times
+    ds = make_signal_dataset(out, m, None)
+    k = len(ds.preprocessing["side_features"])
+    assert k == 8 and ds.channels == 2 + k and get_domain("signals").encoder_kwargs(ds) == {"in_channels": 2 + k}
+    row = int(np.flatnonzero((m.patient_id == "112").to_numpy())[10])
+    x = ds[row]
+    assert x.shape == (2 + k, 252) and torch.equal(x[2:], x[2:, :1].expand(-1, 252))
+    j = ds.preprocessing["side_features"].index("rr_prev")
+    want = (np.log(rows.loc[10, "rr_prev"]) - ds.preprocessing["side_mean"][j]) / ds.preprocessing["side_std"][j]
+    assert x[2 + j, 0].item() == pytest.approx(float(np.clip(want, -5, 5)), rel=1e-4)  # clipped to +-5
+    old = {key: v for key, v in ds.preprocessing.items() if not key.startswith("side_")}  # a checkpoint from before
+    assert make_signal_dataset(out, m, old)[row].shape == (2, 252)
+
+
 def test_bad_records_and_fixed_windows(mitdb: tuple[Path, Path]) -> None:
     _, out = mitdb
     m, errors = read_manifest(out), read_errors(out)

@@ -126,3 +126,58 @@ def test_validation_split_is_patient_level() -> None:
     train, val = validation_split(np.arange(len(df)), df.patient_id.to_numpy(), labels, 0.25, seed=0)
     assert len(train) + len(val) == len(df) and len(val) > 0
     assert not set(df.patient_id.iloc[train]) & set(df.patient_id.iloc[val])
+
+
+def _beats(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """10 records of 1,000 beats; 5% S beats, but record r0 holds none and r9 holds 200."""
+    rng = np.random.default_rng(seed)
+    pids = np.repeat([f"r{i}" for i in range(10)], 1000)
+    labels = np.where(rng.random(10000) < 0.05, "S", "N").astype(object)
+    labels[pids == "r0"] = "N"
+    labels[np.flatnonzero(pids == "r9")[:200]] = "S"
+    return pids, labels
+
+
+def test_case_unit_labels_a_few_beats_of_every_record() -> None:
+    pids, labels = _beats()
+    pool = np.ones(len(pids), dtype=bool)
+    pool[pids == "r1"] = False  # e.g. not in the train split
+    subset = draw_labelled_subset(pids, labels, pool=pool, fraction=0.01, seed=3, unit="case")
+    n_cand = int(pool.sum())
+    assert len(subset) == round(0.01 * n_cand) and len(set(subset.tolist())) == len(subset)
+    assert pool[subset].all()
+    got = pd.Series(labels[subset]).value_counts()
+    want = pd.Series(labels[pool]).value_counts() * 0.01
+    assert abs(got["S"] - want["S"]) < 1 and abs(got["N"] - want["N"]) < 1  # stratified by class
+    per_record = pd.Series(pids[subset]).value_counts()
+    assert set(per_record.index) == {f"r{i}" for i in range(10)} - {"r1"}  # every candidate record, not one or two
+    # each class is spread over the records in proportion: r9 holds the most S beats, r0 none
+    s_of = pd.Series(pids[subset][labels[subset] == "S"]).value_counts()
+    assert "r0" not in s_of and s_of.idxmax() == "r9"
+    # a whole-patient draw of the same size takes whole records
+    whole = draw_labelled_subset(pids, labels, fraction=0.2, seed=3, unit="patient")
+    assert pd.Series(pids[whole]).value_counts().tolist() == [1000, 1000]  # two complete records
+
+
+def test_case_unit_is_seeded_exact_and_checked() -> None:
+    pids, labels = _beats()
+    a = draw_labelled_subset(pids, labels, fraction=0.01, seed=0, unit="case")
+    assert np.array_equal(a, draw_labelled_subset(pids, labels, fraction=0.01, seed=0, unit="case"))
+    b = draw_labelled_subset(pids, labels, fraction=0.01, seed=1, unit="case")
+    assert len(set(a.tolist()) & set(b.tolist())) < len(a) // 2
+    shots = draw_labelled_subset(pids, labels, shots=7, seed=0, unit="case")
+    assert pd.Series(labels[shots]).value_counts().to_dict() == {"N": 7, "S": 7}
+    with pytest.raises(LabelError, match="label unit"):
+        draw_labelled_subset(pids, labels, fraction=0.01, unit="beat")
+
+
+def test_finetune_label_unit_flag(tmp_path, capsys) -> None:
+    from medssl.cli import main
+    from medssl.train.finetune_config import FinetuneConfig
+
+    assert FinetuneConfig().label_unit == "auto" and FinetuneConfig(label_unit="case").label_unit == "case"
+    with pytest.raises(SystemExit) as exit_:  # a usage error: argparse's exit 2, one line
+        main(["finetune", "--checkpoint", "c.pt", "--data", "d", "--out", str(tmp_path / "o"), "--label-unit", "beat"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "--label-unit" in err and err.count("\n") == 1 and "Traceback" not in err
