@@ -100,7 +100,7 @@ class ImageAugment:
         """Random views of ``x`` ``(B, C, H, W)`` float in [0, 1], one parameter draw per image.
 
         Same shape, dtype and device; values in [0, 1]. ``generator`` (on ``x``'s device) replaces
-        torch's default generator. The number of random draws does not depend on the values drawn.
+        torch's default generator.
         """
         if x.ndim != 4 or not x.is_floating_point():
             raise ValueError(f"image augment expects a float batch (B, C, H, W), got {tuple(x.shape)} {x.dtype}")
@@ -119,25 +119,41 @@ class ImageAugment:
         boxes = crop_boxes(fw, fh, uniform(0.0, 1.0), uniform(0.0, 1.0))
         hflip, vflip = coin(o.hflip_prob), coin(o.vflip_prob)
         degrees = torch.where(coin(o.rotate_prob), uniform(-o.rotate_degrees, o.rotate_degrees), 0.0)
-        out = warp(x.float(), affine_matrices(boxes, hflip, vflip, degrees, h, w))
-        # whole image, no rotation: flips (or nothing) done exactly instead of resampled
-        exact = ((fw == 1) & (fh == 1) & (degrees == 0))[:, None, None, None]
-        flipped = torch.where(hflip[:, None, None, None], x.float().flip(-1), x.float())
-        flipped = torch.where(vflip[:, None, None, None], flipped.flip(-2), flipped)
-        out = torch.where(exact, flipped, out)
+        out = self._geometry(x.float(), boxes, hflip, vflip, degrees)
 
         one = torch.ones(b, device=dev)
         out = scale_brightness(out, torch.where(coin(o.brightness_prob), 1 + uniform(-o.brightness, o.brightness), one))
         out = scale_contrast(out, torch.where(coin(o.contrast_prob), 1 + uniform(-o.contrast, o.contrast), one))
-        out = adjust_gamma(out, torch.where(coin(o.gamma_prob), uniform(*o.gamma), one)).clamp(0.0, 1.0)
+        out = adjust_gamma(out, torch.where(coin(o.gamma_prob), uniform(*o.gamma), one)).clamp_(0.0, 1.0)
 
         blur, sigma = coin(o.blur_prob), uniform(*o.blur_sigma)
         rows = blur.nonzero().flatten()
         if rows.numel():
-            out = out.index_copy(0, rows, gaussian_blur(out[rows], sigma[rows], self.blur_size))
-        noise = coin(o.noise_prob).to(out.dtype)[:, None, None, None]
-        out = out + o.noise_std * noise * torch.randn(out.shape, generator=generator, device=dev)
-        return out.clamp(0.0, 1.0).to(x.dtype)
+            out[rows] = gaussian_blur(out[rows], sigma[rows], self.blur_size)
+        rows = coin(o.noise_prob).nonzero().flatten()
+        if rows.numel():
+            noise = torch.randn((len(rows), *out.shape[1:]), generator=generator, device=dev, dtype=out.dtype)
+            out[rows] += o.noise_std * noise
+        return out.clamp_(0.0, 1.0).to(x.dtype)
+
+    @staticmethod
+    def _geometry(x: torch.Tensor, boxes: torch.Tensor, hflip: torch.Tensor, vflip: torch.Tensor,
+                  degrees: torch.Tensor) -> torch.Tensor:
+        """Crop, flips and rotation of ``x`` (B, C, H, W): one affine resampling per image; images
+        kept whole and unrotated are only flipped (exactly, no resampling)."""
+        whole = (boxes[:, 2] == 1) & (boxes[:, 3] == 1) & (degrees == 0)
+        if not bool(whole.any()):
+            return warp(x, affine_matrices(boxes, hflip, vflip, degrees, *x.shape[-2:]))
+        exact, resample = whole.nonzero().flatten(), (~whole).nonzero().flatten()
+        out = x.clone()
+        if resample.numel():
+            theta = affine_matrices(boxes[resample], hflip[resample], vflip[resample], degrees[resample], *x.shape[-2:])
+            out[resample] = warp(x[resample], theta)
+        if exact.numel():
+            part = x[exact]
+            part = torch.where(hflip[exact, None, None, None], part.flip(-1), part)
+            out[exact] = torch.where(vflip[exact, None, None, None], part.flip(-2), part)
+        return out
 
     def _crop_sizes(self, b: int, h: int, w: int, uniform: Callable[..., torch.Tensor], attempts: int = 10) -> tuple[torch.Tensor, torch.Tensor]:
         """Crop width and height as fractions of the image's, ``(B,)`` each (torchvision's rule).

@@ -56,6 +56,16 @@ def affine_matrices(
     return torch.cat([linear, boxes[:, :2, None]], dim=2)
 
 
+def affine_grid(theta: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """``F.affine_grid(theta, (B, C, height, width), align_corners=False)`` as broadcast
+    multiply-adds (``(B, H, W, 2)``; cheaper on the CPU than its batched matrix product)."""
+    xs = (torch.arange(width, device=theta.device, dtype=theta.dtype) * 2 + 1) / width - 1
+    ys = (torch.arange(height, device=theta.device, dtype=theta.dtype) * 2 + 1) / height - 1
+    t = theta[:, :, :, None, None]  # (B, 2, 3, 1, 1)
+    grid = t[:, :, 0] * xs[None, None, None, :] + t[:, :, 1] * ys[None, None, :, None] + t[:, :, 2]  # (B, 2, H, W)
+    return grid.permute(0, 2, 3, 1)
+
+
 def warp(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
     """``x`` (B, C, H, W) resampled through ``theta`` (B, 2, 3), bilinear.
 
@@ -63,10 +73,15 @@ def warp(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
     and the edge (as ``F.interpolate`` and torchvision's resize do); points outside the image are 0
     (torchvision's rotation fill).
     """
-    grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)  # (B, H, W, 2)
+    grid = affine_grid(theta.to(x.dtype), x.shape[-2], x.shape[-1])  # (B, H, W, 2)
     out = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
-    outside = grid.abs().amax(dim=-1) > 1.0 + 1e-6  # (B, H, W)
-    return out.masked_fill_(outside[:, None], 0.0)
+    # only maps whose corners leave the image (rotations) can reach outside it: the grid is convex
+    corners = theta[:, :, :2].abs().sum(dim=2) + theta[:, :, 2].abs()  # (B, 2) bound of |coordinate|
+    rows = (corners > 1.0).any(dim=1).nonzero().flatten()
+    if rows.numel():
+        outside = grid[rows].abs().amax(dim=-1) > 1.0 + 1e-6  # (R, H, W)
+        out[rows] = out[rows].masked_fill_(outside[:, None], 0.0)
+    return out
 
 
 def _per_sample(v: torch.Tensor) -> torch.Tensor:
@@ -93,7 +108,8 @@ def adjust_gamma(x: torch.Tensor, gamma: torch.Tensor, eps: float = 1e-7) -> tor
     part = x[rows]
     low = part.amin(dim=(1, 2, 3), keepdim=True)
     span = part.amax(dim=(1, 2, 3), keepdim=True) - low
-    adjusted = ((part - low) / (span + eps)).clamp_min_(0).pow_(_per_sample(gamma[rows]).to(x.dtype)) * span + low
+    unit = ((part - low) / (span + eps)).clamp_min_(1e-30)  # v ** g as exp(g log v): 0 stays (nearly) 0
+    adjusted = torch.exp(unit.log_() * _per_sample(gamma[rows]).to(x.dtype)) * span + low
     return x.index_copy(0, rows, adjusted)
 
 
@@ -109,16 +125,17 @@ def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor, size: int) -> torch.Tens
     """Separable Gaussian blur of each image of ``x`` (B, C, H, W) with its own ``sigma`` (B,).
 
     ``size`` is the (odd) kernel length; borders are reflected (as torchvision's), or replicated
-    when the image is too small to reflect ``size // 2`` pixels.
+    when the image is too small to reflect ``size // 2`` pixels. Each pass is a sum of ``size``
+    shifted copies weighted per image (cheaper than a grouped convolution for small kernels).
     """
-    b, c, h, w = x.shape
+    _, _, h, w = x.shape
     pad = size // 2
     mode = "reflect" if pad < min(h, w) else "replicate"
-    k = gaussian_kernels(sigma.to(x.dtype), size).repeat_interleave(c, dim=0)  # (B*C, size)
-    y = F.pad(x.reshape(1, b * c, h, w), (pad, pad, pad, pad), mode=mode)
-    y = F.conv2d(y, k[:, None, None, :], groups=b * c)  # along W
-    y = F.conv2d(y, k[:, None, :, None], groups=b * c)  # along H
-    return y.reshape(b, c, h, w)
+    k = gaussian_kernels(sigma.to(x.dtype), size)[:, :, None, None, None]  # (B, size, 1, 1, 1)
+    y = F.pad(x, (pad, pad, 0, 0), mode=mode)
+    x = sum(k[:, i] * y[..., i : i + w] for i in range(size))  # along W
+    y = F.pad(x, (0, 0, pad, pad), mode=mode)
+    return sum(k[:, i] * y[..., i : i + h, :] for i in range(size))  # along H
 
 
 def blur_kernel_size(max_sigma: float) -> int:
