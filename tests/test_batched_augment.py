@@ -222,7 +222,9 @@ def test_module_turns_raw_pairs_into_independent_views() -> None:
     batch = {"view1": image, "view2": image, "patient": torch.arange(8), "index": torch.arange(8)}
     method = create_method("simclr", create_encoder("small_cnn", in_channels=1, width=4))
     module = PretrainModule(method, augment=batched(make_image_augment({})))
+    threads = torch.get_num_threads()
     out = module.on_after_batch_transfer(batch, 0)
+    assert torch.get_num_threads() == threads  # the views ran on one CPU thread; the setting is restored
     assert out["view1"].shape == out["view2"].shape == (8, 1, 28, 28)
     assert torch.equal(out["patient"], batch["patient"])
     assert not torch.equal(out["view1"], out["view2"])
