@@ -7,7 +7,7 @@ classifier read, and how they are fitted (``medssl.domains.recipe``).
 
 from __future__ import annotations
 
-from medssl.domains import generic, signals, transactions  # noqa: F401  (registers the recipes)
+from medssl.domains import ehr, generic, signals, transactions  # noqa: F401  (registers the recipes)
 from medssl.domains.case_views import CaseContext, case_view, register_case_view
 from medssl.domains.recipe import (
     ANOMALY_RECIPES,
@@ -20,6 +20,7 @@ from medssl.domains.recipe import (
 DEFAULTS: dict[str, tuple[str, str]] = {  # domain -> (anomaly recipe, few-label recipe)
     "transactions": ("raw_pseudo_label", "raw_score_logreg"),
     "signals": ("embedding_knn", "rr_hybrid"),
+    "ehr": ("embedding_knn", "ehr_summary_hybrid"),
 }
 FALLBACK = ("embedding_knn", "embedding_head")
 LABEL_UNITS: dict[str, str] = {"signals": "case"}  # domain -> label unit when patients hold many cases

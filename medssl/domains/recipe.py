@@ -67,14 +67,16 @@ class FewLabelRecipe:
 
     ``features(x, emb, percentile, preprocessing) -> (B, P)``; ``fit(features (N, P), y (N,)
     class ids, groups (N,) patient ids, n_classes, seed) -> nn.Linear(P, n_classes)`` whose
-    softmax is the class probability. ``None`` for ``features``/``fit`` means the classic modes
+    softmax is the class probability; with ``fit_reads_emb_dim`` it also gets ``emb_dim=D``, the
+    width of the embedding (for features that start with it). ``None`` for ``features``/``fit`` means the classic modes
     (linear probe, kNN, full fine-tuning) on the embeddings, handled by ``medssl.train``.
     """
 
     name: str
     description: str
     features: Callable[[torch.Tensor, torch.Tensor, np.ndarray, dict[str, Any]], np.ndarray] | None = None
-    fit: Callable[[np.ndarray, np.ndarray, np.ndarray, int, int], nn.Linear] | None = None
+    fit: Callable[..., nn.Linear] | None = None
+    fit_reads_emb_dim: bool = False
 
     @property
     def on_embeddings(self) -> bool:

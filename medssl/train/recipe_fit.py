@@ -83,7 +83,8 @@ def fit_recipe_classifier(
     rows = np.concatenate([subset, val_rows])
     feats = recipe_batches(encoder, data.dataset, rows, features, desc="recipe features (labelled cases)")
     y = class_ids(data.labels, subset, classes)
-    head = recipe.fit(feats[: len(subset)], y, data.patient_ids[subset], len(classes), config.seed)
+    extra = {"emb_dim": int(encoder.num_features)} if recipe.fit_reads_emb_dim else {}
+    head = recipe.fit(feats[: len(subset)], y, data.patient_ids[subset], len(classes), config.seed, **extra)
     metrics = None
     if len(val_rows):
         with torch.no_grad():
