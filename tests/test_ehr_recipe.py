@@ -52,18 +52,20 @@ def test_summaries_exact_values() -> None:
     assert feats.shape == (1, 5 + len(names)) and (feats[0, :5] == 1).all() and np.array_equal(feats[0, 5:], got)
 
 
-def _synthetic(seed: int, informative: str, n_patients: int = 60) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """2 stays per patient, binary outcome; the outcome shows in the ``informative`` block only."""
+def _synthetic(seed: int, informative: str, n_patients: int = 60,
+               positive: float = 0.5, effect: float = 1.5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """2 stays per patient, binary outcome (``positive`` share of patients); the outcome shows in
+    the ``informative`` block only."""
     rng = np.random.default_rng(seed)
     n, d = 2 * n_patients, 12
     groups = np.repeat([f"p{i}" for i in range(n_patients)], 2)
-    y = np.repeat(rng.integers(0, 2, n_patients), 2)
+    y = np.repeat((rng.random(n_patients) < positive).astype(int), 2)
     x = torch.zeros(n, 10, 4)
     x[:, 5:8] = 1.0  # every variable measured in every bin
     x[:, 0:3] = torch.as_tensor(rng.normal(size=(n, 3, 4)), dtype=torch.float32)
     emb = rng.normal(size=(n, d))
     if informative == "summaries":
-        x[:, 0] += torch.as_tensor(1.5 * y, dtype=torch.float32)[:, None]
+        x[:, 0] += torch.as_tensor(effect * y, dtype=torch.float32)[:, None]
     else:
         emb[:, 0] += 2.5 * y
     return summary_hybrid_features(x, torch.as_tensor(emb), np.zeros(n), PREP), y, groups
@@ -92,6 +94,25 @@ def test_hybrid_chooses_by_grouped_cv_auroc_and_is_one_linear_head(informative: 
     with torch.no_grad():
         proba = torch.softmax(head(torch.as_tensor(test, dtype=torch.float32)), 1)[:, 1].numpy()
     assert roc_auc_score(y_test, proba) > 0.85
+
+
+def test_two_class_head_carries_the_balanced_cut_of_its_out_of_fold_predictions() -> None:
+    """Mortality-like imbalance (about 12% positive): a strongly regularised logistic regression
+    ranks well but its 0.5 cut would call nearly every stay a survivor; the head's bias carries the
+    cut-off chosen on the labelled cases' out-of-fold predictions instead."""
+    from sklearn.metrics import balanced_accuracy_score, roc_auc_score
+
+    feats, y, groups = _synthetic(0, "summaries", n_patients=150, positive=0.12, effect=0.8)
+    head = fit_summary_hybrid(feats, y, groups, 2, seed=0, emb_dim=12)
+    cut = head.selection["threshold"]
+    assert cut is not None and 0 < cut < 0.5
+    test, y_test, _ = _synthetic(1, "summaries", n_patients=150, positive=0.12, effect=0.8)
+    with torch.no_grad():
+        logits = head(torch.as_tensor(test, dtype=torch.float32))
+    pred, p1 = logits.argmax(1).numpy(), torch.softmax(logits, 1)[:, 1].numpy()
+    assert roc_auc_score(y_test, p1) > 0.75
+    # without the cut: balanced accuracy 0.60, 5% of stays called positive (12% are)
+    assert balanced_accuracy_score(y_test, pred) > 0.65 and 0.1 < pred.mean() < 0.6
 
 
 def test_cv_folds_never_split_a_patient_and_fallback_without_cv() -> None:

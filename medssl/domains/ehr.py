@@ -128,8 +128,8 @@ def summary_hybrid_features(x: torch.Tensor, emb: torch.Tensor, percentile: np.n
 
 
 def _cv_score(z: np.ndarray, y: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]], c: float,
-              n_classes: int) -> float:
-    """AUROC (one-vs-rest macro for more classes) of pooled out-of-fold probabilities."""
+              n_classes: int) -> tuple[float, np.ndarray]:
+    """AUROC (one-vs-rest macro for more classes) of pooled out-of-fold probabilities ``(N, n_classes)``, and those."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
 
@@ -139,9 +139,22 @@ def _cv_score(z: np.ndarray, y: np.ndarray, folds: list[tuple[np.ndarray, np.nda
         proba[np.ix_(va, clf.classes_)] = clf.predict_proba(z[va])
     present = np.unique(y)
     if n_classes == 2:
-        return float(roc_auc_score(y, proba[:, 1]))
+        return float(roc_auc_score(y, proba[:, 1])), proba
     sub = proba[:, present] / np.clip(proba[:, present].sum(axis=1, keepdims=True), 1e-12, None)
-    return float(roc_auc_score(y, sub, multi_class="ovr", labels=present))
+    return float(roc_auc_score(y, sub, multi_class="ovr", labels=present)), proba
+
+
+def _balanced_cut(y: np.ndarray, p1: np.ndarray) -> float | None:
+    """The cut-off on out-of-fold P(class 1) with the best balanced accuracy (Youden's J), halfway
+    to the next lower score; ``None`` when predicting nobody positive is best."""
+    from sklearn.metrics import roc_curve
+
+    fpr, tpr, thr = roc_curve(y, p1)
+    best = int(np.argmax(tpr - fpr))
+    if not np.isfinite(thr[best]):
+        return None
+    below = p1[p1 < thr[best]]
+    return float((thr[best] + below.max()) / 2) if below.size else float(thr[best])
 
 
 def _grouped_folds(y: np.ndarray, groups: np.ndarray, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -164,7 +177,10 @@ def fit_summary_hybrid(features: np.ndarray, y: np.ndarray, groups: np.ndarray, 
     block (``summaries``, ``embedding+summaries``, ``embedding``: the first ``emb_dim`` columns) and strength C (``LOGREG_CS``)
     with the best AUROC of out-of-fold predictions over patient-grouped folds of the labelled
     cases only; refitted on all of them and folded into ``nn.Linear(D + F, n_classes)`` (left-out
-    columns weigh 0). ``head.selection`` records the candidates' scores and the choice."""
+    columns weigh 0). With two classes the head's bias carries the cut-off on P(class 1) with the
+    best balanced accuracy of the chosen candidate's out-of-fold predictions (as the classic modes'
+    threshold: rankings unchanged, predicted labels no longer all the majority class).
+    ``head.selection`` records the candidates' scores, the choice and the threshold."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
@@ -178,14 +194,15 @@ def fit_summary_hybrid(features: np.ndarray, y: np.ndarray, groups: np.ndarray, 
     folds = _grouped_folds(y, np.asarray(groups).astype(str), seed)
     scores: dict[str, float] = {}
     chosen, best = (next(iter(blocks)) if len(blocks) == 1 else "embedding+summaries", FALLBACK_C), -np.inf
+    best_oof = None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # convergence notes on tiny folds
         for name, cols in blocks.items():
             for c in LOGREG_CS if folds and cols.any() else ():
-                score = _cv_score(z[:, cols], y, folds, c, n_classes)
+                score, oof = _cv_score(z[:, cols], y, folds, c, n_classes)
                 scores[f"{name} C={c:g}"] = round(score, 4)
                 if score > best + 1e-9:
-                    chosen, best = (name, c), score
+                    chosen, best, best_oof = (name, c), score, oof
         cols = blocks[chosen[0]]
         clf = LogisticRegression(C=chosen[1], max_iter=2000).fit(z[:, cols], y)
     coef = np.zeros((clf.coef_.shape[0], features.shape[1]))
@@ -196,6 +213,12 @@ def fit_summary_hybrid(features: np.ndarray, y: np.ndarray, groups: np.ndarray, 
         rows = clf.classes_ if coef.shape[0] == len(clf.classes_) else clf.classes_[1:]
         full[rows], bias[rows] = coef, intercept
         coef, intercept = full, bias
+    cut = None
+    if n_classes == 2 and coef.shape[0] == 1 and best_oof is not None:  # the two-class decision threshold
+        cut = _balanced_cut(y, best_oof[:, 1])
+        if cut is not None:  # argmax of the head = P(class 1) >= cut; the ranking does not change
+            cut = min(max(cut, 1e-6), 1 - 1e-6)
+            intercept = intercept - np.log(cut / (1 - cut))
     scale = np.where(scaler.scale_ > 0, scaler.scale_, 1.0)
     coef = coef / scale
     head = linear_head(coef, intercept - coef @ scaler.mean_, n_classes)
@@ -205,6 +228,7 @@ def fit_summary_hybrid(features: np.ndarray, y: np.ndarray, groups: np.ndarray, 
         "folds": len(folds),
         "candidates": scores,
         "chosen": f"{chosen[0]} C={chosen[1]:g}",
+        "threshold": None if cut is None else round(cut, 6),  # P(class 1) cut, best out-of-fold balanced accuracy
     }
     log.info("EHR summary hybrid: chose %s C=%g (CV AUROC %.4f)", chosen[0], chosen[1], best)
     return head
