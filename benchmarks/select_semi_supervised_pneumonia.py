@@ -10,6 +10,14 @@ every mode (linear, full, spread, fixmatch, distill) and the supervised baseline
 hold-out. (The checkpoint was pretrained on the whole train split, hold-out images included, without
 labels; every mode starts from it alike.) Writes benchmarks/results/select_semi_supervised_pneumonia/.
 
+Rule (fixed before any val number of the new modes was seen): the SSL curve with the highest mean
+AUROC on the hold-out is the one the benchmark's ``target_selected`` judges on val.
+Result 2026-12-02 (machine heavily loaded, load 10-14 on 2 cores; 3 seeds, 16 min): fixmatch
+0.979 +- 0.006 (best on every seed), full 0.971 +- 0.013, linear 0.967 +- 0.017, spread 0.967
++- 0.017, distill 0.964 +- 0.015, supervised from scratch 0.951 +- 0.037 -> fixmatch picked;
+distill (linear teacher) did not beat its own teacher here. Per run on the loaded machine:
+fixmatch 96-252 s, distill 72-158 s, full 4-19 s.
+
     .venv/bin/python benchmarks/select_semi_supervised_pneumonia.py --checkpoint /tmp/medssl_bench_pneu/pretrain/checkpoint.pt
         [--seeds 3] [--modes linear,full,spread,fixmatch,distill] [--epochs 8] [--work DIR]
 """
