@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from medssl.config import SEED_MAX
+from medssl.domains import default_label_unit
 from medssl.errors import ConfigError, LabelError
 from medssl.eval.evaluate import choose_split
 from medssl.metrics import point_metrics
@@ -120,11 +121,15 @@ def run_label_efficiency(
     if any(m in ("linear", "knn", "spread") for m in modes):
         encoder = build_encoder(data.checkpoint.meta, data.checkpoint.states["encoder"]).to(device)
         frozen = embed(encoder, data.dataset, device=device, desc="embedding every case (frozen encoder)")
-    log.info("label efficiency on %d %s cases; fractions %s", len(eval_rows), chosen, list(fractions))
+    domain = str(data.checkpoint.meta.get("domain"))
+    label_unit = default_label_unit(domain) if base.label_unit == "auto" else base.label_unit
+    log.info("label efficiency on %d %s cases; fractions %s; labels drawn per %s", len(eval_rows), chosen,
+             list(fractions), label_unit)
     records: list[dict[str, Any]] = []
     for fraction in fractions:
         for seed in (seeds_for_fraction or {}).get(fraction, seeds):
-            subset = draw_labelled_subset(data.patient_ids, data.labels, pool=pool, fraction=fraction, seed=seed)
+            subset = draw_labelled_subset(data.patient_ids, data.labels, pool=pool, fraction=fraction, seed=seed,
+                                          unit=label_unit)
             runs = [(MODES[m], base.model_copy(update={**_MODE_SETTINGS[m], "seed": seed, "scorer": None})) for m in modes]
             if supervised:
                 epochs = supervised_epochs or base.epochs
