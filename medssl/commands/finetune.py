@@ -19,12 +19,13 @@ cases of every patient (--label-unit case: ECG beats, sensor windows; the defaul
 
 Modes:
   auto    (default) the data domain's few-label recipe, chosen by measurement and named in the
-          checkpoint: for transactions and signals "recipe"; for images and ICU stays "linear"
+          checkpoint: for transactions, signals and ICU stays "recipe"; for images "linear"
   recipe  the domain's own recipe; transactions: a logistic regression (strength chosen by
           cross-validation on the labelled cases) on the raw columns + the anomaly percentile;
           signals: a logistic regression on [embedding | RR intervals of the beat], which
           blocks and strength chosen by record-grouped cross-validation on the labelled beats
-          (the candidates' scores and the choice are in metrics.json, "selection")
+          (the candidates' scores and the choice are in metrics.json, "selection"); ICU stays:
+          the same on [embedding | per-variable summaries + static fields], grouped by patient
   linear  logistic regression on the frozen encoder's features (fast; a good first look)
   knn     the k nearest labelled cases vote (no training at all)
   full    the encoder is trained too, gently (smaller learning rate), class-weighted,
