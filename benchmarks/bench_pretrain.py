@@ -67,7 +67,7 @@ from medssl.data.in_memory import hold_in_memory  # noqa: E402
 from medssl.data.pairs import PairDataset  # noqa: E402
 from medssl.encoders import create_encoder  # noqa: E402
 from medssl.methods import create_method  # noqa: E402
-from medssl.train.lightning_module import PretrainModule  # noqa: E402
+from medssl.train.lightning_module import PretrainModule, one_cpu_thread  # noqa: E402
 from medssl.train.pretrain import tidy_lightning_logging, training_rows  # noqa: E402
 from medssl.train.pretrain_config import PretrainConfig  # noqa: E402
 from medssl.transforms.batched import batched  # noqa: E402
@@ -196,7 +196,8 @@ def views_per_s(cases: Any, patients: list[str], pairing: str, pair_options: dic
     def run(loader: DataLoader, fn: Callable | None) -> None:
         for i, batch in enumerate(loader):
             if fn is not None:
-                fn(torch.cat([batch["view1"], batch["view2"]]))
+                with one_cpu_thread(torch.device("cpu")):  # as the loop runs them (PretrainModule)
+                    fn(torch.cat([batch["view1"], batch["view2"]]))
             if i + 1 == batches:
                 break
 
@@ -247,6 +248,12 @@ def images_part(tmp: Path, steps: int, rounds: int) -> dict[str, Any]:
             "batched_vs_per_case_loop": round(sps["loop_batched"] / sps["loop_per_case"], 3),
         },
         "targets": {"medssl_vs_compute_limit": 0.80, "medssl_vs_plain_lightly": 1.5},
+        # the same ratios within each round (measurements minutes apart see the same load), median over rounds
+        "paired_ratios_median": {
+            "medssl_vs_compute_limit": round(float(np.median([c / m for m, c in zip(t["medssl"], t["compute_limit"])])), 3),
+            "medssl_vs_plain_lightly": round(float(np.median([p / m for m, p in zip(t["medssl"], t["plain_lightly"])])), 3),
+            "batched_vs_per_case_loop": round(float(np.median([o / n for n, o in zip(t["loop_batched"], t["loop_per_case"])])), 3),
+        },
         "views": views_per_s(cases, patients, "augment", {}, per_case_image_augment({}), augment.batch, BATCH, 8),
         "seconds": {k: [round(x, 2) for x in v] for k, v in t.items()},
     }
