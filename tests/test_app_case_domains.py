@@ -22,6 +22,7 @@ from medssl.cli import main
 from medssl.data import read_manifest
 from medssl.data.ehr import GridStore
 from medssl.data.signals import load_windows
+from medssl.errors import DataError
 from medssl.review import add_user, case_view, import_scores, make_engine
 from app_text import shown as rendered
 
@@ -220,6 +221,8 @@ def test_signals_case_plots_the_beat_in_the_records_own_units(store: str, signal
 
     # What is plotted: the raw MLII and V1 samples around the annotated beat, the beat at the red line.
     frame = case_view.signal_window(signals.data_dir, {"row": row["row"], "leads": row["leads"]})
+    with pytest.raises(DataError, match="outside the"):  # a negative row would read a window from the end
+        case_view.signal_window(signals.data_dir, {"row": -1, "leads": row["leads"]})
     raw = wfdb.rdrecord(str(signals.src / record)).p_signal
     assert frame.columns.tolist() == ["MLII", "V1"] and len(frame) == 252
     np.testing.assert_allclose(frame.to_numpy(), raw[sample - 90:sample + 162], rtol=1e-6)

@@ -20,8 +20,8 @@ Runs on the GPU when there is one; --devices/--num-nodes train on several GPUs o
 Stopped by SIGTERM (kill, a job scheduler, a container stop), it prints the command that
 resumes the run and exits with code 143; --resume continues from the last finished epoch.
 Each epoch's data order and augmentations follow from (seed, epoch) alone, so a resumed run
-equals the uninterrupted one step for step (with --num-workers > 0 the data order still does,
-the augmentations drawn in the worker processes do not). A NaN or infinite loss stops the run
+equals the uninterrupted one step for step (views are drawn in the training process; with
+--num-workers > 0 only MICLe's partner draws, made in the workers, may differ). A NaN or infinite loss stops the run
 with the step and likely cause; the last finished epoch's checkpoint.pt is kept.
 """
 

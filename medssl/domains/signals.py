@@ -23,12 +23,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-
 from torch import nn
 
 from medssl.domains.case_views import CaseContext, SeriesView, register_case_view, series_frame
 from medssl.domains.hybrid import fit_block_logreg
 from medssl.domains.recipe import FewLabelRecipe, register_few_label_recipe
+from medssl.errors import DataError
 
 
 def _side(x: torch.Tensor, preprocessing: dict[str, Any]) -> np.ndarray:
@@ -71,7 +71,12 @@ def signal_window(data_dir: str | Path, row: dict[str, Any]) -> pd.DataFrame:
     ``leads`` names when it has them, else ch0, ch1, ...)."""
     from medssl.data.signals.dataset import load_windows
 
-    window = np.array(load_windows(Path(data_dir))[int(row["row"])], dtype=np.float32)  # a copy, off the memory map
+    windows = load_windows(Path(data_dir))
+    index = row.get("row")
+    if pd.isna(index) or not 0 <= int(index) < len(windows):  # a negative row would read another case from the end
+        raise DataError(f"case {row.get('case_id')!r} points at window row {index!r}, outside the {len(windows)} "
+                        "windows of its DATA_DIR; re-run `medssl ingest signals`")
+    window = np.array(windows[int(index)], dtype=np.float32)  # a copy, off the memory map
     leads = row.get("leads")
     names = str(leads).split(",") if isinstance(leads, str) and leads else None
     return series_frame(torch.from_numpy(window), names)
