@@ -233,3 +233,22 @@ def test_app_refuses_a_missing_data_folder_before_touching_the_store(tmp_path: P
     assert not db.exists()  # nothing imported, no store created
     assert main([*argv, "--data", str(real_scores.parent)]) == 0
     assert count_cases(make_engine(f"sqlite:///{db}")) == len(pd.read_parquet(real_scores))
+
+
+def test_after_one_decision_the_other_rows_stay_open_and_unclaimed(store: str, real_scores: Path) -> None:
+    """pandas 3 turns a column built from [str, None] into a str column holding NaN: the queue showed
+    'open (nan)' / claimed by 'nan' on every other row and Open no longer claimed a case."""
+    from medssl.review import claim_case, list_queue, record_decision
+
+    engine = make_engine(store)
+    first, second = _flagged(real_scores)[:2]
+    assert claim_case(engine, first, "ana")
+    record_decision(engine, first, "ana", "assign_class", label="1")
+    rows = list_queue(engine).rows.set_index("case_id")
+    assert rows.loc[first, "label"] == "1" and pd.isna(rows.loc[second, "label"])
+    at = _signed_in("dr_lee", "lee-password")
+    texts = [shown(t.value) for t in at.text]
+    assert "open" in texts and "nan" not in " ".join(texts), texts
+    at.button(key=f"open-{second}").click().run()
+    assert not at.exception, at.exception
+    assert list_queue(engine).rows.set_index("case_id").loc[second, "claimed_by"] == "dr_lee"  # Open claimed it

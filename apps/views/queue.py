@@ -1,5 +1,6 @@
 """Review queue: flagged cases, highest anomaly score first; filter, page, claim and open."""
 
+import pandas as pd
 import streamlit as st
 
 from app_state import engine, open_case, require_account
@@ -37,10 +38,12 @@ for row in page.rows.itertuples(index=False):
     cols[1].text(row.patient_id)
     cols[2].text(f"{row.score:.3g}")
     cols[3].text(f"{row.percentile:.1f}")
-    cols[4].text(row.status if row.label is None else f"{row.status} ({row.label})")
-    cols[5].text(row.claimed_by or "—")
+    label = None if pd.isna(row.label) else str(row.label)  # a missing value may be None or NaN
+    holder = None if pd.isna(row.claimed_by) else str(row.claimed_by)
+    cols[4].text(row.status if label is None else f"{row.status} ({label})")
+    cols[5].text(holder or "—")
     if cols[6].button("Open", key=f"open-{row.case_id}"):
-        if row.claimed_by in (None, acc.name) and not claim_case(eng, row.case_id, acc.name):
+        if holder in (None, acc.name) and not claim_case(eng, row.case_id, acc.name):
             st.warning(f"{md(row.case_id)} was just claimed by another reviewer; opening it read-only.")
         open_case(row.case_id)
 

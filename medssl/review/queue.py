@@ -175,8 +175,9 @@ def list_queue(engine: Engine, *, domain: str | None = None, status: str | None 
     states = case_states(engine, None)
     claims = active_claims(engine)
     df["status"] = [states[c].status if c in states else "open" for c in df["case_id"]]
-    df["label"] = [states[c].label if c in states else None for c in df["case_id"]]
-    df["claimed_by"] = [claims.get(c) for c in df["case_id"]]
+    # object columns keep None: pandas 3 would make [str, None] a str column holding NaN
+    df["label"] = pd.Series([states[c].label if c in states else None for c in df["case_id"]], index=df.index, dtype=object)
+    df["claimed_by"] = pd.Series([claims.get(c) for c in df["case_id"]], index=df.index, dtype=object)
     if status is not None:
         df = df[df["status"] == status]
     total = len(df)
