@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
-from typing import Any
 
 import lightning as L
 import numpy as np
@@ -78,6 +77,3 @@ class EpochSeeds(L.Callback):
         torch.manual_seed(s)
         np.random.seed(s)
         random.seed(s)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"seed": self.seed}
