@@ -76,11 +76,13 @@ def test_checkpoint_tampered_and_foreign_files_refused(tmp_path) -> None:
     torch.save({"state_dict": {}}, tmp_path / "foreign.pt")
     with pytest.raises(CheckpointError, match="not a medssl checkpoint"):
         load_checkpoint(tmp_path / "foreign.pt")
-    (tmp_path / "junk.pt").write_bytes(b"not a zip file at all")
-    with pytest.raises(CheckpointError, match="not a readable") as junk:
-        load_checkpoint(tmp_path / "junk.pt")
-    msg = str(junk.value).replace(str(tmp_path / "junk.pt"), "")
-    assert len(msg) < 260 and "\n" not in msg  # one short line for the CLI
+    # junk of several shapes: each makes torch's unpickler fail differently (BadZipFile, struct.error, ...)
+    for n, content in enumerate([b"not a zip file at all", b"junk", b"not a checkpoint", b"\x80\x02", b"PK\x03\x04junk", b""]):
+        (tmp_path / f"junk{n}.pt").write_bytes(content)
+        with pytest.raises(CheckpointError, match="not a readable") as junk:
+            load_checkpoint(tmp_path / f"junk{n}.pt")
+        msg = str(junk.value).replace(str(tmp_path / f"junk{n}.pt"), "")
+        assert len(msg) < 260 and "\n" not in msg  # one short line for the CLI
 
 
 def test_manifest_contract(tmp_path) -> None:

@@ -30,14 +30,37 @@ mode = c1.selectbox("Mode", ["auto", "linear", "knn", "full"], help="auto: the d
 shots = c2.number_input("Labels per class (0 = every label available)", min_value=0, value=0, step=1)
 out_dir = st.text_input("Output folder (RUN_DIR)", value=str(Path(checkpoint).parent / "finetune-app") if checkpoint else "")
 
+overwrite = st.checkbox("Replace an earlier fine-tune in this output folder", value=False,
+                        help="Without this, a folder that already holds a fine-tuned model is refused, so no run "
+                             "is replaced by accident.")
+
+
+def _output_folder(text: str) -> Path | None:
+    """The output folder, created if needed; ``None`` (with an error on the page) when it cannot be."""
+    out = Path(text).expanduser()
+    blocker = next((p for p in [out, *out.parents] if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        st.error(f"The output folder cannot be created: {md(blocker)} is a file. Choose a folder path "
+                 "that does not pass through a file.")
+        return None
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        st.error(f"The output folder {md(out)} cannot be created ({md(exc.strerror or exc)}); choose a folder "
+                 "you can write to.")
+        return None
+    return out
+
+
 if st.button("Run fine-tune", type="primary"):
     if not (checkpoint and data_dir and out_dir):
         st.error("Fill in the checkpoint, DATA_DIR and output folder first.")
         st.stop()
     from medssl.train.finetune import FinetuneConfig, finetune
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = _output_folder(out_dir)
+    if out is None:
+        st.stop()
     labels_csv = None
     if source == "review decisions":
         labels = decisions_to_labels(eng)
@@ -52,16 +75,23 @@ if st.button("Run fine-tune", type="primary"):
             st.stop()
         labels_csv = out / "labels_uploaded.csv"
         labels_csv.write_bytes(uploaded.getvalue())
+    failure = None
     with st.status("Fine-tuning ...", expanded=True) as status:
         try:
             st.write("Loading the checkpoint, the data and the labels; fitting the classifier.")
             config = FinetuneConfig(mode=mode, shots=int(shots) or None)
-            model_path = finetune(checkpoint, data_dir, out, config, labels_csv)
-            status.update(label="Fine-tune finished", state="complete")
+            model_path = finetune(checkpoint, data_dir, out, config, labels_csv, overwrite=overwrite)
+            status.update(label="Fine-tune finished", state="complete", expanded=False)
         except MedsslError as exc:
-            status.update(label="Fine-tune failed", state="error")
-            st.error(md(exc))
-            st.stop()
+            failure = str(exc)
+        except Exception as exc:  # noqa: BLE001 - the page must say what failed, not die in the server log
+            failure = f"{type(exc).__name__}: {exc}. This is a bug in medssl; please report it with this message."
+        if failure is not None:
+            status.update(label="Fine-tune failed", state="error", expanded=True)
+    if failure is not None:
+        # outside the status box, so the reason stays in view whatever the box does
+        st.error(f"Fine-tune failed: {md(failure)}")
+        st.stop()
     st.session_state["finetuned_model"] = str(model_path)
 
 model_path = st.session_state.get("finetuned_model")
@@ -84,4 +114,7 @@ if model_path:
 
 st.subheader("Registered models")
 models = registered_models(eng)
-st.dataframe(models, hide_index=True) if not models.empty else st.caption("None yet.")
+if models.empty:  # an if statement, not a bare conditional expression: Streamlit "magic" would render its value
+    st.caption("None yet.")
+else:
+    st.dataframe(models, hide_index=True)
