@@ -47,3 +47,25 @@ def test_no_module_over_400_lines() -> None:
     assert not long, f"modules over {MAX_LINES} lines (split them by idea): " + ", ".join(
         f"{path} ({n} lines)" for path, n in long.items()
     )
+
+
+def magic_lines(folder: Path) -> list[str]:
+    """``path:line`` of every bare expression statement in the Streamlit pages under ``folder`` that
+    Streamlit "magic" would render (anything but a call, a docstring or an await): a stray
+    ``a if c else b`` there shows a DeltaGenerator's docstring on the page."""
+    import ast
+
+    found = []
+    for path in sorted(folder.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Expr) and not isinstance(node.value, (ast.Call, ast.Constant, ast.Await)):
+                found.append(f"{path.relative_to(folder.parent)}:{node.lineno}")
+    return found
+
+
+def test_no_streamlit_magic_in_the_app(tmp_path: Path) -> None:
+    assert magic_lines(ROOT / "apps") == []
+    page = tmp_path / "apps" / "page.py"
+    page.parent.mkdir()
+    page.write_text('"""A page."""\nimport streamlit as st\nx = 1\nst.write(x)\nst.dataframe(x) if x else st.caption("none")\n')
+    assert magic_lines(tmp_path / "apps") == ["apps/page.py:5"]
