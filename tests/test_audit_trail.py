@@ -22,7 +22,7 @@ def scores(shared_data: Path, tmp_path_factory) -> Path:
 
 @pytest.fixture()
 def store(tmp_path: Path, scores: Path) -> tuple[str, Path, list[str]]:
-    """A store with 3 decisions, an undo and a note on two cases: (url, file, case ids)."""
+    """A store with 3 decisions, a claim (taken by the undo) and an undo on two cases: (url, file, case ids)."""
     path = tmp_path / "review.db"
     url = f"sqlite:///{path}"
     engine = make_engine(url)
@@ -30,7 +30,7 @@ def store(tmp_path: Path, scores: Path) -> tuple[str, Path, list[str]]:
     cases = list_queue(engine).rows["case_id"].tolist()[:2]
     record_decision(engine, cases[0], "dr_lee", "confirm", note="looks like pneumonia")
     record_decision(engine, cases[1], "dr_lee", "dismiss")
-    record_decision(engine, cases[0], "dr_kim", "assign_class", label="1")
+    record_decision(engine, cases[0], "dr_kim", "assign_class", label="1", override=True)
     undo_last(engine, cases[0], "dr_kim")
     engine.dispose()
     return url, path, cases
@@ -81,7 +81,7 @@ def test_a_raw_sqlite_connection_cannot_rewrite_the_trail(store, sql: str) -> No
     with pytest.raises(sqlite3.DatabaseError, match="append-only|has review events|not in cases"):
         conn.execute(sql, {"case": cases[0]})
     conn.close()
-    assert _events(path) == before and len(before) == 4
+    assert _events(path) == before and len(before) == 5
     assert verify_chain(make_engine(url)).ok
 
 
@@ -99,7 +99,7 @@ def test_audit_verify_passes_on_an_intact_trail(store, capsys) -> None:
     url, _, _ = store
     assert main(["audit", "verify", "--db", url]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("audit trail OK: 4 events (head ") and len(out.split("head ")[1].strip(" )\n")) == 64
+    assert out.startswith("audit trail OK: 5 events (head ") and len(out.split("head ")[1].strip(" )\n")) == 64
 
 
 def _drop_guards(conn: sqlite3.Connection) -> None:
@@ -114,7 +114,7 @@ def _drop_guards(conn: sqlite3.Connection) -> None:
     ("UPDATE review_events SET created_at = '2020-01-01 00:00:00.000000' WHERE id = 4", 4, "content does not match"),
     ("DELETE FROM review_events WHERE id = 2", 3, "prev_hash"),  # the next event names the gap
     ("INSERT INTO review_events (id, case_id, reviewer, action, created_at) "
-     "SELECT 5, case_id, 'mallory', 'confirm', '2026-01-01 00:00:00' FROM cases LIMIT 1", 5, "no hash"),
+     "SELECT 6, case_id, 'mallory', 'confirm', '2026-01-01 00:00:00' FROM cases LIMIT 1", 6, "no hash"),
 ])
 def test_audit_verify_names_the_first_edited_event(store, capsys, tamper: str, event_id: int, problem: str) -> None:
     url, path, _ = store
@@ -173,9 +173,9 @@ def test_a_store_from_an_older_medssl_is_upgraded_and_sealed(store, capsys) -> N
     engine = make_engine(url)
     record_decision(engine, cases[1], "dr_lee", "confirm")
     assert [(e.id, e.case_id, e.action, e.label) for e in case_events(engine, cases[0]) + case_events(engine, cases[1])
-            if e.id <= 4] == sorted(old, key=lambda r: (r[1] != cases[0], r[0]))
+            if e.id <= 5] == sorted(old, key=lambda r: (r[1] != cases[0], r[0]))
     assert main(["audit", "verify", "--db", url]) == 0
-    assert "audit trail OK: 5 events" in capsys.readouterr().out
+    assert "audit trail OK: 6 events" in capsys.readouterr().out
     conn = _raw(path)
     with pytest.raises(sqlite3.DatabaseError, match="append-only"):
         conn.execute("INSERT OR REPLACE INTO review_events (id, case_id, reviewer, action, created_at) "

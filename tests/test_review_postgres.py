@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -15,7 +16,9 @@ from sqlalchemy.exc import DBAPIError
 
 from medssl.cli import main
 from medssl.errors import ConfigError
-from medssl.review import ReviewError, case_events, import_scores, list_queue, make_engine, record_decision, undo_last
+from medssl.review import (
+    ClaimError, ReviewError, case_events, import_scores, list_queue, make_engine, record_decision, release_case, undo_last,
+)
 from medssl.review.append_only import app_role_grants
 from medssl.review.chain import verify_chain
 from pg_server import start_server
@@ -87,7 +90,7 @@ def test_the_trail_cannot_be_rewritten_by_the_owner_nor_the_app(store) -> None:
     app = make_engine(app_url)
     case_id = list_queue(app).rows["case_id"][0]
     record_decision(app, case_id, "dr_lee", "confirm")
-    record_decision(app, case_id, "dr_kim", "dismiss")
+    record_decision(app, case_id, "dr_kim", "dismiss", override=True)
     for url in (owner_url, app_url):
         _refused(url, "TRUNCATE review_events", "append-only|permission denied")
         _refused(url, "TRUNCATE review_events, cases, claims", "append-only|permission denied")
@@ -127,6 +130,15 @@ def test_concurrent_undos_each_undo_a_different_decision_postgres(store) -> None
     assert verify_chain(app).ok
 
 
+def _until_unclaimed(write):
+    """``write()``, retried while another writer holds the case's claim (for a moment)."""
+    while True:
+        try:
+            return write()
+        except ClaimError:
+            time.sleep(0.005)
+
+
 def test_the_chain_holds_under_concurrent_writers_and_verify_finds_an_edit(store, capsys) -> None:
     owner_url, app_url = store
     cases = list_queue(make_engine(app_url)).rows["case_id"].tolist()[:3]
@@ -136,9 +148,12 @@ def test_the_chain_holds_under_concurrent_writers_and_verify_finds_an_edit(store
         eng = make_engine(app_url)
         barrier.wait()
         for i in range(10):
-            record_decision(eng, cases[i % 3], f"r{t}", "assign_class", label=f"r{t}-{i}")
+            # override: the writers decide over each other on purpose; an undo takes its writer the
+            # claim (issue 16), so the others wait for its release (ClaimError meanwhile)
+            _until_unclaimed(lambda: record_decision(eng, cases[i % 3], f"r{t}", "assign_class", label=f"r{t}-{i}", override=True))
             if i % 4 == 3:
-                undo_last(eng, cases[i % 3], f"r{t}")
+                _until_unclaimed(lambda: undo_last(eng, cases[i % 3], f"r{t}"))
+                release_case(eng, cases[i % 3], f"r{t}")
         eng.dispose()
 
     threads = [threading.Thread(target=writer, args=(t,)) for t in range(6)]
@@ -147,7 +162,8 @@ def test_the_chain_holds_under_concurrent_writers_and_verify_finds_an_edit(store
     for t in threads:
         t.join()
     assert main(["audit", "verify", "--db", app_url]) == 0
-    assert "audit trail OK: 72 events" in capsys.readouterr().out
+    # 60 decisions + 12 undos, each undo with its claim and release
+    assert "audit trail OK: 96 events" in capsys.readouterr().out
     # the owner (or a superuser) can lift the guard and edit: the chain shows it
     owner = create_engine(owner_url)
     with owner.begin() as conn:

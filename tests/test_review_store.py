@@ -135,8 +135,9 @@ def test_decisions_are_events_undo_and_export(engine, scores: Path, tmp_path: Pa
     record_decision(engine, c, "dr_kim", "assign_class", label="1")
     add_note(engine, c, "dr_kim", "second opinion requested")
     events = case_events(engine, a)
-    assert [e.action for e in events] == ["confirm", "assign_class", "undo"]
-    assert events[2].ref_event_id == second and all(e.model_id == model_id for e in events)
+    # the undo took the claim (nobody held one): a claim event precedes it (issue 16)
+    assert [e.action for e in events] == ["confirm", "assign_class", "claim", "undo"]
+    assert events[3].ref_event_id == second and all(e.model_id == model_id for e in events)
     assert list_queue(engine, status="confirmed").rows["case_id"].tolist() == [a]
     assert list_queue(engine, status="open").total == 9
     with pytest.raises(ReviewError, match="needs a class label"):
@@ -206,7 +207,7 @@ url, name, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 case_ids = sys.argv[4:]
 eng = make_engine(url)
 for i in range(n):
-    record_decision(eng, case_ids[i % len(case_ids)], name, "assign_class", label=f"{name}-{i}")
+    record_decision(eng, case_ids[i % len(case_ids)], name, "assign_class", label=f"{name}-{i}", override=True)
 """
 
 
@@ -225,7 +226,8 @@ def test_many_threads_and_processes_saving_at_once_lose_nothing(tmp_path: Path, 
         eng = make_engine(url)
         barrier.wait()
         for i in range(25):
-            record_decision(eng, case_ids[i % 4], f"thread{t}", "assign_class", label=f"thread{t}-{i}")
+            # override: writers decide over each other's decisions on purpose (issue 16 asks first otherwise)
+            record_decision(eng, case_ids[i % 4], f"thread{t}", "assign_class", label=f"thread{t}-{i}", override=True)
 
     threads = [threading.Thread(target=worker, args=(t,)) for t in range(6)]
     for t in threads:

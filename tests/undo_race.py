@@ -8,7 +8,7 @@ from typing import Callable
 
 from sqlalchemy import Engine, select
 
-from medssl.review import ReviewError, case_state, record_decision, undo_last
+from medssl.review import ReviewError, case_state, record_decision, release_case, undo_last
 from medssl.review.models import ReviewEvent
 
 
@@ -16,7 +16,8 @@ def race_undos(make: Callable[[], Engine], case_id: str, n_decisions: int, n_und
     """Record ``n_decisions`` decisions on ``case_id``, then let ``n_undoers`` threads (one engine,
     i.e. one connection pool, each: separate app sessions) call ``undo_last`` at once.
 
-    Returns the ids of the acknowledged undo events and the number refused ("no decision to undo").
+    The first undo takes dr_kim the claim (issue 16: an undo keeps or takes it); it is released
+    at the end. Returns the ids of the acknowledged undo events and the number refused ("no decision to undo").
     """
     engine = make()
     for i in range(n_decisions):
@@ -40,6 +41,7 @@ def race_undos(make: Callable[[], Engine], case_id: str, n_decisions: int, n_und
         t.join()
     for eng in engines:
         eng.dispose()
+    release_case(engine, case_id, "dr_kim")  # the undos took dr_kim the claim; dr_lee decides next round
     assert all("no decision to undo" in r for r in refused), refused
     return acknowledged, len(refused)
 

@@ -15,3 +15,16 @@ class UserError(ReviewError):
 
 class ClaimError(ReviewError):
     """The case is claimed by another reviewer whose claim has not expired."""
+
+
+class OverrideError(ReviewError):
+    """The case's standing decision is another reviewer's: recording one over it needs
+    ``override=True``. ``decided_by``, ``status``, ``label``, ``decided_at`` (naive UTC) describe it."""
+
+    def __init__(self, case_id: str, decided_by: str, status: str, label: str | None, decided_at: object) -> None:
+        self.case_id, self.decided_by, self.status, self.label, self.decided_at = case_id, decided_by, status, label, decided_at
+        what = status + (f" ({label})" if label else "")
+        super().__init__(
+            f"{decided_by} already decided case {case_id!r}: {what} at {decided_at:%Y-%m-%d %H:%M} UTC; "
+            "to record yours over it, confirm the override (override=True); both stay in the audit trail"
+        )

@@ -1,4 +1,4 @@
-"""The append-only audit trail, the state of a case derived from it, and claims.
+"""The append-only audit trail, the state of a case derived from it, and the decisions.
 
 Every decision (confirm / dismiss / assign_class), note, undo, claim and release is one row in
 ``review_events``; nothing is ever updated or deleted. The current state of a case is computed
@@ -7,10 +7,12 @@ points at, and the top of the stack is the case's status and label.
 
 Every append goes through medssl.review.chain (the hash chain). Writers on one case hold its
 ``cases`` row (``FOR UPDATE`` on PostgreSQL), so concurrent undos each undo a different decision
-or are refused.
+or are refused, and a claim check and the write it guards are one atomic step.
 
-Claims: a reviewer claims a case for ``CLAIM_MINUTES`` so that two reviewers do not work the same
-one. :func:`claim_case` is atomic: of two reviewers claiming at once, exactly one wins.
+Claims (medssl.review.claims): only the reviewer who holds an unexpired claim on a case may
+decide it or undo a decision on it; when nobody holds one, the decision or undo takes it in the
+same transaction. A decision releases the claim; a decision over another reviewer's standing
+decision needs ``override=True`` (both stay in the trail).
 """
 
 from __future__ import annotations
@@ -19,18 +21,20 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
-from sqlalchemy import Connection, Engine, and_, or_, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Connection, Engine, select
 
 from medssl.review.chain import append_event
-from medssl.review.errors import ClaimError, ReviewError
-from medssl.review.models import Case, Claim, ReviewEvent, utcnow
+from medssl.review.claims import (  # noqa: F401 (re-exported: medssl.review.events was their home)
+    CLAIM_MINUTES, active_claims, active_claims_detail, case_row, claim_case, drop, hold, refuse_if_claimed_by_other,
+    release_case, release_claims,
+)
+from medssl.review.errors import OverrideError, ReviewError
+from medssl.review.models import ReviewEvent
 
 ACTIONS: tuple[str, ...] = ("claim", "release", "confirm", "dismiss", "assign_class", "undo", "note")
 DECISIONS: tuple[str, ...] = ("confirm", "dismiss", "assign_class")
 STATUSES: tuple[str, ...] = ("open", "confirmed", "dismissed", "labelled")
 _STATUS_OF = {"confirm": "confirmed", "dismiss": "dismissed", "assign_class": "labelled"}
-CLAIM_MINUTES = 30
 LABEL_MAX_LENGTH = 128  # review_events.label
 ANOMALY_LABEL = "anomaly"
 NORMAL_LABEL = "normal"
@@ -110,75 +114,15 @@ def case_state(engine: Engine, case_id: str) -> CaseState:
     return derive_state(case_id, case_events(engine, case_id))
 
 
-def _case_row(conn: Connection, case_id: str, lock: bool = False) -> Case:
-    """The case's row; ``lock``: hold it until the transaction ends (PostgreSQL ``FOR UPDATE``:
-    concurrent writers on one case queue, so each undo sees the undos committed before it; SQLite's
-    BEGIN IMMEDIATE already serializes every writer)."""
-    query = select(Case).where(Case.case_id == case_id)
-    row = conn.execute(query.with_for_update() if lock else query).first()
-    if row is None:
-        raise ReviewError(
-            f"case {case_id!r} is not in the review store; import its score file first "
-            "(`medssl app --scores SCORES_PARQUET`)"
-        )
-    return row
-
-
 def _insert_event(conn: Connection, case_id: str, reviewer: str, action: str, *, label: str | None = None,
                   note: str | None = None, model_id: str | None = None, ref_event_id: int | None = None) -> int:
     return append_event(conn, case_id=case_id, reviewer=reviewer, action=action, label=label, note=note,
                         model_id=model_id, ref_event_id=ref_event_id)
 
 
-def _claim_holder(conn: Connection, case_id: str, now: dt.datetime) -> str | None:
-    row = conn.execute(
-        select(Claim.reviewer).where(Claim.case_id == case_id, Claim.expires_at > now)
-    ).first()
-    return row.reviewer if row else None
-
-
-def claim_case(engine: Engine, case_id: str, reviewer: str, minutes: int = CLAIM_MINUTES) -> bool:
-    """Claim ``case_id`` for ``reviewer`` for ``minutes``; ``False`` if someone else holds it.
-
-    Atomic on SQLite (BEGIN IMMEDIATE) and PostgreSQL (conditional UPDATE, then INSERT that loses
-    to a concurrent INSERT on the primary key). Re-claiming one's own case extends it.
-    """
-    now = utcnow()
-    expires = now + dt.timedelta(minutes=minutes)
-    with engine.begin() as conn:
-        case = _case_row(conn, case_id, lock=True)
-        updated = conn.execute(
-            Claim.__table__.update()
-            .where(and_(Claim.case_id == case_id, or_(Claim.reviewer == reviewer, Claim.expires_at <= now)))
-            .values(reviewer=reviewer, expires_at=expires)
-        ).rowcount
-        if updated != 1:
-            try:
-                with conn.begin_nested():
-                    conn.execute(Claim.__table__.insert().values(case_id=case_id, reviewer=reviewer, expires_at=expires))
-            except IntegrityError:
-                return False
-        _insert_event(conn, case_id, reviewer, "claim", model_id=case.model_id)
-    return True
-
-
-def release_case(engine: Engine, case_id: str, reviewer: str) -> bool:
-    """Give up ``reviewer``'s claim on ``case_id``; ``False`` if they did not hold it."""
-    with engine.begin() as conn:
-        case = _case_row(conn, case_id, lock=True)
-        deleted = conn.execute(
-            Claim.__table__.delete().where(Claim.case_id == case_id, Claim.reviewer == reviewer)
-        ).rowcount
-        if deleted:
-            _insert_event(conn, case_id, reviewer, "release", model_id=case.model_id)
-    return bool(deleted)
-
-
-def active_claims(engine: Engine) -> dict[str, str]:
-    """``{case_id: reviewer}`` for every unexpired claim."""
-    with engine.connect() as conn:
-        rows = conn.execute(select(Claim.case_id, Claim.reviewer).where(Claim.expires_at > utcnow())).all()
-    return {r.case_id: r.reviewer for r in rows}
+def _locked_state(conn: Connection, case_id: str) -> CaseState:
+    rows = conn.execute(select(ReviewEvent).where(ReviewEvent.case_id == case_id).order_by(ReviewEvent.id)).all()
+    return derive_state(case_id, [_event(r) for r in rows])
 
 
 def default_label(action: str, predicted_label: str | None) -> str | None:
@@ -196,11 +140,21 @@ def default_label(action: str, predicted_label: str | None) -> str | None:
 
 
 def record_decision(engine: Engine, case_id: str, reviewer: str, action: str,
-                    label: str | None = None, note: str | None = None) -> int:
+                    label: str | None = None, note: str | None = None, override: bool = False) -> int:
     """Append a decision event and return its id.
 
     ``action`` is confirm, dismiss or assign_class (which needs ``label``). The event carries the
-    case's current ``model_id``. Refused (``ClaimError``) while another reviewer holds the case.
+    case's current ``model_id``.
+
+    Claims: succeeds only if ``reviewer`` holds an unexpired claim on the case (it is released in
+    the same transaction: a ``release`` event follows the decision) or nobody holds one (the locked
+    case row is the claim for the transaction; no claim is left behind, so no claim or release
+    event is written). Another reviewer's unexpired claim raises ``ClaimError`` naming the holder
+    and until when.
+
+    Overrides: when the case's standing decision is another reviewer's, ``OverrideError`` (saying
+    who decided what, when) unless ``override=True``; the new decision is then appended on top and
+    the earlier one stays in the trail.
     """
     if action not in DECISIONS:
         raise ReviewError(f"unknown decision {action!r}; use one of {', '.join(DECISIONS)}")
@@ -211,36 +165,44 @@ def record_decision(engine: Engine, case_id: str, reviewer: str, action: str,
         raise ReviewError(f"the class label is {len(label)} characters long; use at most {LABEL_MAX_LENGTH}")
     note = note.strip() if note else None
     with engine.begin() as conn:
-        case = _case_row(conn, case_id, lock=True)
-        holder = _claim_holder(conn, case_id, utcnow())
-        if holder is not None and holder != reviewer:
-            raise ClaimError(f"case {case_id!r} is claimed by {holder}; pick another case or ask them to release it")
+        case = case_row(conn, case_id, lock=True)
+        held = refuse_if_claimed_by_other(conn, case_id, reviewer, "decide")
+        state = _locked_state(conn, case_id)
+        if state.decided_by is not None and state.decided_by != reviewer and not override:
+            raise OverrideError(case_id, state.decided_by, state.status, state.label, state.decided_at)
         if label is None:
             label = default_label(action, case.predicted_label)
-        return _insert_event(conn, case_id, reviewer, action, label=label, note=note, model_id=case.model_id)
+        event_id = _insert_event(conn, case_id, reviewer, action, label=label, note=note, model_id=case.model_id)
+        if held is not None:
+            drop(conn, case, reviewer)
+        return event_id
 
 
 def add_note(engine: Engine, case_id: str, reviewer: str, note: str) -> int:
-    """Append a free-text note to the case's trail; returns the event id."""
+    """Append a free-text note to the case's trail; returns the event id. Any reviewer may add a
+    note (a second opinion), claim or not: a note changes no decision."""
     if not note or not note.strip():
         raise ReviewError("the note is empty; type some text first")
     with engine.begin() as conn:
-        case = _case_row(conn, case_id, lock=True)
+        case = case_row(conn, case_id, lock=True)
         return _insert_event(conn, case_id, reviewer, "note", note=note.strip(), model_id=case.model_id)
 
 
 def undo_last(engine: Engine, case_id: str, reviewer: str) -> int:
     """Undo the case's most recent standing decision with a new ``undo`` event; returns its id.
 
-    Raises ``ReviewError`` when the case has no decision left to undo.
+    Claims: succeeds only if ``reviewer`` holds an unexpired claim on the case (kept: they are
+    working on it) or nobody holds one (``reviewer`` takes it in the same transaction, with a
+    ``claim`` event before the undo); another reviewer's claim raises ``ClaimError``. Raises
+    ``ReviewError`` when the case has no decision left to undo (nothing is written then).
     """
     with engine.begin() as conn:
-        case = _case_row(conn, case_id, lock=True)
-        rows = conn.execute(
-            select(ReviewEvent).where(ReviewEvent.case_id == case_id).order_by(ReviewEvent.id)
-        ).all()
-        state = derive_state(case_id, [_event(r) for r in rows])
+        case = case_row(conn, case_id, lock=True)
+        held = refuse_if_claimed_by_other(conn, case_id, reviewer, "undo")
+        state = _locked_state(conn, case_id)
         if state.decision_event_id is None:
             raise ReviewError(f"case {case_id!r} has no decision to undo")
+        if held is None:
+            hold(conn, case, reviewer)
         return _insert_event(conn, case_id, reviewer, "undo", model_id=case.model_id,
                              ref_event_id=state.decision_event_id)
