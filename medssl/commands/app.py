@@ -112,6 +112,8 @@ def run(args: argparse.Namespace) -> int:
         sys.executable, "-m", "streamlit", "run", str(APP_ENTRY),
         "--server.address", args.host, "--server.port", str(args.port),
         "--server.headless", "true", "--browser.gatherUsageStats", "false",
+        # no developer toolbar (Deploy, Rerun, Clear cache) for reviewers, also on localhost
+        "--client.toolbarMode", "minimal",
     ]
     log.info("serving the review app on http://%s:%d (Ctrl+C stops it)", args.host, args.port)
     if os.name == "posix":

@@ -1,12 +1,15 @@
-"""``medssl audit verify [--db URL]`` and ``medssl audit grants --app-role ROLE``: the review
-store's audit trail (append-only, hash-chained; see medssl.review.chain)."""
+"""``medssl audit verify [--db URL]``, ``medssl audit grants --app-role ROLE`` and ``medssl audit
+export --out FILE.csv|FILE.parquet [--db URL] [--overwrite]``: the review store's audit trail
+(append-only, hash-chained; see medssl.review.chain) and every decision in it as a table."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 
 from medssl.commands.users import DB_HELP, review_store_url
+from medssl.errors import ConfigError
 from medssl.review.errors import ReviewError
 
 log = logging.getLogger(__name__)
@@ -19,7 +22,7 @@ class AuditError(ReviewError):
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``audit`` with ``verify`` and ``grants``."""
+    """Add ``audit`` with ``verify``, ``grants`` and ``export``."""
     parser = subparsers.add_parser(
         "audit",
         help="check the review store's audit trail (hash chain) or print the app role's grants",
@@ -46,6 +49,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     grants.add_argument("--app-role", required=True, help="name of the app's PostgreSQL role, e.g. medssl_app")
     grants.set_defaults(func=run_grants)
+    export = actions.add_parser(
+        "export", help="write every review decision (who, when, model, note, standing or not) as CSV or Parquet",
+        description="Write one row per decision event (confirm, dismiss, assign_class) with columns case_id, "
+        "patient_id, domain, decision, label, reviewer, time (UTC ISO-8601), model_id, note, outcome "
+        "(standing, overridden or undone), undone_by, undone_at. The format follows --out's suffix "
+        "(.csv or .parquet). For the fine-tune's labels CSV (case_id,label) use the app's labels download.",
+    )
+    export.add_argument("--db", default=None, help=DB_HELP)
+    export.add_argument("--out", required=True, type=Path, help="file to write: FILE.csv or FILE.parquet")
+    export.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    export.set_defaults(func=run_export)
 
 
 def run_verify(args: argparse.Namespace) -> int:
@@ -67,4 +81,20 @@ def run_grants(args: argparse.Namespace) -> int:
 
     for statement in app_role_grants(args.app_role):
         print(statement + ";")
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    """Write the decisions table; ``ConfigError`` for a wrong suffix or an existing file without --overwrite."""
+    from medssl.review import export_decisions, make_engine
+    from medssl.review.export import EXPORT_SUFFIXES
+
+    if args.out.suffix.lower() not in EXPORT_SUFFIXES:
+        raise ConfigError(f"--out {args.out}: end the file name in .csv or .parquet (the format follows the suffix)")
+    if args.out.is_dir():
+        raise ConfigError(f"--out {args.out} is a folder; give a file path, e.g. {args.out / 'decisions.csv'}")
+    if args.out.exists() and not args.overwrite:
+        raise ConfigError(f"--out {args.out} exists; choose another path, or pass --overwrite to replace it")
+    n = export_decisions(make_engine(review_store_url(args.db)), args.out)
+    print(f"wrote {n} decisions to {args.out}")
     return 0

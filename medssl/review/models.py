@@ -104,6 +104,26 @@ class RegisteredModel(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, nullable=False)
 
 
+class SessionSecret(Base):
+    """The store's key for signing sign-in tokens (medssl.review.sessions); one row, never sent out."""
+
+    __tablename__ = "session_secrets"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    secret: Mapped[str] = mapped_column(String(128), nullable=False)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, nullable=False)
+
+
+class RevokedSession(Base):
+    """A sign-in token given up by signing out (medssl.review.sessions), kept until it expires."""
+
+    __tablename__ = "revoked_sessions"
+
+    token_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False)
+    revoked_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, nullable=False)
+
+
 def create_tables(engine: Engine) -> None:
     """Create any missing table; then bring the audit trail's guards up to date
     (:func:`medssl.review.append_only.install_guards`: hash columns, triggers)."""

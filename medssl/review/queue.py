@@ -13,13 +13,14 @@ from typing import Any
 
 import pandas as pd
 import pyarrow.parquet as pq
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, Float, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from medssl.errors import DataError
 from medssl.progress import progress
 from medssl.review.errors import ReviewError
-from medssl.review.events import STATUSES, active_claims, case_states
+from medssl.review.claims import active_claims_detail
+from medssl.review.events import STATUSES, case_states
 from medssl.review.models import Case, utcnow
 from medssl.review.score_checks import check_scores
 from medssl.scoring.parts import DATA_DIR_METADATA_KEY  # written by `medssl score`
@@ -145,39 +146,53 @@ class QueuePage:
     n_pages: int
 
 
-QUEUE_COLUMNS = ("case_id", "patient_id", "domain", "score", "percentile", "predicted_label",
-                 "model_id", "status", "label", "claimed_by")
+QUEUE_COLUMNS = ("case_id", "patient_id", "domain", "score", "percentile", "domain_percentile",
+                 "predicted_label", "predicted_proba", "model_id", "status", "label", "claimed_by",
+                 "claimed_until")
 
 
 def list_queue(engine: Engine, *, domain: str | None = None, status: str | None = None,
                patient: str | None = None, flagged_only: bool = True, page: int = 1,
                page_size: int = 25) -> QueuePage:
-    """Cases sorted by anomaly score (highest first), filtered and paged (``page`` from 1).
+    """Cases, most anomalous first *within their domain*, filtered and paged (``page`` from 1).
+
+    ``domain_percentile`` (0-100] is the share of the domain's imported cases (flagged or not)
+    whose score is at most this case's: raw scores of different domains (and models) are on
+    different scales (an ECG kNN distance of 50 vs an ICU one of 1.5), and the stored
+    ``percentile`` is calibrated per model on its reference set, so neither is comparable across
+    domains. The queue is sorted by ``domain_percentile``, then score, then case id.
 
     ``status`` is one of open / confirmed / dismissed / labelled (derived from the events);
-    ``patient`` matches the patient id exactly.
+    ``patient`` matches the patient id exactly. Rows hold ``QUEUE_COLUMNS``; ``label``,
+    ``claimed_by`` and ``claimed_until`` (naive UTC) are object columns holding ``None`` when empty
+    (read them with :func:`medssl.review.queue_rows.row_text`, which also accepts NaN).
     """
     if status is not None and status not in STATUSES:
         raise ReviewError(f"unknown status {status!r}; use one of {', '.join(STATUSES)}")
     if page_size < 1:
         raise ReviewError("page size must be at least 1")
-    query = select(Case.case_id, Case.patient_id, Case.domain, Case.score, Case.percentile,
-                   Case.predicted_label, Case.model_id)
+    ranked = select(
+        Case.case_id, Case.patient_id, Case.domain, Case.score, Case.percentile,
+        (func.cume_dist(type_=Float).over(partition_by=Case.domain, order_by=Case.score) * 100.0).label("domain_percentile"),
+        Case.predicted_label, Case.predicted_proba, Case.model_id, Case.flagged,
+    ).subquery()  # the rank is taken over every case of the domain, before any filter
+    query = select(*[ranked.c[c] for c in QUEUE_COLUMNS[:9]])
     if flagged_only:
-        query = query.where(Case.flagged.is_(True))
+        query = query.where(ranked.c.flagged.is_(True))
     if domain:
-        query = query.where(Case.domain == domain)
+        query = query.where(ranked.c.domain == domain)
     if patient:
-        query = query.where(Case.patient_id == patient)
-    query = query.order_by(Case.score.desc(), Case.case_id)
+        query = query.where(ranked.c.patient_id == patient)
+    query = query.order_by(ranked.c.domain_percentile.desc(), ranked.c.score.desc(), ranked.c.case_id)
     with engine.connect() as conn:
-        df = pd.DataFrame(conn.execute(query).all(), columns=list(QUEUE_COLUMNS[:7]))
+        df = pd.DataFrame(conn.execute(query).all(), columns=list(QUEUE_COLUMNS[:9]))
     states = case_states(engine, None)
-    claims = active_claims(engine)
+    claims = active_claims_detail(engine)
     df["status"] = [states[c].status if c in states else "open" for c in df["case_id"]]
     # object columns keep None: pandas 3 would make [str, None] a str column holding NaN
     df["label"] = pd.Series([states[c].label if c in states else None for c in df["case_id"]], index=df.index, dtype=object)
-    df["claimed_by"] = pd.Series([claims.get(c) for c in df["case_id"]], index=df.index, dtype=object)
+    df["claimed_by"] = pd.Series([claims[c][0] if c in claims else None for c in df["case_id"]], index=df.index, dtype=object)
+    df["claimed_until"] = pd.Series([claims[c][1] if c in claims else None for c in df["case_id"]], index=df.index, dtype=object)
     if status is not None:
         df = df[df["status"] == status]
     total = len(df)
@@ -185,6 +200,15 @@ def list_queue(engine: Engine, *, domain: str | None = None, status: str | None 
     page = min(max(1, page), n_pages)
     rows = df.iloc[(page - 1) * page_size: page * page_size].reset_index(drop=True)
     return QueuePage(rows=rows, total=total, page=page, n_pages=n_pages)
+
+
+def domain_counts(engine: Engine, flagged_only: bool = True) -> dict[str, int]:
+    """``{domain: number of (flagged) cases}``, by domain name."""
+    query = select(Case.domain, func.count()).group_by(Case.domain).order_by(Case.domain)
+    if flagged_only:
+        query = query.where(Case.flagged.is_(True))
+    with engine.connect() as conn:
+        return {d: int(n) for d, n in conn.execute(query)}
 
 
 def get_case(engine: Engine, case_id: str) -> dict[str, Any]:
