@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import streamlit as st
 
-from app_state import open_case
+from app_state import account, open_case
 from plain_text import md
 from medssl.data import read_manifest
 from medssl.errors import MedsslError
@@ -44,14 +44,17 @@ def _embeddings(path: str) -> tuple[list[str], Any]:
 
 
 @st.cache_data(show_spinner=False)
-def _view(data_dir: str, case_id: str, version: int) -> case_view.CaseViewData:
+def _view(data_dir: str, case_id: str, version: int, show_reference: bool) -> case_view.CaseViewData:
+    # show_reference is part of the cache key: a reviewer never gets the view cached for a data scientist
     manifest = _manifest(data_dir, version)
     domain = str(manifest.loc[manifest["case_id"] == case_id, "domain"].iloc[0])
-    return case_view.view_case(data_dir, manifest, case_id, lambda: _dataset(data_dir, domain, version))
+    return case_view.view_case(data_dir, manifest, case_id, lambda: _dataset(data_dir, domain, version),
+                               show_reference=show_reference)
 
 
 def show_case(case: dict[str, Any]) -> None:
-    """The case's data as its domain shows it best, or an info box saying why it cannot."""
+    """The case's data as its domain shows it best, or an info box saying why it cannot. Reference
+    labels and annotations only for accounts that may fine-tune (data scientists, admins)."""
     data_dir = case["data_dir"]
     if not data_dir or not (Path(data_dir) / "manifest.parquet").is_file():
         st.info("This case's data folder is not known here; start the app with `--data DATA_DIR` to see the case.")
@@ -61,8 +64,10 @@ def show_case(case: dict[str, Any]) -> None:
     if not (manifest["case_id"] == case["case_id"]).any():
         st.info(f"Case {md(case['case_id'])} is not in {md(data_dir)}/manifest.parquet.")
         return
+    acc = account()
+    show_reference = bool(acc is not None and acc.can_fine_tune)
     try:
-        view = _view(data_dir, case["case_id"], version)
+        view = _view(data_dir, case["case_id"], version, show_reference)
     except MedsslError as exc:
         st.error(f"The case could not be read: {md(exc)}")
         return
@@ -70,16 +75,52 @@ def show_case(case: dict[str, Any]) -> None:
 
 
 def _image(view: case_view.ImageView) -> None:
+    """The frame through a window/level (a preset of the modality, or the sliders), zoom and pan."""
+    import plotly.express as px
+
     frames = view.frames
     frame = st.slider("Frame", 0, len(frames) - 1, view.frame) if len(frames) > 1 else 0
-    center, width = case_view.default_window(frames)
+    presets = view.presets or {"auto": case_view.default_window(frames)}
     lo, hi = float(frames.min()), float(frames.max())
     span = max(hi - lo, 1e-6)
+    step = span / 200
+    level_key, width_key, preset_key = "wl-level", "wl-width", "wl-preset"
+    this = (st.session_state.get("case_id"), frames.shape, tuple(presets))
+    if st.session_state.get("wl-case") != this or level_key not in st.session_state:  # a new case: its auto window
+        st.session_state["wl-case"] = this
+        st.session_state[preset_key] = "auto"
+        _apply_preset(presets["auto"], lo, hi, span)
+
+    def on_preset() -> None:
+        name = st.session_state[preset_key]
+        if name in presets:
+            _apply_preset(presets[name], lo, hi, span)
+
+    st.selectbox("Window preset", [*presets, "custom"], key=preset_key, on_change=on_preset,
+                 format_func=lambda p: p if p in ("auto", "custom") else f"{p} (W {presets[p][1]:g} / L {presets[p][0]:g})")
     c1, c2 = st.columns(2)
-    level = c1.slider("Level (window centre)", lo, hi, min(max(center, lo), hi), step=span / 200)
-    window = c2.slider("Window width", span / 200, 2 * span, min(width, 2 * span), step=span / 200)
-    st.image(case_view.window_level(frames[frame], level, window), width=min(640, max(320, frames.shape[-1])),
-             caption=f"frame {frame + 1} of {len(frames)} · window {window:.4g} / level {level:.4g}")
+    level = c1.slider("Level (window centre)", lo, hi, step=step, key=level_key,
+                      on_change=lambda: st.session_state.__setitem__(preset_key, "custom"))
+    window = c2.slider("Window width", step, 2 * span, step=step, key=width_key,
+                       on_change=lambda: st.session_state.__setitem__(preset_key, "custom"))
+    chosen = st.session_state[preset_key]
+    if chosen in presets:  # the preset exactly, even where the sliders had to clip it
+        level, window = presets[chosen]
+    grey = case_view.window_level(frames[frame], level, window)
+    fig = px.imshow(grey, binary_string=True)
+    fig.update_layout(margin=dict(l=0, r=0, t=0, b=0), dragmode="pan", height=min(640, max(320, grey.shape[0])))
+    fig.update_xaxes(showticklabels=False)
+    fig.update_yaxes(showticklabels=False)
+    st.plotly_chart(fig, config={"scrollZoom": True, "displaylogo": False})
+    unit = " HU" if view.modality.upper() == "CT" else ""
+    st.caption(f"frame {frame + 1} of {len(frames)} · {view.modality or 'image'} · window {window:.4g}{unit} / level "
+               f"{level:.4g}{unit} · scroll to zoom, drag to pan, double-click to reset")
+
+
+def _apply_preset(window: tuple[float, float], lo: float, hi: float, span: float) -> None:
+    """Put a preset ``(center, width)`` into the sliders (clipped to their ranges)."""
+    st.session_state["wl-level"] = min(max(float(window[0]), lo), hi)
+    st.session_state["wl-width"] = min(max(float(window[1]), span / 200), 2 * span)
 
 
 def _timeline(view: case_view.TimelineView) -> None:
@@ -97,15 +138,128 @@ def _timeline(view: case_view.TimelineView) -> None:
     plt.close(fig)
 
 
+def _vitals(view: case_view.VitalsView) -> None:
+    st.dataframe(view.demographics, hide_index=True)
+    for warning in view.warnings:
+        st.warning(md(warning))
+    table = view.variables.set_index("variable")
+    label = {v: f"{r['name']} ({r['unit']})" if r["unit"] else r["name"] for v, r in table.iterrows()}
+    shown = st.multiselect("Variables", list(table.index), default=view.default, format_func=lambda v: label[v])
+    if not shown:
+        st.caption("Choose variables to plot.")
+        return
+    obs = view.observations
+    hours = max(float(obs["time_h"].max()) if len(obs) else 0.0, 1.0)
+    fig, axes = plt.subplots(len(shown), 1, figsize=(9, 1.5 * len(shown) + 0.6), sharex=True, squeeze=False)
+    for ax, name in zip(axes[:, 0], shown):
+        part = obs[obs["variable"] == name]
+        low, high = table.loc[name, "low"], table.loc[name, "high"]
+        if pd.notna(low) and pd.notna(high):
+            ax.axhspan(low, high, color="tab:green", alpha=0.15, linewidth=0)
+        ax.plot(part["time_h"], part["value"], marker="o", markersize=3, linewidth=1, color="tab:blue")
+        ax.set_title(label[name], fontsize="small", loc="left")
+        ax.tick_params(labelsize="small")
+        ax.set_xlim(0, hours)
+    axes[-1, 0].set_xlabel(view.x_label)
+    fig.tight_layout()
+    st.pyplot(fig)
+    plt.close(fig)
+    if view.caption:
+        st.caption(md(view.caption))
+
+
+def _paper(ax: Any, x0: float, x1: float, y0: float, y1: float, paper: Any) -> None:
+    """ECG paper on ``ax``: minor lines every ``paper.minor_s`` s / ``paper.minor_mv`` mV, major
+    every ``major_s`` / ``major_mv``, aligned to 0; the axes keep 1 mm equal on x and y."""
+    import numpy as np
+
+    for step, colour, width in ((paper.minor_s, "#f4c7c7", 0.4), (paper.major_s, "#e08080", 0.8)):
+        xs = np.arange(np.ceil(x0 / step - 1e-9) * step, x1 + 1e-9, step)
+        ax.vlines(xs, y0, y1, colors=colour, linewidth=width, zorder=0)
+    for step, colour, width in ((paper.minor_mv, "#f4c7c7", 0.4), (paper.major_mv, "#e08080", 0.8)):
+        ys = np.arange(np.ceil(y0 / step - 1e-9) * step, y1 + 1e-9, step)
+        ax.hlines(ys, x0, x1, colors=colour, linewidth=width, zorder=0)
+    ax.set_xlim(x0, x1)
+    ax.set_ylim(y0, y1)
+    ax.set_aspect(paper.mm_per_mv / paper.mm_per_s)  # 1 mV is 10 mm tall, 1 s is 25 mm wide
+    ax.set_yticks(np.arange(np.ceil(y0 / paper.major_mv) * paper.major_mv, y1 + 1e-9, 2 * paper.major_mv))
+
+
+def _lead_limits(values: Any, paper: Any) -> tuple[float, float]:
+    import numpy as np
+
+    lo, hi = float(np.nanmin(values)), float(np.nanmax(values))
+    lo, hi = np.floor(lo / paper.major_mv) * paper.major_mv, np.ceil(hi / paper.major_mv) * paper.major_mv
+    if hi - lo < 2.0:  # at least 2 mV (20 mm) per lead
+        mid = (hi + lo) / 2
+        lo, hi = np.floor((mid - 1.0) / paper.major_mv) * paper.major_mv, np.ceil((mid + 1.0) / paper.major_mv) * paper.major_mv
+    return float(lo), float(hi)
+
+
+def _ecg_figure(frame: pd.DataFrame, units: list[str], view: case_view.EcgView, mark_beats: bool) -> Any:
+    paper = view.paper
+    x0, x1 = float(frame.index[0]), float(frame.index[-1])
+    limits = [_lead_limits(frame[c].to_numpy(), paper) for c in frame.columns]
+    mm_w = (x1 - x0) * paper.mm_per_s
+    mm_h = sum(hi - lo for lo, hi in limits) * paper.mm_per_mv
+    scale = 9.5 / max(mm_w / 25.4, 1e-6) if mm_w / 25.4 > 9.5 else 1.0  # fit the page; same scale on both axes
+    fig, axes = plt.subplots(len(frame.columns), 1, sharex=True, squeeze=False,
+                             figsize=(mm_w / 25.4 * scale + 1.0, mm_h / 25.4 * scale + 0.5 * len(frame.columns)),
+                             gridspec_kw={"height_ratios": [hi - lo for lo, hi in limits]})
+    ann = view.annotations
+    for ax, lead, unit, (lo, hi) in zip(axes[:, 0], frame.columns, units, limits):
+        _paper(ax, x0, x1, lo, hi, paper)
+        ax.plot(frame.index, frame[lead], color="black", linewidth=0.7)
+        ax.set_ylabel(f"{lead} ({unit})", fontsize="small")
+        ax.tick_params(labelsize="x-small")
+        ax.axvline(view.beat_s, color="tab:blue", linewidth=1.2, alpha=0.6)
+        inside = ann[(ann["time_s"] >= x0) & (ann["time_s"] <= x1)]
+        for r in inside.itertuples(index=False):
+            if r.kind == "beat" and not mark_beats:
+                continue
+            text = r.symbol + (f" {r.aux_note}" if r.aux_note else "")
+            ax.text(r.time_s, hi - 0.05 * (hi - lo), text or "•", fontsize="x-small", ha="center", va="top",
+                    color="tab:red" if r.kind == "quality" else "tab:purple")
+    axes[-1, 0].set_xlabel("time (s)")
+    fig.tight_layout()
+    return fig, axes
+
+
+def _ecg(view: case_view.EcgView) -> None:
+    st.caption(md(view.caption))
+    fig, axes = _ecg_figure(view.strip, view.units, view, mark_beats=True)
+    top = axes[0, 0]
+    lo, hi = top.get_ylim()
+    beats = view.annotations[view.annotations["kind"] == "beat"]
+    for t in beats["time_s"]:
+        top.plot([t, t], [lo, lo + 0.06 * (hi - lo)], color="tab:blue", linewidth=1)
+    for r in view.rr.itertuples(index=False):
+        top.text(r.time_s - r.rr_ms / 2000.0, lo + 0.08 * (hi - lo), f"{r.rr_ms:.0f}", fontsize="x-small",
+                 ha="center", va="bottom", color="tab:blue")
+    st.pyplot(fig)
+    plt.close(fig)
+    st.caption("Rhythm strip, 10 s. Blue ticks: beats; numbers: RR intervals (ms); the blue line: the scored beat; "
+               "red: signal-quality annotations (| artifact, ~ quality change).")
+    close, _ = _ecg_figure(view.window, view.units, view, mark_beats=False)
+    st.pyplot(close, width=360)
+    plt.close(close)
+    st.caption(f"The scored window ({len(view.window) / view.fs:.2f} s, what the model read), same paper.")
+    if len(view.annotations):
+        st.dataframe(view.annotations.drop(columns=["sample"]), hide_index=True)
+
+
 def _series(view: case_view.SeriesView) -> None:
     frame = view.frame
-    fig, ax = plt.subplots(figsize=(9, 3.5))
-    for name in frame.columns:
-        ax.plot(frame.index, frame[name], linewidth=0.8, label=name)
-    if view.marker is not None:
-        ax.axvline(view.marker, color="red", linestyle="--", label=view.marker_label)
-    ax.set_xlabel(view.x_label)
-    ax.legend(loc="upper right", fontsize="small")
+    fig, axes = plt.subplots(len(frame.columns), 1, figsize=(9, 1.4 * len(frame.columns) + 0.6), sharex=True,
+                             squeeze=False)
+    for ax, name in zip(axes[:, 0], frame.columns):
+        ax.plot(frame.index, frame[name], linewidth=0.8, color="black")
+        ax.set_ylabel(name, fontsize="small")
+        ax.tick_params(labelsize="small")
+        if view.marker is not None:
+            ax.axvline(view.marker, color="red", linestyle="--")
+    axes[-1, 0].set_xlabel(view.x_label)
+    fig.tight_layout()
     st.pyplot(fig)
     plt.close(fig)
     if view.caption:
@@ -127,7 +281,8 @@ def _notice(view: case_view.Notice) -> None:
 
 PANELS: dict[type, Callable[[Any], None]] = {
     case_view.ImageView: _image, case_view.TimelineView: _timeline, case_view.SeriesView: _series,
-    case_view.TablesView: _tables, case_view.Notice: _notice,
+    case_view.TablesView: _tables, case_view.Notice: _notice, case_view.EcgView: _ecg,
+    case_view.VitalsView: _vitals,
 }
 
 

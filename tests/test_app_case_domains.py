@@ -24,6 +24,8 @@ from medssl.data.ehr import GridStore
 from medssl.data.signals import load_windows
 from medssl.errors import DataError
 from medssl.review import add_user, case_view, import_scores, make_engine
+from medssl.data.ehr.long_csv import PLAUSIBLE_RANGES
+from medssl.domains.ehr_variables import variable_info
 from app_text import shown as rendered
 
 APP = str(Path(__file__).resolve().parents[1] / "apps" / "Home.py")
@@ -31,6 +33,7 @@ TIMEOUT = 60
 N_STAYS = 20  # > 10 train stays: the kNN anomaly scorer needs more than k = 10 reference cases
 ECG_SECONDS = 120  # the first two minutes of MIT-BIH record 101: ~140 beats
 ULB_ROWS = 300
+AGE_200 = "133774"  # a PhysioNet 2012 stay whose file records Age 200 and Height -1 (not recorded)
 PAYSIM_ROWS = 1600  # holds both transactions of three receiving accounts (nameDest)
 
 
@@ -60,6 +63,7 @@ def ehr(shared_data: Path, tmp_path_factory) -> Scored:
     src.mkdir()
     for path in sorted((shared_data / "ehr" / "physionet2012" / "set-a").glob("*.txt"))[:N_STAYS]:
         shutil.copy(path, src)
+    shutil.copy(shared_data / "ehr" / "physionet2012" / "set-a" / f"{AGE_200}.txt", src)  # its raw file says Age 200
     _cli("ingest", "ehr", src, "--format", "physionet2012", "--out", root / "data",
          "--outcomes", shared_data / "ehr" / "physionet2012" / "Outcomes-a.txt")
     _pretrain_and_score(root / "data", root / "scores.parquet", 8)  # outside DATA_DIR (score refuses an --out inside its --data); the file records the data folder
@@ -111,6 +115,7 @@ def store(tmp_path: Path, ehr: Scored, signals: Scored, ulb: Scored, paysim: Sco
     url = f"sqlite:///{tmp_path / 'review.db'}"
     engine = make_engine(url)
     add_user(engine, "dr_lee", "clinician", "lee-password")
+    add_user(engine, "ds_kim", "data_scientist", "kim-password")
     import_scores(engine, ehr.scores)  # data dir found beside the score file
     import_scores(engine, signals.scores)
     import_scores(engine, ulb.scores, ulb.data_dir)
@@ -120,10 +125,10 @@ def store(tmp_path: Path, ehr: Scored, signals: Scored, ulb: Scored, paysim: Sco
     return url
 
 
-def _signed_in() -> AppTest:
+def _signed_in(name: str = "dr_lee") -> AppTest:
     at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
-    at.text_input[0].input("dr_lee")
-    at.text_input[1].input("lee-password")
+    at.text_input[0].input(name)
+    at.text_input[1].input({"dr_lee": "lee-password", "ds_kim": "kim-password"}[name])
     at.button[0].click().run()
     assert not at.exception, at.exception
     return at
@@ -135,8 +140,8 @@ def _top_flagged(scored: Scored) -> pd.Series:
     return df[df["flagged"]].sort_values("anomaly_score", ascending=False).iloc[0]
 
 
-def _open_from_queue(case_id: str) -> AppTest:
-    at = _signed_in()
+def _open_from_queue(case_id: str, name: str = "dr_lee") -> AppTest:
+    at = _signed_in(name)
     at.button(key=f"open-{case_id}").click().run()
     assert not at.exception, at.exception
     assert [rendered(t.value) for t in at.title] == [f"Case {case_id}"]
@@ -152,7 +157,8 @@ def _open_directly(at: AppTest, case_id: str) -> AppTest:
 
 
 def _infos(at: AppTest) -> list[str]:
-    return [rendered(i.value) for i in at.info]
+    """The page's info boxes about the case's data (not the claim's expiry line)."""
+    return [rendered(i.value) for i in at.info if not rendered(i.value).startswith("You hold this case")]
 
 
 def _raw_stay(path: Path) -> pd.DataFrame:
@@ -170,6 +176,11 @@ def _raw_stay(path: Path) -> pd.DataFrame:
     return events[~static & (events["value"] != -1)]
 
 
+def _label(variable: str) -> str:
+    info = variable_info(variable)
+    return f"{info.name} ({info.unit})" if info.unit else info.name
+
+
 def test_ehr_case_shows_the_stays_own_variables_and_values(store: str, ehr: Scored) -> None:
     top = _top_flagged(ehr)
     at = _open_from_queue(top["case_id"])
@@ -178,13 +189,16 @@ def test_ehr_case_shows_the_stays_own_variables_and_values(store: str, ehr: Scor
     measured = set(raw["variable"])
     (chooser,) = at.multiselect
     assert chooser.label == "Variables"
-    # Every variable the stay measured within 48 h and the ingest kept, and nothing else.
+    # Every variable the stay measured within 48 h and the ingest kept, and nothing else, by its
+    # readable name and unit (NIDiasABP -> "Non-invasive diastolic BP (mmHg)").
     kept = set(GridStore.load(ehr.data_dir).variables)  # the grid file the manifest names
-    assert set(chooser.options) == (measured & kept) and "HR" in chooser.options
+    assert set(chooser.options) == {_label(v) for v in measured & kept} and "Heart rate (bpm)" in chooser.options
+    assert "NIDiasABP" not in chooser.options
     default = chooser.value
-    assert "HR" in default and len(default) == 4
-    assert len(at.get("image")) == 1  # the pyplot
-    assert "Points are the measured values; lines only join them." in [rendered(c.value) for c in at.caption]
+    assert "HR" in default and len(default) == 6
+    assert len(at.get("image")) == 1  # the pyplot: one panel per variable
+    assert ("Points are the hourly means of the measured values; lines only join them; the shaded band is the normal "
+            "adult range.") in [rendered(c.value) for c in at.caption]
 
     pair = ["HR", next(v for v in default if v != "HR")]
     chooser.set_value(pair).run()
@@ -204,22 +218,97 @@ def test_ehr_case_shows_the_stays_own_variables_and_values(store: str, ehr: Scor
         np.testing.assert_allclose(shown.to_numpy(), expected.to_numpy(), rtol=1e-4)
     # The default shows the stay's most often measured variables (the vitals), not the first labs by name.
     hours_measured = obs["variable"].value_counts()
-    assert min(hours_measured[default]) >= hours_measured.sort_values(ascending=False).iloc[3]
+    assert min(hours_measured[default]) >= hours_measured.sort_values(ascending=False).iloc[5]
+    # Demographics and ICU type from the stay's raw file (-1: not recorded).
+    statics = pd.read_csv(ehr.src / f"{top['case_id']}.txt").query("Time == '00:00'").drop_duplicates("Parameter")
+    statics = statics.set_index("Parameter")["Value"]
+    demo = at.dataframe[0].value.set_index("field")["value"]
+
+    def expected(name: str, fmt) -> str:  # -1 or absent: not recorded; impossible: said so
+        v = statics.get(name, -1)
+        if v == -1:
+            return "not recorded"
+        return fmt(v) + ("" if PLAUSIBLE_RANGES[name][0] <= v <= PLAUSIBLE_RANGES[name][1] else " (impossible)")
+
+    icu = {1: "Coronary Care Unit", 2: "Cardiac Surgery Recovery Unit", 3: "Medical ICU", 4: "Surgical ICU"}
+    assert demo["ICU type"] == expected("ICUType", lambda v: icu[int(v)])
+    assert demo["Gender"] == expected("Gender", lambda v: ["female", "male"][int(v)])
+    assert demo["Age"] == expected("Age", lambda v: f"{v:g} years")
+    assert demo["Height"] == expected("Height", lambda v: f"{v:g} cm")
 
 
-def test_signals_case_plots_the_beat_in_the_records_own_units(store: str, signals: Scored) -> None:
+def test_ehr_case_calls_out_the_impossible_age_of_its_raw_file(store: str, ehr: Scored) -> None:
+    """Stay 133774's file says Age 200 (and Height -1, no ICUType): the page must call the age out
+    as impossible instead of showing it as a fact, and show the -1 as not recorded."""
+    raw = pd.read_csv(ehr.src / f"{AGE_200}.txt")
+    assert raw.query("Parameter == 'Age'")["Value"].tolist() == [200]
+    at = _open_directly(_signed_in(), AGE_200)
+    warnings = [rendered(w.value) for w in at.warning]
+    assert "Age 200 years recorded: impossible (outside 0-120); check the source record." in warnings
+    demo = at.dataframe[0].value.set_index("field")["value"]
+    assert demo["Age"] == "200 years (impossible)"
+    assert demo["Height"] == "not recorded" and demo["ICU type"] == "not recorded"  # -1, and no ICUType row
+    assert demo["Gender"] == "male" and demo["Admission weight"] == "66 kg"
+
+
+def test_ehr_values_dropped_at_ingest_are_named_with_their_raw_value(tmp_path: Path, shared_data: Path) -> None:
+    """A measured value the ingest drops as impossible (HR 0 here, written into a copy of a real
+    stay) is read back from the source file and called out, not silently missing."""
+    src = tmp_path / "set-a"
+    src.mkdir()
+    stays = sorted((shared_data / "ehr" / "physionet2012" / "set-a").glob("*.txt"))[:12]
+    for path in stays:
+        shutil.copy(path, src)
+    first = src / stays[0].name
+    first.write_text(first.read_text().rstrip("\n") + "\n47:10,HR,0\n")
+    _cli("ingest", "ehr", src, "--format", "physionet2012", "--out", tmp_path / "data")
+    manifest = read_manifest(tmp_path / "data")
+    view = case_view.view_case(tmp_path / "data", manifest, stays[0].stem)
+    assert isinstance(view, case_view.VitalsView)
+    assert ("Heart rate 0 bpm recorded at 47:10: impossible (outside 1-300); the ingest dropped it, so it is shown "
+            "as not recorded.") in view.warnings
+    table = view.variables.set_index("variable")
+    assert table.loc["NIDiasABP", "name"] == "Non-invasive diastolic BP" and table.loc["K", "unit"] == "mEq/L"
+    assert (table.loc["HR", "low"], table.loc["HR", "high"]) == (60, 100)
+
+
+def _ecg_case(signals: Scored, sample_near: int | None = None) -> pd.Series:
+    manifest = read_manifest(signals.data_dir)
+    if sample_near is None:
+        return manifest.set_index("case_id").loc[_top_flagged(signals)["case_id"]]
+    return manifest.iloc[int(np.argmin(np.abs(manifest["sample"] - sample_near)))]
+
+
+@pytest.mark.parametrize("name, sees_answer", [("dr_lee", False), ("ds_kim", True)])
+def test_signals_case_shows_the_reference_beat_only_to_data_scientists(store: str, signals: Scored, name: str,
+                                                                      sees_answer: bool) -> None:
+    top = _top_flagged(signals)
+    row = _ecg_case(signals)
+    at = _open_from_queue(top["case_id"], name)
+    captions = " ".join(rendered(c.value) for c in at.caption)
+    answer = f"Reference: beat {row['symbol']} (class {row['label']})."
+    assert (answer in captions) is sees_answer
+    assert ("(class " in captions) is sees_answer
+    annotations = at.dataframe[0].value
+    beats = annotations[annotations["kind"] == "beat"]
+    assert len(beats) >= 10  # a 10 s strip of record 101 (~75 bpm)
+    if sees_answer:
+        assert row["symbol"] in set(beats["symbol"]) and "" not in set(beats["symbol"])
+    else:
+        assert set(beats["symbol"]) == {""}
+
+
+def test_signals_case_is_a_rhythm_strip_in_the_records_own_units(store: str, signals: Scored) -> None:
     import wfdb
 
     top = _top_flagged(signals)
     at = _open_from_queue(top["case_id"])
     record, sample = top["case_id"].split(":")
     sample = int(sample)
-    row = read_manifest(signals.data_dir).set_index("case_id").loc[top["case_id"]]
-    assert len(at.get("image")) == 1  # the pyplot
-    assert (f"Beat {row['symbol']} (class {row['label']}) at sample {sample} of record 101; the red line marks it, "
-            f"90 samples into the window (0.70 s at 360 Hz).") in [rendered(c.value) for c in at.caption]
+    row = _ecg_case(signals)
+    assert len(at.get("image")) == 2  # the 10 s strip and the close-up of the scored window
 
-    # What is plotted: the raw MLII and V1 samples around the annotated beat, the beat at the red line.
+    # The window the model scored: the raw MLII and V1 samples around the annotated beat.
     frame = case_view.signal_window(signals.data_dir, {"row": row["row"], "leads": row["leads"]})
     with pytest.raises(DataError, match="outside the"):  # a negative row would read a window from the end
         case_view.signal_window(signals.data_dir, {"row": -1, "leads": row["leads"]})
@@ -228,6 +317,32 @@ def test_signals_case_plots_the_beat_in_the_records_own_units(store: str, signal
     np.testing.assert_allclose(frame.to_numpy(), raw[sample - 90:sample + 162], rtol=1e-6)
     assert case_view.beat_offset(row.to_dict() | {"case_id": top["case_id"]}, len(frame)) == 90
     assert sample in wfdb.rdann(str(signals.src / record), "atr").sample
+
+    # The strip: 10 s of the record around the beat, in the header's units, with its beats' RR intervals.
+    manifest = read_manifest(signals.data_dir)
+    view = case_view.view_case(signals.data_dir, manifest, top["case_id"])
+    assert isinstance(view, case_view.EcgView) and view.units == ["mV", "mV"] and view.fs == 360
+    start = int(round(view.strip.index[0] * 360))
+    assert len(view.strip) == 3600 and start <= sample < start + 3600
+    np.testing.assert_allclose(view.strip.to_numpy(), raw[start:start + 3600], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(view.window.to_numpy(), frame.to_numpy())
+    assert view.window.index[90] == pytest.approx(sample / 360)
+    ann = wfdb.rdann(str(signals.src / record), "atr", sampfrom=start, sampto=start + 3599)
+    beats = [s for s, sym in zip(ann.sample, ann.symbol) if sym in "NLRBAaJSVrFejnE/fQ?"]
+    np.testing.assert_allclose(view.rr["rr_ms"].to_numpy(), np.diff(beats) / 360 * 1000)
+    assert view.paper.minor_s == pytest.approx(0.04) and view.paper.minor_mv == pytest.approx(0.1)
+    assert view.paper.major_s == pytest.approx(0.2) and view.paper.major_mv == pytest.approx(0.5)
+
+
+def test_signals_strip_shows_reviewers_the_artifact_annotation(store: str, signals: Scored) -> None:
+    """Record 101 marks an isolated artifact (|) at sample 40884 and signal-quality changes (~): no
+    answer, so a reviewer sees them on the strip; the beat symbols stay hidden."""
+    row = _ecg_case(signals, sample_near=40884)
+    at = _open_directly(_signed_in(), row["case_id"])
+    annotations = at.dataframe[0].value
+    quality = annotations[annotations["kind"] == "quality"]
+    assert 40884 / 360 == pytest.approx(quality.loc[quality["symbol"] == "|", "time_s"].iloc[0])
+    assert set(quality["symbol"]) <= {"|", "~"} and set(annotations.loc[annotations["kind"] == "beat", "symbol"]) == {""}
 
 
 def test_transaction_case_shows_its_real_row_and_deviating_features(store: str, ulb: Scored) -> None:
@@ -244,7 +359,60 @@ def test_transaction_case_shows_its_real_row_and_deviating_features(store: str, 
     # Without --entity-col every transaction is its own entity: the page says so, no one-row "history".
     assert ("No other transaction of this entity in the data. It was ingested without --entity-col: each "
             "transaction is its own entity.") in [rendered(c.value) for c in at.caption]
-    assert len(at.dataframe) == 2
+    assert [rendered(h.value) for h in at.subheader][:4] == [
+        "The transaction", f"How it differs from all {ULB_ROWS} transactions", "The entity's history", "Why it stands out"]
+    assert len(at.dataframe) == 3
+
+
+@pytest.mark.parametrize("name, sees_label", [("dr_lee", False), ("ds_kim", True)])
+def test_transaction_label_is_shown_only_to_data_scientists(store: str, ulb: Scored, paysim: Scored, name: str,
+                                                            sees_label: bool) -> None:
+    top = _top_flagged(ulb)
+    at = _open_from_queue(top["case_id"], name)
+    shown = at.dataframe[0].value
+    assert ("label" in shown.columns) is sees_label and ("split" in shown.columns) is sees_label
+    assert "Class" not in shown.columns  # the source's label column is never a feature
+    if sees_label:
+        raw = pd.read_csv(ulb.src).set_index("transaction_id").loc[top["case_id"]]
+        assert int(shown["label"].iloc[0]) == int(raw["Class"])
+    # the entity's history table too (PaySim, by receiving account)
+    rows = read_manifest(paysim.data_dir).query("patient_id == 'C573854745'")
+    at = _open_directly(_signed_in(name), rows["case_id"].iloc[0])
+    history = at.dataframe[2].value
+    assert ("label" in history.columns) is sees_label and len(history) == 2
+
+
+def test_transaction_flagged_without_a_standout_feature_says_why(store: str, ulb: Scored) -> None:
+    """Issue 16: a transaction ranked near the top by the scorer showed no feature above |z| 2, and
+    the page said nothing about why. The page must say that no single feature stands out, and what
+    does; for a case with a standout feature it names it."""
+    scores = pd.read_parquet(ulb.scores).sort_values("anomaly_score", ascending=False)
+    manifest = read_manifest(ulb.data_dir)
+    cols = case_view.numeric_columns(manifest)
+    values = manifest.set_index("case_id")[cols]
+    z = (values - values.mean()) / values.std(ddof=0)
+    top_tenth = scores.head(len(scores) // 10)["case_id"]
+    quiet = [c for c in top_tenth if z.loc[c].abs().max() < 3]
+    assert quiet, "no highly ranked case without a standout feature in this slice"
+    case_id = quiet[0]
+    at = _open_directly(_signed_in(), case_id)
+    captions = [rendered(c.value) for c in at.caption]
+    reason = next(c for c in captions if c.startswith("No single feature stands out"))
+    top = z.loc[case_id].abs().idxmax()
+    assert f"the largest |z| is {z.loc[case_id].abs().max():.1f} ({top}), under 3" in reason
+    assert "nearest transactions in the standardised feature space" in reason and f"of all {ULB_ROWS}" in reason
+    why = at.dataframe[2].value
+    assert why.columns.tolist() == ["feature", "value", "median", "robust_z", "z"]
+    med = values.median()
+    mad = 1.4826 * (values - med).abs().median()
+    for r in why.itertuples(index=False):
+        assert r.robust_z == pytest.approx((values.loc[case_id, r.feature] - med[r.feature]) / mad[r.feature], rel=1e-6)
+
+    flagged = _top_flagged(ulb)["case_id"]
+    at = _open_directly(_signed_in(), flagged)
+    standout = z.loc[flagged].abs().idxmax()
+    assert any(rendered(c.value).startswith(f"{standout} stands out (z = {z.loc[flagged, standout]:.1f})")
+               for c in at.caption)
 
 
 def test_transaction_entity_history_holds_only_that_entitys_rows(store: str, paysim: Scored) -> None:

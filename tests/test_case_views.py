@@ -122,3 +122,60 @@ def test_dicom_ingested_with_voi_is_shown_through_its_voi_window(tmp_path: Path)
     dataset = ImagingDataset(tmp_path / "data", manifest, {"size": 64}, cache=False)
     view = view_case(tmp_path / "data", manifest, manifest["case_id"].iloc[0])
     np.testing.assert_array_equal(_model_input(view, dataset), dataset[0].numpy())
+
+
+def test_ct_case_offers_the_hounsfield_presets_and_they_give_the_documented_window(tmp_path: Path) -> None:
+    """A real CT (pydicom's CT_small.dcm, Modality CT, rescale intercept -1024): the view is in
+    Hounsfield units and offers lung W1500/L-600, mediastinum W350/L50, bone W2000/L300 and auto."""
+    import pydicom
+    from pydicom.data import get_testdata_file
+
+    from medssl.review.case_view import window_level
+
+    src = tmp_path / "src"
+    src.mkdir()
+    shutil.copy(get_testdata_file("CT_small.dcm"), src / "ct.dcm")
+    shutil.copy(get_testdata_file("MR_small.dcm"), src / "mr.dcm")
+    assert main(["-q", "ingest", "dicom", str(src), "--out", str(tmp_path / "data"), "--workers", "1"]) == 0
+    manifest = read_manifest(tmp_path / "data")
+    by_name = {Path(p).name: c for p, c in zip(manifest["path"], manifest["case_id"])}
+    ct = view_case(tmp_path / "data", manifest, by_name["ct.dcm"])
+    assert isinstance(ct, ImageView) and ct.modality == "CT"
+    ds = pydicom.dcmread(src / "ct.dcm")
+    hu = ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+    np.testing.assert_allclose(ct.frames[0], hu)
+    assert list(ct.presets) == ["auto", "lung", "mediastinum", "bone"]
+    assert ct.presets["lung"] == (-600.0, 1500.0) and ct.presets["mediastinum"] == (50.0, 350.0)
+    assert ct.presets["bone"] == (300.0, 2000.0)
+    lo, hi = np.percentile(hu, [0.5, 99.5])
+    assert ct.presets["auto"] == pytest.approx(((lo + hi) / 2, hi - lo))
+    # the mediastinum window maps -125 HU and below to black, 225 HU and above to white, linearly between
+    grey = window_level(ct.frames[0], *ct.presets["mediastinum"])
+    assert (grey[hu <= -125] == 0).all() and (grey[hu >= 225] == 255).all()
+    inside = (hu > -125) & (hu < 225)
+    np.testing.assert_allclose(grey[inside], np.round((hu[inside] + 125) / 350 * 255), atol=1)
+    mr = view_case(tmp_path / "data", manifest, by_name["mr.dcm"])  # no fixed unit: auto only
+    assert mr.modality == "MR" and list(mr.presets) == ["auto"]
+
+
+def test_npz_ingested_with_class_names_labels_cases_by_name(shared_data: Path, tmp_path: Path, capsys) -> None:
+    """`--class-names normal,pneumonia`: PneumoniaMNIST's label 1 (pneumonia, its README) becomes the
+    name, so a model fine-tuned on it predicts names; a class without a name is a clear error."""
+    src = shared_data / "imaging" / "pneumoniamnist_trainval.npz"
+    with np.load(src) as archive:
+        labels = archive["val_labels"].reshape(-1)
+    small = tmp_path / "small.npz"
+    with np.load(src) as archive:
+        np.savez(small, val_images=archive["val_images"][:40], val_labels=archive["val_labels"][:40])
+    assert main(["-q", "ingest", "images", str(small), "--format", "npz", "--class-names", "normal,pneumonia",
+                 "--out", str(tmp_path / "named")]) == 0
+    manifest = read_manifest(tmp_path / "named")
+    assert manifest["label"].tolist() == [["normal", "pneumonia"][int(v)] for v in labels[:40]]
+    assert set(manifest["label"]) == {"normal", "pneumonia"}
+    assert main(["-q", "ingest", "images", str(small), "--format", "npz", "--class-names", "normal",
+                 "--out", str(tmp_path / "short")]) != 0
+    assert "class(es) 1 have no name in --class-names (1 given: normal)" in capsys.readouterr().err
+    assert main(["-q", "ingest", "images", str(small), "--format", "npz", "--class-names", "a,a",
+                 "--out", str(tmp_path / "dup")]) != 0
+    assert "needs distinct, non-empty names" in capsys.readouterr().err
+    assert not (tmp_path / "short").exists() and not (tmp_path / "dup").exists()

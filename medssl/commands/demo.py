@@ -42,7 +42,8 @@ def demo_domains(samples: Path, epochs: int) -> list[DemoDomain]:
     return [
         DemoDomain(
             "imaging",
-            ["images", str(samples / "imaging" / "pneumoniamnist_sample.npz"), "--format", "npz"],
+            ["images", str(samples / "imaging" / "pneumoniamnist_sample.npz"), "--format", "npz",
+             "--class-names", "normal,pneumonia"],  # MedMNIST: label 1 = pneumonia
             ["--method", "simclr", "--encoder", "small_cnn", "--batch-size", "64", *ep],
             ["--label-fraction", "0.1"],  # mode auto: a linear probe for images
         ),

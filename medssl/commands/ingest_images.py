@@ -29,14 +29,16 @@ Layouts:
                     patient in the same split), --label-col the class (optional).
   --format npz      SRC is a MedMNIST-style .npz file with train_images/train_labels,
                     val_images/val_labels, test_images/test_labels. One case per image,
-                    case_id = "train:17", split = the key prefix, label = the integer class.
+                    case_id = "train:17", split = the key prefix, label = the integer class,
+                    or its name with --class-names (index i -> name).
                     MedMNIST has no patient ids, so every image counts as its own patient.
 
 Without a split in the data, cases get split = train/val/test by patient (no patient in two splits,
 stratified by label when there are labels), set with --val-fraction, --test-fraction and --seed.
 
 Examples:
-  medssl ingest images ../shared/data/imaging/pneumoniamnist_trainval.npz --format npz --out data/pneumonia
+  medssl ingest images ../shared/data/imaging/pneumoniamnist_trainval.npz --format npz \\
+      --class-names normal,pneumonia --out data/pneumonia
   medssl ingest images xrays/ --metadata xrays/labels.csv --image-col file --patient-col patient \\
       --label-col finding --out data/xrays
 """
@@ -58,6 +60,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--patient-col", metavar="COL", help="metadata column with the patient id (default: one patient per image)")
     p.add_argument("--label-col", metavar="COL", help="metadata column with the class label (default: no labels)")
     p.add_argument("--label-from-folder", action="store_true", help="without --metadata: use each image's folder name as its label")
+    p.add_argument("--class-names", type=_names, metavar="A,B,...", help="--format npz: the name of each integer class "
+                   "in order (e.g. normal,pneumonia), so labels and predictions are names, not numbers")
     p.add_argument("--val-fraction", type=fraction, default=0.15, metavar="F", help="share of patients for validation when the data has no split (default 0.15)")
     p.add_argument("--test-fraction", type=fraction, default=0.15, metavar="F", help="share of patients for testing when the data has no split (default 0.15)")
     p.add_argument("--seed", type=seed, default=0, help="seed of the random split (default 0)")
@@ -73,7 +77,13 @@ def options_from_args(args: argparse.Namespace) -> ImageIngestOptions:
         format=args.format, metadata=args.metadata, image_col=args.image_col, patient_col=args.patient_col,
         label_col=args.label_col, label_from_folder=args.label_from_folder, val_fraction=args.val_fraction,
         test_fraction=args.test_fraction, seed=args.seed, workers=args.workers,
+        class_names=args.class_names,
     )
+
+
+def _names(text: str) -> tuple[str, ...]:
+    """``"normal,pneumonia"`` -> ``("normal", "pneumonia")``."""
+    return tuple(part.strip() for part in text.split(","))
 
 
 def run(args: argparse.Namespace) -> int:

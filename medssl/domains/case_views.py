@@ -8,7 +8,9 @@ returns one of a few plain view kinds that a front end can draw without knowing 
 - ``TimelineView``: observed points ``time_h, variable, value`` of a stay;
 - ``SeriesView``: one column per channel over samples, optionally with a marked sample;
 - ``TablesView``: titled tables (or a caption where there is none);
-- ``Notice``: why the case cannot be shown.
+- ``Notice``: why the case cannot be shown;
+- ``EcgView`` (``medssl.domains.ecg_view``): an ECG beat on a rhythm strip, on ECG paper;
+- ``VitalsView`` (``medssl.domains.vitals_view``): an ICU stay as small multiples with units.
 
 ``register_case_view(domain)`` registers a provider (the domain modules ``imaging``, ``ehr``,
 ``signals``, ``transactions`` of this package do); ``case_view(ctx)`` builds the view, with a
@@ -27,6 +29,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from medssl.domains.ecg_view import EcgView
+from medssl.domains.vitals_view import VitalsView
 from medssl.errors import UnknownNameError
 
 _BUILTIN = ("medssl.domains.imaging", "medssl.domains.ehr", "medssl.domains.signals",
@@ -36,10 +40,14 @@ _BUILTIN = ("medssl.domains.imaging", "medssl.domains.ehr", "medssl.domains.sign
 @dataclass(frozen=True)
 class ImageView:
     """``frames`` float32 ``(F, H, W)``: the image as the imaging dataset decodes it (grey, in the
-    source's units, at its stored resolution); ``frame`` is the case's own frame."""
+    source's units, at its stored resolution); ``frame`` is the case's own frame; ``modality`` the
+    DICOM Modality ("" for plain images); ``presets`` window/level presets ``name -> (center,
+    width)`` (``medssl.domains.image_view``: ``auto`` for every image, lung/mediastinum/bone for CT)."""
 
     frames: np.ndarray
     frame: int = 0
+    modality: str = ""
+    presets: dict[str, tuple[float, float]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -54,11 +62,12 @@ class TimelineView:
 
 @dataclass(frozen=True)
 class SeriesView:
-    """``frame``: index = sample, one column per channel; ``marker`` a sample to mark (or ``None``)."""
+    """``frame``: index = sample (or seconds), one column per channel; ``marker`` a position on
+    that index to mark (or ``None``)."""
 
     frame: pd.DataFrame
     x_label: str
-    marker: int | None = None
+    marker: float | None = None
     marker_label: str = ""
     caption: str | None = None
 
@@ -84,7 +93,7 @@ class Notice:
     message: str
 
 
-CaseViewData = ImageView | TimelineView | SeriesView | TablesView | Notice
+CaseViewData = ImageView | TimelineView | SeriesView | TablesView | Notice | EcgView | VitalsView
 
 
 def domain_dataset(data_dir: str | Path, manifest: pd.DataFrame) -> Any | None:
@@ -103,23 +112,29 @@ def domain_dataset(data_dir: str | Path, manifest: pd.DataFrame) -> Any | None:
 class CaseContext:
     """One case and where it lives: ``rows`` are the manifest rows of the case's domain (index
     0..n-1), ``index`` the case's row among them. ``dataset`` builds the domain's dataset over
-    ``rows`` (a front end may pass a cached one); by default ``domain_dataset``."""
+    ``rows`` (a front end may pass a cached one); by default ``domain_dataset``.
+
+    ``show_reference``: whether the viewer may see the reference answer (labels, the annotations
+    that are the label, the split). ``False`` (a reviewer, the default): every provider leaves them
+    out, so a clinician's decision is never anchored on the ground truth; data scientists pass True."""
 
     data_dir: Path
     rows: pd.DataFrame
     index: int
     make_dataset: Callable[[], Any | None] | None = None
+    show_reference: bool = False
 
     @classmethod
     def of(cls, data_dir: str | Path, manifest: pd.DataFrame, case_id: str,
-           make_dataset: Callable[[], Any | None] | None = None) -> CaseContext:
+           make_dataset: Callable[[], Any | None] | None = None, show_reference: bool = False) -> CaseContext:
         """The context of ``case_id`` in ``manifest`` (any domains; ``KeyError`` when absent)."""
         match = manifest.index[manifest["case_id"] == case_id]
         if len(match) == 0:
             raise KeyError(case_id)
         domain = manifest.loc[match[0], "domain"]
         rows = manifest[manifest["domain"] == domain].reset_index(drop=True)
-        return cls(Path(data_dir), rows, int(np.flatnonzero(rows["case_id"] == case_id)[0]), make_dataset)
+        return cls(Path(data_dir), rows, int(np.flatnonzero(rows["case_id"] == case_id)[0]), make_dataset,
+                   show_reference)
 
     @cached_property
     def row(self) -> dict[str, Any]:

@@ -11,7 +11,8 @@ cross-validation on the labelled cases only; metrics.json records the candidates
 Why: on PhysioNet 2012 these summaries beat every sequence encoder here, and which block
 generalises best depends on the data and the number of labels, so the labelled cases decide.
 
-Case view: a stay's measured values over time, in their own units.
+Case view: a stay's measured values over time as small multiples with units, normal ranges,
+demographics and impossible values called out (``medssl.domains.vitals_view``).
 """
 
 from __future__ import annotations
@@ -25,13 +26,13 @@ import pandas as pd
 import torch
 from torch import nn
 
-from medssl.domains.case_views import CaseContext, CaseViewData, TimelineView, not_installed, register_case_view
+from medssl.domains.case_views import CaseContext, CaseViewData, not_installed, register_case_view
 from medssl.domains.recipe import FewLabelRecipe, linear_head, register_few_label_recipe
 from medssl.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SHOWN = 4  # variables shown at first: the stay's most often measured (the vitals)
+DEFAULT_SHOWN = 6  # variables shown at first: the stay's most often measured (the vitals)
 
 
 def ehr_observations(x: torch.Tensor, preprocessing: dict[str, Any]) -> pd.DataFrame:
@@ -53,15 +54,20 @@ def ehr_observations(x: torch.Tensor, preprocessing: dict[str, Any]) -> pd.DataF
 
 @register_case_view("ehr")
 def ehr_case_view(ctx: CaseContext) -> CaseViewData:
-    """The stay's measured points; the most often measured variables are shown first."""
+    """The stay as small multiples (``medssl.domains.vitals_view``): its measured points per
+    variable with units and normal ranges, the most often measured variables first, its
+    demographics and ICU type, and the impossible values its source recorded."""
+    from medssl.data.manifest import read_errors
+    from medssl.domains.vitals_view import stay_statics, vitals_view
+
     dataset = ctx.dataset
     if dataset is None:
         return not_installed(ctx.domain)
     obs = ehr_observations(dataset[ctx.index], dataset.preprocessing)
     counts = obs["variable"].value_counts()
     default = sorted(sorted(counts.index, key=lambda v: (-counts[v], v))[:DEFAULT_SHOWN])
-    return TimelineView(obs, default, x_label="hours since admission",
-                        caption="Points are the measured values; lines only join them.")
+    names, static = stay_statics(ctx.data_dir, ctx.row)
+    return vitals_view(obs, default, names, static, read_errors(ctx.data_dir), str(ctx.row["case_id"]))
 
 
 # ---- few labels: per-variable summaries next to the embedding (the EHR default recipe) ------------

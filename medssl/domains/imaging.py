@@ -45,7 +45,12 @@ def image_frames(row: dict[str, Any]) -> np.ndarray:
 
 @register_case_view("imaging")
 def imaging_case_view(ctx: CaseContext) -> ImageView:
-    """All frames of the case's file, the case's own frame first on screen."""
+    """All frames of the case's file, the case's own frame first on screen, with the window/level
+    presets of its modality (the manifest's DICOM ``modality``)."""
+    from medssl.domains.image_view import window_presets
+
     frames = image_frames(ctx.row)
     frame = _int(ctx.row.get("frame"), 0) if len(frames) > 1 else 0
-    return ImageView(frames, min(max(frame, 0), len(frames) - 1))
+    modality = ctx.row.get("modality")
+    modality = modality.strip() if isinstance(modality, str) else ""
+    return ImageView(frames, min(max(frame, 0), len(frames) - 1), modality, window_presets(modality, frames))

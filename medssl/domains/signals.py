@@ -12,7 +12,8 @@ candidates' scores and the choice go into metrics.json. Why: the inter-patient M
 0.7 s beat window cannot see; and which block generalises best depends on the data, so the
 labelled cases decide, never the validation or test records.
 
-Case view: the window as ingest cut it, in the record's own units, with the annotated beat marked.
+Case view: a WFDB beat as a 10 s rhythm strip from its record on ECG paper (``ecg_view``); other
+windows as ingest cut them, one panel per lead, in the record's own units.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import torch
 from torch import nn
 
 from medssl.domains.case_views import CaseContext, SeriesView, register_case_view, series_frame
+from medssl.domains.ecg_view import EcgView, ecg_view
 from medssl.domains.hybrid import fit_block_logreg
 from medssl.domains.recipe import FewLabelRecipe, register_few_label_recipe
 from medssl.errors import DataError
@@ -95,18 +97,30 @@ def beat_offset(row: dict[str, Any], length: int) -> int | None:
 
 
 @register_case_view("signals")
-def signal_case_view(ctx: CaseContext) -> SeriesView:
-    """The window, one line per lead; a WFDB beat case marks its beat and says where it lies."""
+def signal_case_view(ctx: CaseContext) -> SeriesView | EcgView:
+    """A WFDB beat case: its 10 s rhythm strip on ECG paper (``medssl.domains.ecg_view``; the
+    reference symbols only for ``ctx.show_reference``). Other windows: one panel per lead, in
+    seconds when the sampling rate is known."""
     row = ctx.row
     frame = signal_window(ctx.data_dir, row)
     beat = beat_offset(row, len(frame))
+    source = row.get("source")
+    if beat is not None and isinstance(source, str) and source:
+        return ecg_view(row, frame, beat, ctx.show_reference)
+    fs = row.get("fs")
+    seconds = fs is not None and pd.notna(fs) and float(fs) > 0
+    if seconds:
+        frame = frame.set_axis(pd.Index(np.arange(len(frame)) / float(fs), name="s"))
     if beat is None:
         caption = f"Window of {len(frame)} samples, {', '.join(frame.columns)}."
-    else:
-        caption = (f"Beat {row['symbol']} (class {row['label']}) at sample {int(row['sample'])} of record "
-                   f"{row['record']}; the red line marks it, {beat} samples into the window "
-                   f"({len(frame) / float(row['fs']):.2f} s at {float(row['fs']):g} Hz).")
-    return SeriesView(frame, x_label="sample in the window", marker=beat, marker_label="the beat", caption=caption)
+    else:  # a beat ingested before the manifest named its record: the window only
+        answer = f"Beat {row['symbol']} (class {row['label']}) at" if ctx.show_reference else "The beat at"
+        caption = (f"{answer} sample {int(row['sample'])} of record {row['record']}; the red line marks it "
+                   f"({len(frame) / float(row['fs']):.2f} s at {float(row['fs']):g} Hz). This data dir does not "
+                   "name the record's file: re-run `medssl ingest signals` for the 10 s rhythm strip.")
+    marker = None if beat is None else (beat / float(fs) if seconds else beat)
+    return SeriesView(frame, x_label="seconds in the window" if seconds else "sample in the window", marker=marker,
+                      marker_label="the beat", caption=caption)
 
 
 RR_HYBRID = register_few_label_recipe(FewLabelRecipe(

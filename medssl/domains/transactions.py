@@ -114,21 +114,37 @@ def numeric_columns(manifest: pd.DataFrame) -> list[str]:
 
 @register_case_view("transactions")
 def transaction_case_view(ctx: CaseContext) -> TablesView:
-    """The transaction's row, its most deviating features, and its entity's other transactions."""
+    """The transaction's row, how it differs from its entity's other transactions (from all when the
+    entity has fewer than 3 others), its entity's history, and why it stands out
+    (``medssl.domains.transaction_view``). Labels and splits only for ``ctx.show_reference``."""
+    from medssl.domains.transaction_view import MIN_OWN_HISTORY, hidden_columns, why_flagged
+
     rows, row = ctx.rows, ctx.row
-    sections = [TableSection("The transaction", pd.DataFrame([row]))]
+    hidden = hidden_columns(ctx.data_dir, ctx.show_reference)
+    visible = [c for c in rows.columns if c not in hidden]
+    sections = [TableSection("The transaction", pd.DataFrame([row])[visible])]
     cols = numeric_columns(rows)
+    own = rows["patient_id"] == row["patient_id"]
+    history = rows[own]
     if cols:
-        sections.append(TableSection("Features that deviate most",
-                                     deviating_features(rows.loc[ctx.index, cols].to_numpy(), rows[cols].to_numpy(), cols)))
-    history = rows[rows["patient_id"] == row["patient_id"]]
+        values = rows.loc[ctx.index, cols].to_numpy(dtype=float)
+        others = own & (rows.index != ctx.index)
+        if others.sum() >= MIN_OWN_HISTORY:
+            reference, title = rows.loc[others, cols], f"How it differs from its entity's {int(others.sum())} other transactions"
+        else:
+            reference, title = rows[cols], f"How it differs from all {len(rows)} transactions"
+        sections.append(TableSection(title, deviating_features(values, reference.to_numpy(dtype=float), cols)))
     if len(history) < 2:
-        own = (rows["patient_id"] == rows["case_id"]).all()
+        alone = (rows["patient_id"] == rows["case_id"]).all()
         sections.append(TableSection("The entity's history", caption="No other transaction of this entity in the data."
                                      + (" It was ingested without --entity-col: each transaction is its own entity."
-                                        if own else "")))
+                                        if alone else "")))
     else:
         if "time" in history.columns:
             history = history.sort_values("time", kind="stable")
-        sections.append(TableSection("The entity's history", history))
+        sections.append(TableSection("The entity's history", history[visible]))
+    if cols and len(rows) > 2:
+        all_values = rows[cols].to_numpy(dtype=float)
+        table, text = why_flagged(values, all_values, cols, all_values, ctx.index)
+        sections.append(TableSection("Why it stands out", table, caption=text))
     return TablesView(sections)

@@ -32,13 +32,16 @@ from medssl.domains.case_views import (
     domain_dataset,
     series_frame,
 )
+from medssl.domains.ecg_view import EcgView
 from medssl.domains.ehr import ehr_observations
+from medssl.domains.image_view import auto_window, window_presets
+from medssl.domains.vitals_view import VitalsView
 from medssl.domains.imaging import image_frames
 from medssl.domains.signals import beat_offset, signal_window
 from medssl.domains.transactions import numeric_columns
 
 __all__ = [
-    "CaseViewData", "ImageView", "Notice", "SeriesView", "TableSection", "TablesView", "TimelineView",
+    "CaseViewData", "EcgView", "ImageView", "Notice", "VitalsView", "window_presets", "SeriesView", "TableSection", "TablesView", "TimelineView",
     "view_case", "default_window", "window_level",
     "beat_offset", "deviating_features", "domain_dataset", "ehr_observations", "image_frames", "numeric_columns",
     "series_frame", "signal_window",
@@ -46,20 +49,20 @@ __all__ = [
 
 
 def view_case(data_dir: str | Path, manifest: pd.DataFrame, case_id: str,
-              make_dataset: Callable[[], Any | None] | None = None) -> CaseViewData:
+              make_dataset: Callable[[], Any | None] | None = None, show_reference: bool = False) -> CaseViewData:
     """The view of ``case_id`` (a row of ``manifest``, the data dir's manifest) as its domain shows it.
 
     ``make_dataset`` builds the domain's dataset over the manifest rows of the case's domain (a
     front end passes a cached one); ``KeyError`` if the case is not in ``manifest``, ``DataError``
-    / ``ReaderError`` if its data cannot be read.
+    / ``ReaderError`` if its data cannot be read. ``show_reference``: include the reference answer
+    (labels, label annotations); only for accounts that may see it (data scientists, admins).
     """
-    return case_view(CaseContext.of(data_dir, manifest, case_id, make_dataset))
+    return case_view(CaseContext.of(data_dir, manifest, case_id, make_dataset, show_reference))
 
 
 def default_window(frames: np.ndarray) -> tuple[float, float]:
     """``(center, width)`` covering the 0.5-99.5 percentile range of ``frames`` (width >= 1e-6)."""
-    lo, hi = np.percentile(frames, [0.5, 99.5])
-    return float((lo + hi) / 2), float(max(hi - lo, 1e-6))
+    return auto_window(frames)
 
 
 def window_level(image: np.ndarray, center: float, width: float) -> np.ndarray:

@@ -33,7 +33,9 @@ class ImageIngestOptions:
     to SRC) whose ``image_col``, ``patient_col`` and ``label_col`` name the image path, patient id
     and class. ``label_from_folder``: without metadata, each image's folder name is its label.
     ``val_fraction``/``test_fraction``/``seed``: the patient-level split of cases that come
-    without one. ``workers``: processes decoding images (default: all cores).
+    without one. ``workers``: processes decoding images (default: all cores). ``class_names``
+    (npz only): the name of each integer class, index i -> name, so the label column (and every
+    model fine-tuned on it, and its predictions) holds names ("pneumonia") instead of numbers.
     Conflicting or out-of-range values raise ``DataError`` (an unknown format ``ConfigError``).
     """
 
@@ -47,10 +49,19 @@ class ImageIngestOptions:
     test_fraction: float = 0.15
     seed: int = 0
     workers: int = os.cpu_count() or 1
+    class_names: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
             raise ConfigError(f"unknown image format {self.format!r}; use one of {', '.join(FORMATS)}")
+        if self.class_names is not None:
+            names = [str(n).strip() for n in self.class_names]
+            if self.format != "npz":
+                raise DataError("--class-names names the integer classes of --format npz; folder and metadata labels "
+                                "are names already")
+            if not names or any(not n for n in names) or len(set(names)) != len(names):
+                raise DataError(f"--class-names {','.join(self.class_names)!r} needs distinct, non-empty names, one per "
+                                "class in class order (e.g. --class-names normal,pneumonia)")
         if self.format == "npz":
             if self.metadata or self.patient_col or self.label_col or self.label_from_folder:
                 raise DataError("--format npz takes labels and splits from the arrays; drop --metadata, --patient-col, --label-col and --label-from-folder")
@@ -73,6 +84,22 @@ def _check_src(src: Path, options: ImageIngestOptions) -> None:
     if not src.is_dir():
         hint = " (for MedMNIST-style arrays add --format npz)" if src.suffix.lower() == ".npz" else ""
         raise DataError(f"{src} is not a folder; pass a folder of PNG/JPEG images{hint}")
+
+
+def name_classes(df: pd.DataFrame, names: list[str]) -> pd.DataFrame:
+    """Replace integer ``label`` i by ``names[i]`` (object column, ``None`` where unlabelled);
+    ``DataError`` when a class has no name or the arrays hold no labels."""
+    if "label" not in df.columns:
+        raise DataError("--class-names was given but the npz holds no *_labels arrays; drop --class-names")
+    labels = df["label"]
+    known = labels.notna()
+    bad = sorted({int(v) for v in labels[known] if not 0 <= int(v) < len(names)})
+    if bad:
+        raise DataError(f"class(es) {', '.join(map(str, bad))} have no name in --class-names ({len(names)} given: "
+                        f"{','.join(names)}); name every class, index 0 first")
+    df = df.copy()
+    df["label"] = pd.Series([names[int(v)] if k else None for v, k in zip(labels, known)], index=df.index, dtype=object)
+    return df
 
 
 def _add_splits(df: pd.DataFrame, options: ImageIngestOptions) -> pd.DataFrame:
@@ -100,6 +127,8 @@ def ingest_images(src: str | Path, out: str | Path, options: ImageIngestOptions 
     errors = ErrorLog()
     if options.format == "npz":
         df = scan_npz(src, errors)
+        if options.class_names is not None:
+            df = name_classes(df, [str(n).strip() for n in options.class_names])
     elif options.metadata:
         df = scan_image_metadata(src, options.metadata, errors, options.image_col, options.patient_col,
                                  options.label_col, options.workers)

@@ -104,6 +104,7 @@ def read_beats(
     windows = signal[index].transpose(0, 2, 1).astype(np.float32)  # (n, C, length)
     rows["record"] = name
     rows["leads"] = leads
+    rows["source"] = str(record_path.resolve())  # the record (no extension): the case page reads its rhythm strip
     return windows, rows, float(record.fs)
 
 
