@@ -89,7 +89,7 @@ def test_a_decision_is_stored_and_shown_after_a_rerun(store: str, real_scores: P
     assert not at.exception, at.exception
     assert [shown(t.value) for t in at.title] == [f"Case {top}"]
     assert at.slider[0].label.startswith("Level") and at.slider[1].label == "Window width"
-    assert len(at.get("image")) == 1  # the image itself
+    assert len(at.get("plotly_chart")) == 1  # the image itself (plotly: zoom and pan)
     at.radio[0].set_value("assign_class")
     at.text_input[0].input("1")
     at.text_area[0].input("consolidation, left lower lobe")
