@@ -7,7 +7,7 @@ import os
 import streamlit as st
 from sqlalchemy import Engine
 
-from medssl.review import Account, default_db_url, make_engine
+from medssl.review import Account, ReviewError, claim_case, default_db_url, make_engine, release_case
 
 CASE_PAGE = "views/case.py"
 QUEUE_PAGE = "views/queue.py"
@@ -40,10 +40,52 @@ def require_account(data_science: bool = False) -> Account:
     return acc
 
 
+HELD_CASE = "held_case"  # session_state: the case this browser session holds a claim on
+
+
 def open_case(case_id: str) -> None:
-    """Show ``case_id`` on the case page."""
+    """Show ``case_id`` on the case page, claimed for the signed-in reviewer.
+
+    Every way of opening a case comes here (the queue, the embedding map, similar cases, deep
+    links, save and next), so every one claims it. The case this session held before is released
+    (:func:`leave_case`). When another reviewer holds ``case_id`` it opens read-only: the case page
+    says who holds it and until when, and keeps its decision form disabled.
+    """
+    acc = account()
+    if acc is not None:
+        leave_case(keep=case_id)
+        try:
+            if claim_case(engine(), case_id, acc.name):
+                st.session_state[HELD_CASE] = case_id
+        except ReviewError:
+            pass  # an unknown case: the case page says so
     st.session_state["case_id"] = case_id
     st.switch_page(CASE_PAGE)
+
+
+def leave_case(keep: str | None = None) -> None:
+    """Release the claim this session holds on the case it had open, unless that case is ``keep``
+    (called by open_case, and at the top of the pages one goes to when leaving a case: the queue,
+    the embedding map)."""
+    held = st.session_state.pop(HELD_CASE, None)
+    acc = account()
+    if held is None or acc is None:
+        return
+    if held == keep:
+        st.session_state[HELD_CASE] = held
+        return
+    try:
+        release_case(engine(), held, acc.name)
+    except ReviewError:
+        pass  # the case is gone from the store: nothing to release
+
+
+def note_claim(case_id: str, held: bool) -> None:
+    """Record whether this session holds ``case_id`` (the case page calls it after reading the store)."""
+    if held:
+        st.session_state[HELD_CASE] = case_id
+    elif st.session_state.get(HELD_CASE) == case_id:
+        del st.session_state[HELD_CASE]
 
 
 def client_address() -> str | None:

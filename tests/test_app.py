@@ -98,12 +98,16 @@ def test_a_decision_is_stored_and_shown_after_a_rerun(store: str, real_scores: P
     engine = make_engine(store)
     state = case_state(engine, top)
     assert (state.status, state.label, state.decided_by) == ("labelled", "1", "dr_lee")
-    assert [e.action for e in case_events(engine, top)] == ["claim", "assign_class"]
+    actions = [e.action for e in case_events(engine, top)]  # Open claimed it; the decision released it (issue 16)
+    assert actions[-2:] == ["assign_class", "release"] and set(actions[:-2]) == {"claim"}, actions
     at.run()  # a plain rerun still shows it
     assert "Status: labelled, label 1" in [shown(m.value) for m in at.markdown]
     trail = at.dataframe[0].value
     assert trail[["reviewer", "action", "label", "note"]].to_dict("records") == [
         {"reviewer": "dr_lee", "action": "assign_class", "label": "1", "note": "consolidation, left lower lobe"}]
+    undo = next(b for b in at.button if b.label == "Undo last decision")
+    assert undo.disabled  # only the claim holder can undo, and nobody holds it now
+    next(b for b in at.button if b.label == "Claim this case").click().run()
     next(b for b in at.button if b.label == "Undo last decision").click().run()
     assert case_state(engine, top).status == "open"
 

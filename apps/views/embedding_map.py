@@ -5,11 +5,12 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from app_state import embeddings_path, engine, open_case, require_account
+from app_state import embeddings_path, engine, leave_case, open_case, require_account
 from medssl.review import case_states, list_queue
 from medssl.review.embeddings import project_2d, read_embeddings
 
 require_account(data_science=True)
+leave_case()  # coming here from a case leaves it: its claim is released
 eng = engine()
 st.title("Embedding map")
 path = embeddings_path()

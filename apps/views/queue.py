@@ -3,11 +3,12 @@
 import pandas as pd
 import streamlit as st
 
-from app_state import engine, open_case, require_account
+from app_state import engine, leave_case, open_case, require_account
 from plain_text import md
 from medssl.review import STATUSES, claim_case, decisions_to_labels, list_queue, queue_domains
 
 acc = require_account()
+leave_case()  # back from a case: release the claim this session held on it (app_state.leave_case)
 eng = engine()
 st.title("Review queue")
 domains = queue_domains(eng)

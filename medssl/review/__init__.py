@@ -23,6 +23,7 @@ __getattr__, __all__ = lazy_exports(
         "active_claims_detail": "medssl.review.claims",
         "case_claim": "medssl.review.claims",
         "claim_text": "medssl.review.claims",
+        "claim_until": "medssl.review.claims",
         "release_claims": "medssl.review.claims",
         "next_open_case": "medssl.review.next_case",
         "add_note": "medssl.review.events",

@@ -52,10 +52,16 @@ def claim_holder(conn: Connection, case_id: str, now: dt.datetime | None = None)
     return (row.reviewer, row.expires_at) if row else None
 
 
-def claim_text(holder: str, expires_at: dt.datetime, now: dt.datetime | None = None) -> str:
-    """``"dr_lee until 14:05 UTC (12 min left)"`` (minutes rounded up)."""
+def claim_until(expires_at: dt.datetime, now: dt.datetime | None = None) -> str:
+    """``"until 14:05 UTC (12 min left)"`` for a claim that ends at ``expires_at`` (naive UTC;
+    minutes left rounded up)."""
     left = max(0, -int(-(expires_at - (now or utcnow())).total_seconds() // 60))
-    return f"{holder} until {expires_at:%H:%M} UTC ({left} min left)"
+    return f"until {expires_at:%H:%M} UTC ({left} min left)"
+
+
+def claim_text(holder: str, expires_at: dt.datetime, now: dt.datetime | None = None) -> str:
+    """``"dr_lee until 14:05 UTC (12 min left)"``."""
+    return f"{holder} {claim_until(expires_at, now)}"
 
 
 def refuse_if_claimed_by_other(conn: Connection, case_id: str, reviewer: str, doing: str) -> tuple[str, dt.datetime] | None:
