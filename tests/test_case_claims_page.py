@@ -1,0 +1,153 @@
+"""The case page's claim panel with streamlit.testing.v1.AppTest on a real score file (issue 16):
+the claim's expiry is shown (yours, another reviewer's, an expired one), the decision form is
+disabled unless you hold the case, "Save and next" decides and opens the next open case (claimed),
+the keyboard shortcuts are set and said in the help, and the embedding map and sign-out go
+through the claim rules. The two-browser checks are in tests/test_browser_claims.py."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from sqlalchemy import update
+from streamlit.testing.v1 import AppTest
+
+from medssl.review import active_claims, add_user, case_events, case_state, claim_case, import_scores, make_engine
+from medssl.review.models import Claim, utcnow
+from app_text import shown
+from review_scores import build_real_scores
+
+APP = str(Path(__file__).resolve().parents[1] / "apps" / "Home.py")
+TIMEOUT = 60
+
+
+@pytest.fixture(scope="module")
+def real_scores(shared_data: Path, tmp_path_factory) -> Path:
+    return build_real_scores(shared_data, tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture()
+def store(tmp_path: Path, real_scores: Path, monkeypatch) -> str:
+    url = f"sqlite:///{tmp_path / 'review.db'}"
+    engine = make_engine(url)
+    add_user(engine, "dr_lee", "clinician", "lee-password")
+    add_user(engine, "ana", "data_scientist", "ana-password")
+    import_scores(engine, real_scores)
+    monkeypatch.setenv("MEDSSL_DB", url)
+    monkeypatch.delenv("MEDSSL_EMBEDDINGS", raising=False)
+    return url
+
+
+def _signed_in(name: str, password: str) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    at.text_input[0].input(name)
+    at.text_input[1].input(password)
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _flagged(real_scores: Path) -> list[str]:
+    df = pd.read_parquet(real_scores)
+    return df[df["flagged"]].sort_values("anomaly_score", ascending=False)["case_id"].tolist()
+
+
+def _look_at(at: AppTest, case_id: str) -> AppTest:
+    """Show ``case_id`` on the case page without the app's open_case (which would claim it)."""
+    at.session_state["case_id"] = case_id
+    at.switch_page("views/case.py").run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _texts(at: AppTest) -> list[str]:
+    return [shown(e.value) for kind in ("info", "warning", "caption", "error", "success") for e in at.get(kind)]
+
+
+def _button(at: AppTest, label: str):
+    return next(b for b in at.button if b.label == label)
+
+
+def test_the_claims_expiry_is_shown_and_an_expired_claim_holds_nobody(store: str, real_scores: Path) -> None:
+    engine = make_engine(store)
+    mine, theirs, expired = _flagged(real_scores)[:3]
+    assert claim_case(engine, mine, "dr_lee", minutes=12)
+    assert claim_case(engine, theirs, "dr_kim")
+    assert claim_case(engine, expired, "dr_kim")
+    with engine.begin() as conn:  # dr_kim's claim on `expired` ended two minutes ago
+        conn.execute(update(Claim).where(Claim.case_id == expired).values(expires_at=utcnow() - dt.timedelta(minutes=2)))
+    at = _signed_in("dr_lee", "lee-password")
+
+    _look_at(at, mine)
+    until = next(t for t in _texts(at) if t.startswith("You hold this case"))
+    assert re.fullmatch(r"You hold this case until \d\d:\d\d UTC \((11|12) min left\)\.", until), until
+    assert not _button(at, "Save").disabled and not _button(at, "Release claim").disabled
+
+    _look_at(at, theirs)
+    held = next(t for t in _texts(at) if t.startswith("Claimed by"))
+    assert re.match(r"Claimed by dr_kim until \d\d:\d\d UTC \((29|30) min left\): you can look, but not decide", held), held
+    assert _button(at, "Save").disabled and _button(at, "Save and next").disabled
+    assert _button(at, "Undo last decision").disabled and all(r.disabled for r in at.radio)
+    assert "Deciding and undoing are disabled: dr_kim holds this case." in _texts(at)
+
+    _look_at(at, expired)  # shown as free, not as dr_kim's; the form waits for a claim
+    assert not any("dr_kim" in t for t in _texts(at))
+    assert any(t.startswith("Deciding and undoing are disabled: nobody holds this case") for t in _texts(at))
+    assert _button(at, "Save").disabled
+    _button(at, "Claim this case").click().run()
+    assert active_claims(engine)[expired] == "dr_lee"
+    assert not _button(at, "Save").disabled
+    assert [(e.action, e.reviewer) for e in case_events(engine, expired)] == [("claim", "dr_kim"), ("claim", "dr_lee")]
+
+
+def test_save_and_next_decides_and_opens_the_next_open_case_claimed(store: str, real_scores: Path) -> None:
+    engine = make_engine(store)
+    first, second, third = _flagged(real_scores)[:3]
+    assert claim_case(engine, second, "dr_kim")  # taken: save and next skips it
+    at = _signed_in("dr_lee", "lee-password")
+    at.button(key=f"open-{first}").click().run()
+    assert [shown(t.value) for t in at.title] == [f"Case {first}"]
+    at.radio[0].set_value("dismiss")
+    _button(at, "Save and next").click().run()
+    assert not at.exception, at.exception
+    assert [shown(t.value) for t in at.title] == [f"Case {third}"]
+    assert case_state(engine, first).status == "dismissed"
+    claims = active_claims(engine)
+    assert first not in claims and claims[third] == "dr_lee" and claims[second] == "dr_kim"
+    assert f"Saved case {first}." in _texts(at)
+
+
+def test_buttons_carry_their_keyboard_shortcuts(store: str, real_scores: Path) -> None:
+    at = _signed_in("dr_lee", "lee-password")
+    at.button(key=f"open-{_flagged(real_scores)[0]}").click().run()
+    shortcuts = {b.label: (b.proto.shortcut, b.help) for b in at.button if b.proto.shortcut}
+    assert shortcuts == {
+        "Save": ("ctrl+enter", "Shortcut: Ctrl+Enter"),
+        "Save and next": ("ctrl+shift+enter",
+                          "Save, then open the next open unclaimed case of the queue. Shortcut: Ctrl+Shift+Enter"),
+        "Undo last decision": ("alt+u", "Shortcut: Alt+U"),
+    }
+
+
+def test_the_embedding_map_claims_the_case_it_opens_and_sign_out_releases_it(store: str, real_scores: Path,
+                                                                             monkeypatch) -> None:
+    monkeypatch.setenv("MEDSSL_EMBEDDINGS", str(real_scores.parent / "embeddings.parquet"))
+    engine = make_engine(store)
+    flagged = _flagged(real_scores)
+    at = _signed_in("ana", "ana-password")
+    at.switch_page("views/embedding_map.py").run()
+    at.selectbox[0].set_value(flagged[1])
+    _button(at, "Open case").click().run()
+    assert [shown(t.value) for t in at.title] == [f"Case {flagged[1]}"]
+    assert active_claims(engine) == {flagged[1]: "ana"}
+    at.switch_page("views/embedding_map.py").run()  # leaving the case for the map releases it
+    assert active_claims(engine) == {}
+    at.selectbox[0].set_value(flagged[2])
+    _button(at, "Open case").click().run()
+    assert active_claims(engine) == {flagged[2]: "ana"}
+    at.switch_page("views/sign_out.py").run()
+    assert active_claims(engine) == {}
+    assert [(e.action, e.reviewer) for e in case_events(engine, flagged[2])] == [("claim", "ana"), ("release", "ana")]
