@@ -21,7 +21,7 @@ from sqlalchemy import create_engine, text, update
 
 from medssl.review import (
     ClaimError, OverrideError, ReviewError, active_claims, active_claims_detail, case_events, case_state, claim_case,
-    import_scores, list_queue, make_engine, next_open_case, record_decision, release_case, release_claims, undo_last,
+    import_scores, list_queue, make_engine, next_open_case, record_decision, release_claims, undo_last,
 )
 from medssl.review.models import Claim, utcnow
 from review_scores import build_real_scores
