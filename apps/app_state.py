@@ -97,3 +97,65 @@ def client_address() -> str | None:
 def embeddings_path() -> str | None:
     """The embeddings file given to ``medssl app --embeddings``, if any."""
     return os.environ.get("MEDSSL_EMBEDDINGS") or None
+
+
+SESSION_PARAM = "session"  # ?session=TOKEN: the signed sign-in token (medssl.review.sessions)
+CASE_PARAM = "case"  # ?case=CASE_ID: a deep link to one case, opened after sign-in
+
+
+def sign_in(acc: Account) -> None:
+    """Remember ``acc`` for this browser session and put a signed, expiring token in the URL, so a
+    refresh keeps the reviewer signed in (the password never goes back to the browser)."""
+    from medssl.review import issue_token
+
+    st.session_state["account"] = acc
+    st.session_state["session_token"] = issue_token(engine(), acc.name)
+    keep_session_in_url()
+
+
+def restore_session() -> Account | None:
+    """The account of a valid ``?session=`` token in the URL (signed in again), else ``None``;
+    an invalid, expired or revoked token is removed from the URL and a note says to sign in again."""
+    from medssl.review import account_for_token
+
+    token = st.query_params.get(SESSION_PARAM)
+    if not token:
+        return None
+    acc = account_for_token(engine(), token)
+    if acc is None:
+        del st.query_params[SESSION_PARAM]
+        st.session_state["sign_in_note"] = "Your sign-in has expired or was ended; sign in again."
+        return None
+    st.session_state["account"] = acc
+    st.session_state["session_token"] = token
+    return acc
+
+
+def keep_session_in_url() -> None:
+    """Put this session's token back into the URL (switching pages clears the query parameters)."""
+    token = st.session_state.get("session_token")
+    if token and st.query_params.get(SESSION_PARAM) != token:
+        st.query_params[SESSION_PARAM] = token
+
+
+def end_session() -> None:
+    """Revoke this browser's sign-in token and clear it from the URL (called by the sign-out page)."""
+    from medssl.review import revoke_token
+
+    token = st.session_state.get("session_token") or st.query_params.get(SESSION_PARAM)
+    if token:
+        revoke_token(engine(), token)
+    st.query_params.clear()
+
+
+def take_deep_link() -> str | None:
+    """The case of a ``?case=`` link, remembered across the sign-in; returned once signed in
+    (and then forgotten), ``None`` otherwise."""
+    linked = st.query_params.get(CASE_PARAM)
+    if linked:
+        st.session_state["deep_link_case"] = linked
+    if account() is None or "deep_link_case" not in st.session_state:
+        return None
+    if CASE_PARAM in st.query_params:
+        del st.query_params[CASE_PARAM]
+    return st.session_state.pop("deep_link_case")

@@ -1,53 +1,79 @@
-"""Review queue: flagged cases, highest anomaly score first; filter, page, claim and open."""
+"""Review queue: flagged cases, most anomalous first within their domain; filter, page, open.
 
-import pandas as pd
+The filters (domain, status, patient, page size, page) are kept in ``st.session_state["queue_filters"]``
+(a plain key, which Streamlit does not delete when the case page runs) and handed back to the
+widgets, so they are still set after opening a case and coming back.
+"""
+
 import streamlit as st
 
 from app_state import engine, leave_case, open_case, require_account
-from plain_text import md
-from medssl.review import STATUSES, claim_case, decisions_to_labels, list_queue, queue_domains
+from medssl.review import (
+    STATUSES, decisions_parquet, decisions_table, decisions_to_labels, domain_counts, list_queue, row_text,
+)
 
-acc = require_account()
+FILTERS = "queue_filters"
+DEFAULTS = {"domain": "all", "status": "all", "patient": "", "page_size": 25, "page": 1}
+
+require_account()
 leave_case()  # back from a case: release the claim this session held on it (app_state.leave_case)
 eng = engine()
 st.title("Review queue")
-domains = queue_domains(eng)
-if not domains:
+counts = domain_counts(eng)
+if not counts:
     st.info("No scored cases yet. Start the app with `medssl app --scores SCORES_PARQUET` to fill the queue.")
     st.stop()
 
+saved = {**DEFAULTS, **st.session_state.get(FILTERS, {})}
+for name, value in saved.items():  # widget state is dropped while another page runs: hand it back
+    if f"queue_{name}" not in st.session_state:
+        st.session_state[f"queue_{name}"] = value
+domains = ["all", *counts]
+if st.session_state["queue_domain"] not in domains:
+    st.session_state["queue_domain"] = "all"
 c1, c2, c3, c4 = st.columns(4)
-domain = c1.selectbox("Domain", ["all", *domains])
-status = c2.selectbox("Status", ["all", *STATUSES])
-patient = c3.text_input("Patient id", help="show only this patient's cases (exact id)")
-page_size = c4.selectbox("Cases per page", [10, 25, 50], index=1)
-page_no = st.number_input("Page", min_value=1, value=1, step=1)
+domain = c1.selectbox("Domain", domains, key="queue_domain",
+                      format_func=lambda d: f"all ({sum(counts.values())})" if d == "all" else f"{d} ({counts[d]})",
+                      help="one queue per domain; 'all' ranks cases by their percentile within their own domain")
+status = c2.selectbox("Status", ["all", *STATUSES], key="queue_status")
+patient = c3.text_input("Patient id", key="queue_patient", help="show only this patient's cases (exact id)")
+page_size = c4.selectbox("Cases per page", [10, 25, 50], key="queue_page_size")
+page_no = st.number_input("Page", min_value=1, step=1, key="queue_page")
+st.session_state[FILTERS] = {"domain": domain, "status": status, "patient": patient, "page_size": page_size,
+                             "page": int(page_no)}
 page = list_queue(eng, domain=None if domain == "all" else domain, status=None if status == "all" else status,
                   patient=patient.strip() or None, page=int(page_no), page_size=int(page_size))
 st.caption(f"{page.total} flagged case(s) · page {page.page} of {page.n_pages}")
+
 if page.rows.empty:
     st.info("No flagged case matches these filters.")
-    st.stop()
+else:
+    widths = [3, 2, 1, 1, 1, 1, 1, 2, 2, 1]
+    header = st.columns(widths)
+    titles = ["Case", "Patient", "Domain", "Predicted", "Probability", "Score", "Percentile in domain",
+              "Status", "Claimed by", ""]
+    for col, title in zip(header, titles):
+        col.markdown(f"**{title}**")
+    for row in page.rows.itertuples(index=False):
+        text = row_text(row)  # None and NaN read the same (medssl.review.queue_rows)
+        cols = st.columns(widths)
+        # values from data as plain text (plain_text.py), never Markdown
+        for col, value in zip(cols, [text.case_id, text.patient_id, text.domain, text.predicted, text.probability,
+                                     text.score, text.percentile, text.status, text.claimed]):
+            col.text(value)
+        if cols[-1].button("Open", key=f"open-{text.case_id}"):
+            open_case(text.case_id)  # claims it when free; else the case page opens read-only and says who holds it
 
-header = st.columns([3, 2, 1, 1, 1, 2, 1])
-for col, title in zip(header, ["Case", "Patient", "Score", "Percentile", "Status", "Claimed by", ""]):
-    col.markdown(f"**{title}**")
-for row in page.rows.itertuples(index=False):
-    cols = st.columns([3, 2, 1, 1, 1, 2, 1])
-    # values from data as plain text (plain_text.py), never Markdown
-    cols[0].text(row.case_id)
-    cols[1].text(row.patient_id)
-    cols[2].text(f"{row.score:.3g}")
-    cols[3].text(f"{row.percentile:.1f}")
-    label = None if pd.isna(row.label) else str(row.label)  # a missing value may be None or NaN
-    holder = None if pd.isna(row.claimed_by) else str(row.claimed_by)
-    cols[4].text(row.status if label is None else f"{row.status} ({label})")
-    cols[5].text(holder or "—")
-    if cols[6].button("Open", key=f"open-{row.case_id}"):
-        if holder in (None, acc.name) and not claim_case(eng, row.case_id, acc.name):
-            st.warning(f"{md(row.case_id)} was just claimed by another reviewer; opening it read-only.")
-        open_case(row.case_id)
-
+st.subheader("Export")
 labels = decisions_to_labels(eng)
-st.download_button(f"Download decisions as labels CSV ({len(labels)} labelled cases)",
-                   labels.to_csv(index=False), file_name="review_labels.csv", mime="text/csv")
+decisions = decisions_table(eng)
+d1, d2, d3 = st.columns(3)
+d1.download_button(f"Decisions as CSV ({len(decisions)})", decisions.to_csv(index=False),
+                   file_name="review_decisions.csv", mime="text/csv",
+                   help="every decision: case, patient, domain, decision, label, reviewer, time (UTC), model, "
+                   "note, and whether it stands, was undone or was overridden")
+d2.download_button(f"Decisions as Parquet ({len(decisions)})", decisions_parquet(decisions), file_name="review_decisions.parquet",
+                   mime="application/vnd.apache.parquet")
+d3.download_button(f"Download decisions as labels CSV ({len(labels)} labelled cases)",
+                   labels.to_csv(index=False), file_name="review_labels.csv", mime="text/csv",
+                   help="case_id,label of every standing labelled decision: the input of `medssl finetune --labels`")
