@@ -42,6 +42,7 @@ class Browser:
         from selenium.webdriver.support.ui import WebDriverWait
 
         self.By, self.EC = By, EC
+        self.root = root
         scores = build_real_scores(shared_data, root / "data", n_cases=30, flag_top=8)
         self.url = f"sqlite:///{root / 'review.db'}"
         self.engine = make_engine(self.url)
@@ -118,6 +119,7 @@ def test_a_refresh_keeps_the_reviewer_signed_in_and_there_is_no_deploy_button(br
     assert b.driver.find_elements(b.By.CSS_SELECTOR, 'input[aria-label="Password"]') == []
     b.wait.until(b.EC.presence_of_element_located((b.By.XPATH, "//*[contains(text(), 'Signed in as')]")))
     assert _deploy_elements(b) == []
+    assert b.driver.save_screenshot(str(b.root / "queue.png"))  # the queue's columns, for a look
 
 
 def test_a_tampered_expired_or_signed_out_token_shows_the_sign_in_page(browser: Browser) -> None:

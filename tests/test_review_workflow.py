@@ -302,3 +302,51 @@ def test_the_queue_offers_the_decisions_as_csv_and_parquet_to_a_clinician(store:
     buttons = {b.proto.label: b.proto for b in at.get("download_button")}
     assert set(buttons) == {"Decisions as CSV (1)", "Decisions as Parquet (1)",
                             "Download decisions as labels CSV (0 labelled cases)"}
+
+
+# ---- the same on PostgreSQL, as the app role that holds only `medssl audit grants` -----------------------
+
+@pytest.fixture(scope="module")
+def pg_app_url(score_files: tuple[Path, Path]):
+    from sqlalchemy import create_engine, text
+
+    from medssl.review.append_only import app_role_grants
+    from pg_server import start_server
+
+    server = start_server()
+    if isinstance(server, str):
+        pytest.skip(server)
+    running = next(server)
+    admin = create_engine(running.url(), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text("CREATE ROLE medssl_owner LOGIN"))
+        conn.execute(text("CREATE ROLE medssl_app LOGIN"))
+        conn.execute(text("CREATE DATABASE review OWNER medssl_owner"))
+    admin.dispose()
+    owner = make_engine(running.url("medssl_owner", "review"))
+    with owner.begin() as conn:
+        for statement in app_role_grants("medssl_app"):
+            conn.execute(text(statement))
+    owner.dispose()
+    yield running.url("medssl_app", "review")
+    next(server, None)
+
+
+def test_tokens_percentiles_and_export_on_postgresql_as_the_app_role(pg_app_url: str, score_files) -> None:
+    engine = make_engine(pg_app_url)
+    add_user(engine, "dr_lee", "clinician", "lee-password")
+    for path in score_files:
+        import_scores(engine, path)
+    token = issue_token(engine, "dr_lee")
+    assert account_for_token(engine, token).name == "dr_lee"
+    assert revoke_token(engine, token) and revoke_token(engine, token)
+    assert account_for_token(engine, token) is None
+    df = _all_scores(score_files)
+    expected = df.assign(pct=df.groupby("domain")["anomaly_score"].rank(method="max", pct=True) * 100.0)
+    expected = expected[expected["flagged"]].sort_values(["pct", "anomaly_score", "case_id"], ascending=[False, False, True])
+    rows = list_queue(engine, page_size=50).rows
+    assert rows["case_id"].tolist() == expected["case_id"].tolist()
+    assert rows["domain_percentile"].to_numpy() == pytest.approx(expected["pct"].to_numpy())
+    _decide(engine, rows["case_id"][0], "dr_lee", "confirm", note="seen")
+    assert decisions_table(engine)[["decision", "reviewer", "note", "outcome"]].values.tolist() == [
+        ["confirm", "dr_lee", "seen", "standing"]]

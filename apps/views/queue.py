@@ -31,14 +31,14 @@ for name, value in saved.items():  # widget state is dropped while another page 
 domains = ["all", *counts]
 if st.session_state["queue_domain"] not in domains:
     st.session_state["queue_domain"] = "all"
-c1, c2, c3, c4 = st.columns(4)
+c1, c2, c3, c4, c5 = st.columns([2, 2, 2, 1, 1])
 domain = c1.selectbox("Domain", domains, key="queue_domain",
                       format_func=lambda d: f"all ({sum(counts.values())})" if d == "all" else f"{d} ({counts[d]})",
                       help="one queue per domain; 'all' ranks cases by their percentile within their own domain")
 status = c2.selectbox("Status", ["all", *STATUSES], key="queue_status")
 patient = c3.text_input("Patient id", key="queue_patient", help="show only this patient's cases (exact id)")
 page_size = c4.selectbox("Cases per page", [10, 25, 50], key="queue_page_size")
-page_no = st.number_input("Page", min_value=1, step=1, key="queue_page")
+page_no = c5.number_input("Page", min_value=1, step=1, key="queue_page")
 st.session_state[FILTERS] = {"domain": domain, "status": status, "patient": patient, "page_size": page_size,
                              "page": int(page_no)}
 page = list_queue(eng, domain=None if domain == "all" else domain, status=None if status == "all" else status,
@@ -48,10 +48,10 @@ st.caption(f"{page.total} flagged case(s) · page {page.page} of {page.n_pages}"
 if page.rows.empty:
     st.info("No flagged case matches these filters.")
 else:
-    widths = [3, 2, 1, 1, 1, 1, 1, 2, 2, 1]
+    widths = [1.8, 1.8, 1.3, 1.3, 0.9, 0.9, 1.1, 1.5, 2.0, 1.4]
     header = st.columns(widths)
-    titles = ["Case", "Patient", "Domain", "Predicted", "Probability", "Score", "Percentile in domain",
-              "Status", "Claimed by", ""]
+    titles = ["Case", "Patient", "Domain", "Predicted", "Prob.", "Score", "Pct in domain", "Status",
+              "Claimed by", ""]
     for col, title in zip(header, titles):
         col.markdown(f"**{title}**")
     for row in page.rows.itertuples(index=False):
