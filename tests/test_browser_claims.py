@@ -236,3 +236,27 @@ def test_opening_a_similar_case_claims_it(app, reviewers) -> None:
     _eventually(lambda: active_claims(engine).get(reviewed) == "dr_lee", "the claim by opening a similar case")
     assert start not in active_claims(engine)  # the case left was released
     a.find("//*[contains(text(), 'You hold this case until')]")
+
+
+def test_save_and_next_by_keyboard_while_typing_the_note(app, reviewers) -> None:
+    """Alt+N pressed in the note field saves what was chosen and typed, then opens the next open
+    case (claimed); the case left is released by its decision."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    _, url, flagged = app
+    a, _ = reviewers
+    engine = make_engine(url)
+    case_id = flagged[8]
+    a.to_queue()
+    a.open_from_queue(case_id)
+    a.click("//label[contains(., 'Assign a class')]")
+    a.find("//input[contains(@aria-label, 'Class (for')]").send_keys("1")
+    a.find("//textarea[@aria-label='Note']").send_keys("typed, then Alt+N")
+    ActionChains(a.driver).key_down(Keys.ALT).send_keys("n").key_up(Keys.ALT).perform()
+    a.find(f"//h1[contains(., 'Case {flagged[9]}')]")
+    decision = [(e.action, e.reviewer, e.label, e.note) for e in case_events(engine, case_id) if e.action == "assign_class"]
+    assert decision == [("assign_class", "dr_lee", "1", "typed, then Alt+N")]
+    _eventually(lambda: active_claims(engine).get(flagged[9]) == "dr_lee", "the next case claimed")
+    assert case_id not in active_claims(engine)
+

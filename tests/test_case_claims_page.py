@@ -125,9 +125,8 @@ def test_buttons_carry_their_keyboard_shortcuts(store: str, real_scores: Path) -
     at.button(key=f"open-{_flagged(real_scores)[0]}").click().run()
     shortcuts = {b.label: (b.proto.shortcut, b.help) for b in at.button if b.proto.shortcut}
     assert shortcuts == {
-        "Save": ("ctrl+enter", "Shortcut: Ctrl+Enter"),
-        "Save and next": ("ctrl+shift+enter",
-                          "Save, then open the next open unclaimed case of the queue. Shortcut: Ctrl+Shift+Enter"),
+        "Save": ("alt+s", "Shortcut: Alt+S"),
+        "Save and next": ("alt+n", "Save, then open the next open unclaimed case of the queue. Shortcut: Alt+N"),
         "Undo last decision": ("alt+u", "Shortcut: Alt+U"),
     }
 

@@ -18,8 +18,10 @@ from medssl.review import (
 import case_panels
 from plain_text import md
 
-# keyboard shortcuts (Streamlit shows them on the buttons; the help text says them too)
-SAVE_KEYS, NEXT_KEYS, UNDO_KEYS = "Ctrl+Enter", "Ctrl+Shift+Enter", "Alt+U"
+# keyboard shortcuts (Streamlit shows them on the buttons; the help text says them too). Not
+# Ctrl+Enter: with it on Save, pressing it in the note field (headless Chromium) stored "confirm" with
+# no note, though Dismiss was chosen and a note typed; Alt+S in the same steps stored both
+SAVE_KEYS, NEXT_KEYS, UNDO_KEYS = "Alt+S", "Alt+N", "Alt+U"
 
 acc = require_account()
 eng = engine()
