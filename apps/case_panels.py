@@ -182,7 +182,7 @@ def _paper(ax: Any, x0: float, x1: float, y0: float, y1: float, paper: Any) -> N
     ax.set_xlim(x0, x1)
     ax.set_ylim(y0, y1)
     ax.set_aspect(paper.mm_per_mv / paper.mm_per_s)  # 1 mV is 10 mm tall, 1 s is 25 mm wide
-    ax.set_yticks(np.arange(np.ceil(y0 / paper.major_mv) * paper.major_mv, y1 + 1e-9, 2 * paper.major_mv))
+    ax.set_yticks(np.arange(np.ceil(y0), y1 + 1e-9, 1.0))  # every 1 mV (2 large squares)
 
 
 def _lead_limits(values: Any, paper: Any) -> tuple[float, float]:
@@ -196,13 +196,18 @@ def _lead_limits(values: Any, paper: Any) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
-def _ecg_figure(frame: pd.DataFrame, units: list[str], view: case_view.EcgView, mark_beats: bool) -> Any:
+def _ecg_figure(frame: pd.DataFrame, units: list[str], view: case_view.EcgView, mark_beats: bool,
+                width_in: float = 9.5) -> Any:
+    """Leads stacked on ECG paper, scaled so the trace is ``width_in`` inches wide (the same scale
+    on both axes: a 1 mm square stays square)."""
+    import numpy as np
+
     paper = view.paper
     x0, x1 = float(frame.index[0]), float(frame.index[-1])
     limits = [_lead_limits(frame[c].to_numpy(), paper) for c in frame.columns]
     mm_w = (x1 - x0) * paper.mm_per_s
     mm_h = sum(hi - lo for lo, hi in limits) * paper.mm_per_mv
-    scale = 9.5 / max(mm_w / 25.4, 1e-6) if mm_w / 25.4 > 9.5 else 1.0  # fit the page; same scale on both axes
+    scale = width_in / max(mm_w / 25.4, 1e-6)
     fig, axes = plt.subplots(len(frame.columns), 1, sharex=True, squeeze=False,
                              figsize=(mm_w / 25.4 * scale + 1.0, mm_h / 25.4 * scale + 0.5 * len(frame.columns)),
                              gridspec_kw={"height_ratios": [hi - lo for lo, hi in limits]})
@@ -220,6 +225,9 @@ def _ecg_figure(frame: pd.DataFrame, units: list[str], view: case_view.EcgView, 
             text = r.symbol + (f" {r.aux_note}" if r.aux_note else "")
             ax.text(r.time_s, hi - 0.05 * (hi - lo), text or "•", fontsize="x-small", ha="center", va="top",
                     color="tab:red" if r.kind == "quality" else "tab:purple")
+    step = 1.0 if x1 - x0 > 3 else paper.major_s
+    axes[-1, 0].set_xticks(np.arange(np.ceil(x0 / step) * step, x1 + 1e-9, step))
+    axes[-1, 0].xaxis.set_major_formatter("{x:g}" if step >= 1 else "{x:.1f}")
     axes[-1, 0].set_xlabel("time (s)")
     fig.tight_layout()
     return fig, axes
@@ -240,8 +248,8 @@ def _ecg(view: case_view.EcgView) -> None:
     plt.close(fig)
     st.caption("Rhythm strip, 10 s. Blue ticks: beats; numbers: RR intervals (ms); the blue line: the scored beat; "
                "red: signal-quality annotations (| artifact, ~ quality change).")
-    close, _ = _ecg_figure(view.window, view.units, view, mark_beats=False)
-    st.pyplot(close, width=360)
+    close, _ = _ecg_figure(view.window, view.units, view, mark_beats=False, width_in=3.5)
+    st.pyplot(close, width=420)
     plt.close(close)
     st.caption(f"The scored window ({len(view.window) / view.fs:.2f} s, what the model read), same paper.")
     if len(view.annotations):

@@ -484,3 +484,17 @@ def test_a_window_that_is_no_beat_gets_no_beat_marker(shared_data: Path, tmp_pat
     assert frame.columns.tolist() == [f"ch{i}" for i in range(6)] and len(frame) == 100
     np.testing.assert_array_equal(frame.to_numpy().T, load_windows(tmp_path / "motions")[7])
     assert case_view.beat_offset(row, len(frame)) is None
+
+
+def test_an_ecg_case_whose_record_moved_still_shows_its_scored_window(signals: Scored, tmp_path: Path) -> None:
+    from medssl.domains.case_views import CaseContext
+    from medssl.domains.signals import signal_case_view
+
+    rows = read_manifest(signals.data_dir)
+    rows["source"] = str(tmp_path / "gone" / "101")  # the record's files are not there any more
+    index = int(np.flatnonzero(rows["case_id"] == _top_flagged(signals)["case_id"])[0])
+    view = signal_case_view(CaseContext(signals.data_dir, rows, index))
+    assert isinstance(view, case_view.SeriesView) and view.frame.columns.tolist() == ["MLII", "V1"]
+    assert view.marker == pytest.approx(90 / 360) and view.x_label == "seconds in the window"
+    assert f"record {tmp_path / 'gone' / '101'} could not be read for the rhythm strip" in view.caption
+    assert "(class " not in view.caption  # still no reference answer for a reviewer

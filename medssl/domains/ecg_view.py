@@ -67,8 +67,8 @@ class EcgView:
     ``strip``: index = seconds since the record's start (float), one column per lead, in ``units``
     (one unit per lead, from the WFDB header); ``window`` the same for the scored window (the
     model's input, ``(L, leads)``); ``annotations`` columns ``time_s, sample, symbol, aux_note,
-    kind`` (kind ``beat`` / ``quality`` / ``rhythm`` / ``other``; for reviewers only quality rows,
-    and beats without their symbol); ``rr`` columns ``time_s`` (the later beat), ``rr_ms``;
+    kind, rr_ms`` (kind ``beat`` / ``quality`` / ``rhythm`` / ``other``; ``rr_ms`` the RR interval
+    ending at a beat; for reviewers only quality rows, and beats without their symbol); ``rr`` columns ``time_s`` (the later beat), ``rr_ms``;
     ``beat_s`` the scored beat's time; ``caption`` what the page says under the strip.
     """
 
@@ -157,6 +157,7 @@ def ecg_view(row: dict[str, Any], window: pd.DataFrame, beat_offset: int, show_r
     rr = rr_intervals(annotations.loc[annotations["kind"] == "beat", "time_s"].to_numpy())
     first = sample - beat_offset
     close = window.set_axis(pd.Index((first + np.arange(len(window))) / fs, name="s"))
+    annotations["rr_ms"] = annotations["sample"].map(dict(zip(np.round(rr["time_s"] * fs).astype(np.int64), rr["rr_ms"])))
     shown = for_viewer(annotations, show_reference)
     near = rr[np.isclose(rr["time_s"], sample / fs)]
     after = rr[rr["time_s"] > sample / fs + 1e-9].head(1)

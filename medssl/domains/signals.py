@@ -105,8 +105,12 @@ def signal_case_view(ctx: CaseContext) -> SeriesView | EcgView:
     frame = signal_window(ctx.data_dir, row)
     beat = beat_offset(row, len(frame))
     source = row.get("source")
+    missing = ""
     if beat is not None and isinstance(source, str) and source:
-        return ecg_view(row, frame, beat, ctx.show_reference)
+        try:
+            return ecg_view(row, frame, beat, ctx.show_reference)
+        except DataError as exc:  # the record moved or was deleted: the scored window still shows
+            missing = f" {exc}."
     fs = row.get("fs")
     seconds = fs is not None and pd.notna(fs) and float(fs) > 0
     if seconds:
@@ -116,8 +120,9 @@ def signal_case_view(ctx: CaseContext) -> SeriesView | EcgView:
     else:  # a beat ingested before the manifest named its record: the window only
         answer = f"Beat {row['symbol']} (class {row['label']}) at" if ctx.show_reference else "The beat at"
         caption = (f"{answer} sample {int(row['sample'])} of record {row['record']}; the red line marks it "
-                   f"({len(frame) / float(row['fs']):.2f} s at {float(row['fs']):g} Hz). This data dir does not "
-                   "name the record's file: re-run `medssl ingest signals` for the 10 s rhythm strip.")
+                   f"({len(frame) / float(row['fs']):.2f} s at {float(row['fs']):g} Hz)."
+                   + (missing or " This data dir does not name the record's file: re-run `medssl ingest signals` "
+                      "for the 10 s rhythm strip."))
     marker = None if beat is None else (beat / float(fs) if seconds else beat)
     return SeriesView(frame, x_label="seconds in the window" if seconds else "sample in the window", marker=marker,
                       marker_label="the beat", caption=caption)
