@@ -195,3 +195,25 @@ def test_next_open_case_follows_the_queue_and_skips_decided_and_claimed(url: str
         record_decision(engine, case_id, "dr_kim", "dismiss")
     assert next_open_case(engine, order[4]) is None
     assert next_open_case(engine, order[4], domain="no-such-domain") is None
+
+
+def test_the_apps_form_needs_a_held_claim_and_undo_a_named_decision(url: str) -> None:
+    """What a stale page may send: a second Save after the first decision released the claim, a
+    second Undo after the first one. Both are refused and write nothing."""
+    engine = make_engine(url)
+    case_id = list_queue(engine).rows["case_id"][0]
+    assert claim_case(engine, case_id, "dr_lee")
+    first = record_decision(engine, case_id, "dr_lee", "confirm", require_claim=True)
+    with pytest.raises(ClaimError, match="you no longer hold case .*claim it again"):
+        record_decision(engine, case_id, "dr_lee", "confirm", require_claim=True)
+    assert claim_case(engine, case_id, "dr_lee")
+    second = record_decision(engine, case_id, "dr_lee", "assign_class", label="1", require_claim=True)
+    assert claim_case(engine, case_id, "dr_lee")
+    undo_last(engine, case_id, "dr_lee", decision_id=second)
+    with pytest.raises(ReviewError, match="already undone or replaced"):
+        undo_last(engine, case_id, "dr_lee", decision_id=second)  # the same click again
+    state = case_state(engine, case_id)
+    assert (state.status, state.decision_event_id) == ("confirmed", first)
+    assert [a for a, _ in _actions(engine, case_id)] == [
+        "claim", "confirm", "release", "claim", "assign_class", "release", "claim", "undo"]
+

@@ -103,7 +103,7 @@ with right:
                 add_note(eng, case_id, acc.name, note)
             else:
                 record_decision(eng, case_id, acc.name, choice, label=label or None, note=note or None,
-                                override=bool(override))
+                                override=bool(override), require_claim=True)
                 note_claim(case_id, False)  # the decision released the claim
             if save_next:
                 domain = st.session_state.get("queue_filters", {}).get("domain")
@@ -127,7 +127,7 @@ with right:
     if st.button("Undo last decision", disabled=not mine or state.decision_event_id is None,
                  shortcut=UNDO_KEYS, help=undo_help, width="stretch"):
         try:
-            undo_last(eng, case_id, acc.name)
+            undo_last(eng, case_id, acc.name, decision_id=state.decision_event_id)
             st.session_state["flash"] = "Undone."
             st.rerun()
         except MedsslError as exc:

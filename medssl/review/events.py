@@ -28,7 +28,7 @@ from medssl.review.claims import (  # noqa: F401 (re-exported: medssl.review.eve
     CLAIM_MINUTES, active_claims, active_claims_detail, case_row, claim_case, drop, hold, refuse_if_claimed_by_other,
     release_case, release_claims,
 )
-from medssl.review.errors import OverrideError, ReviewError
+from medssl.review.errors import ClaimError, OverrideError, ReviewError
 from medssl.review.models import ReviewEvent
 
 ACTIONS: tuple[str, ...] = ("claim", "release", "confirm", "dismiss", "assign_class", "undo", "note")
@@ -140,7 +140,8 @@ def default_label(action: str, predicted_label: str | None) -> str | None:
 
 
 def record_decision(engine: Engine, case_id: str, reviewer: str, action: str,
-                    label: str | None = None, note: str | None = None, override: bool = False) -> int:
+                    label: str | None = None, note: str | None = None, override: bool = False,
+                    require_claim: bool = False) -> int:
     """Append a decision event and return its id.
 
     ``action`` is confirm, dismiss or assign_class (which needs ``label``). The event carries the
@@ -151,6 +152,10 @@ def record_decision(engine: Engine, case_id: str, reviewer: str, action: str,
     case row is the claim for the transaction; no claim is left behind, so no claim or release
     event is written). Another reviewer's unexpired claim raises ``ClaimError`` naming the holder
     and until when.
+
+    ``require_claim=True`` (the app's decision form) refuses with ``ClaimError`` unless ``reviewer``
+    holds the claim, also when nobody does: a form that stayed open after the claim ran out, or a
+    second click on Save after the first decision released the claim, records nothing.
 
     Overrides: when the case's standing decision is another reviewer's, ``OverrideError`` (saying
     who decided what, when) unless ``override=True``; the new decision is then appended on top and
@@ -167,6 +172,9 @@ def record_decision(engine: Engine, case_id: str, reviewer: str, action: str,
     with engine.begin() as conn:
         case = case_row(conn, case_id, lock=True)
         held = refuse_if_claimed_by_other(conn, case_id, reviewer, "decide")
+        if require_claim and held is None:
+            raise ClaimError(f"you no longer hold case {case_id!r} (a decision released the claim, or it ran out); "
+                             "claim it again to record a decision")
         state = _locked_state(conn, case_id)
         if state.decided_by is not None and state.decided_by != reviewer and not override:
             raise OverrideError(case_id, state.decided_by, state.status, state.label, state.decided_at)
@@ -188,13 +196,15 @@ def add_note(engine: Engine, case_id: str, reviewer: str, note: str) -> int:
         return _insert_event(conn, case_id, reviewer, "note", note=note.strip(), model_id=case.model_id)
 
 
-def undo_last(engine: Engine, case_id: str, reviewer: str) -> int:
+def undo_last(engine: Engine, case_id: str, reviewer: str, decision_id: int | None = None) -> int:
     """Undo the case's most recent standing decision with a new ``undo`` event; returns its id.
 
     Claims: succeeds only if ``reviewer`` holds an unexpired claim on the case (kept: they are
     working on it) or nobody holds one (``reviewer`` takes it in the same transaction, with a
     ``claim`` event before the undo); another reviewer's claim raises ``ClaimError``. Raises
-    ``ReviewError`` when the case has no decision left to undo (nothing is written then).
+    ``ReviewError`` when the case has no decision left to undo (nothing is written then), or when
+    ``decision_id`` (the standing decision the caller showed, e.g. the app's page) is no longer the
+    standing one: a second click on Undo does not undo an earlier decision as well.
     """
     with engine.begin() as conn:
         case = case_row(conn, case_id, lock=True)
@@ -202,6 +212,9 @@ def undo_last(engine: Engine, case_id: str, reviewer: str) -> int:
         state = _locked_state(conn, case_id)
         if state.decision_event_id is None:
             raise ReviewError(f"case {case_id!r} has no decision to undo")
+        if decision_id is not None and state.decision_event_id != decision_id:
+            raise ReviewError(f"the decision shown for case {case_id!r} was already undone or replaced; "
+                              "look at the case again before undoing")
         if held is None:
             hold(conn, case, reviewer)
         return _insert_event(conn, case_id, reviewer, "undo", model_id=case.model_id,
