@@ -1,8 +1,8 @@
 """The case page's claim panel with streamlit.testing.v1.AppTest on a real score file (issue 16):
 the claim's expiry is shown (yours, another reviewer's, an expired one), the decision form is
 disabled unless you hold the case, "Save and next" decides and opens the next open case (claimed),
-the keyboard shortcuts are set and said in the help, and the embedding map and sign-out go
-through the claim rules. The two-browser checks are in tests/test_browser_claims.py."""
+the keyboard shortcuts are set and said in the help, and the embedding map, similar cases and
+sign-out go through the claim rules. The two-browser checks are in tests/test_browser_claims.py."""
 
 from __future__ import annotations
 
@@ -150,3 +150,21 @@ def test_the_embedding_map_claims_the_case_it_opens_and_sign_out_releases_it(sto
     at.switch_page("views/sign_out.py").run()
     assert active_claims(engine) == {}
     assert [(e.action, e.reviewer) for e in case_events(engine, flagged[2])] == [("claim", "ana"), ("release", "ana")]
+
+
+def test_opening_a_similar_case_claims_it_and_releases_the_case_left(store: str, real_scores: Path,
+                                                                     monkeypatch) -> None:
+    from medssl.review import record_decision
+
+    monkeypatch.setenv("MEDSSL_EMBEDDINGS", str(real_scores.parent / "embeddings.parquet"))
+    engine = make_engine(store)
+    reviewed, start = _flagged(real_scores)[:2]
+    record_decision(engine, reviewed, "ana", "dismiss")  # "similar reviewed cases" lists decided cases only
+    at = _signed_in("dr_lee", "lee-password")
+    at.button(key=f"open-{start}").click().run()
+    assert active_claims(engine) == {start: "dr_lee"}
+    at.button(key=f"near-{reviewed}").click().run()
+    assert not at.exception, at.exception
+    assert [shown(t.value) for t in at.title] == [f"Case {reviewed}"]
+    assert active_claims(engine) == {reviewed: "dr_lee"}
+    assert [(e.action, e.reviewer) for e in case_events(engine, start)][-1] == ("release", "dr_lee")
