@@ -157,7 +157,8 @@ def ecg_view(row: dict[str, Any], window: pd.DataFrame, beat_offset: int, show_r
     rr = rr_intervals(annotations.loc[annotations["kind"] == "beat", "time_s"].to_numpy())
     first = sample - beat_offset
     close = window.set_axis(pd.Index((first + np.arange(len(window))) / fs, name="s"))
-    annotations["rr_ms"] = annotations["sample"].map(dict(zip(np.round(rr["time_s"] * fs).astype(np.int64), rr["rr_ms"])))
+    annotations["rr_ms"] = annotations["sample"].map(dict(zip(np.round(rr["time_s"] * fs).astype(np.int64),
+                                                              rr["rr_ms"].round(0))))
     shown = for_viewer(annotations, show_reference)
     near = rr[np.isclose(rr["time_s"], sample / fs)]
     after = rr[rr["time_s"] > sample / fs + 1e-9].head(1)

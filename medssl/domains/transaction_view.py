@@ -29,11 +29,12 @@ def hidden_columns(data_dir: Path, show_reference: bool) -> set[str]:
     if show_reference:
         return set()
     from medssl.data.record import read_record
+    from medssl.errors import DataError
 
     hidden = set(REFERENCE_COLUMNS)
     try:
         schema = (read_record(data_dir) or {}).get("schema") or {}
-    except Exception:  # a damaged record: read_manifest reports it; hide the defaults
+    except DataError:  # a damaged record: read_manifest reports it; hide the defaults
         schema = {}
     label = schema.get("label_col")
     if label:
