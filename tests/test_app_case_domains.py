@@ -498,3 +498,17 @@ def test_an_ecg_case_whose_record_moved_still_shows_its_scored_window(signals: S
     assert view.marker == pytest.approx(90 / 360) and view.x_label == "seconds in the window"
     assert f"record {tmp_path / 'gone' / '101'} could not be read for the rhythm strip" in view.caption
     assert "(class " not in view.caption  # still no reference answer for a reviewer
+
+
+def test_a_view_cached_for_a_data_scientist_is_never_served_to_a_reviewer(store: str, signals: Scored,
+                                                                           ulb: Scored) -> None:
+    """The case view is cached per process (st.cache_data): a data scientist opening a case first
+    must not leave the reference answer in the cache for the next reviewer of that case."""
+    ecg, tx = _top_flagged(signals)["case_id"], _top_flagged(ulb)["case_id"]
+    for case_id in (ecg, tx):
+        seen = _open_directly(_signed_in("ds_kim"), case_id)
+        assert "Reference: beat" in " ".join(rendered(c.value) for c in seen.caption) or "label" in seen.dataframe[0].value
+        at = _open_directly(_signed_in("dr_lee"), case_id)
+        assert "(class " not in " ".join(rendered(c.value) for c in at.caption)
+        assert "label" not in at.dataframe[0].value.columns and "split" not in at.dataframe[0].value.columns
+        assert "symbol" not in at.dataframe[0].value.columns or set(at.dataframe[0].value["symbol"]) <= {"", "|", "~"}
