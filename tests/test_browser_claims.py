@@ -260,3 +260,26 @@ def test_save_and_next_by_keyboard_while_typing_the_note(app, reviewers) -> None
     _eventually(lambda: active_claims(engine).get(flagged[9]) == "dr_lee", "the next case claimed")
     assert case_id not in active_claims(engine)
 
+
+
+def test_a_claim_running_out_shows_on_the_open_page(app, reviewers) -> None:
+    """The claim banner redraws itself (every 30 s): when A's claim runs out while A looks at the
+    case, the page says nobody holds it and disables the form, without A doing anything."""
+    import datetime as dt
+
+    from sqlalchemy import update
+
+    from medssl.review.models import Claim, utcnow
+
+    _, url, flagged = app
+    a, _ = reviewers
+    engine = make_engine(url)
+    case_id = flagged[9]  # A holds it since the keyboard test (save and next opened it)
+    assert active_claims(engine).get(case_id) == "dr_lee"
+    a.find(f"//h1[contains(., 'Case {case_id}')]")
+    assert not a.is_disabled("Save")
+    with engine.begin() as conn:
+        conn.execute(update(Claim).where(Claim.case_id == case_id).values(expires_at=utcnow() + dt.timedelta(seconds=2)))
+    a.find("//*[contains(text(), 'Deciding and undoing are disabled: nobody holds this case')]")
+    assert a.is_disabled("Save") and a.is_disabled("Undo last decision")
+    assert not a.driver.find_elements("xpath", "//*[contains(text(), 'You hold this case')]")

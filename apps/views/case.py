@@ -56,12 +56,23 @@ with right:
     state = case_state(eng, case_id)
     st.write(f"Status: **{state.status}**" + (f", label **{md(state.label)}**" if state.label else ""))
 
+    @st.fragment(run_every=30)
+    def claim_banner() -> None:
+        """Who holds the case and until when, redrawn every 30 s; the whole page reruns (form
+        enabled or disabled anew) when the holder changed since it was drawn (a claim ran out)."""
+        now = case_claim(eng, case_id)
+        if (now[0] if now else None) != (claim[0] if claim else None):
+            st.rerun()
+        if now is not None and now[0] == acc.name:
+            st.info(f"You hold this case {claim_until(now[1])}.", icon=":material/lock:")
+        elif now is not None:
+            st.warning(f"Claimed by {md(now[0])} {claim_until(now[1])}: you can look, but not decide or undo, "
+                       "until they release it or the claim runs out.", icon=":material/lock_person:")
+
+    claim_banner()
     if mine:
-        st.info(f"You hold this case {claim_until(claim[1])}.", icon=":material/lock:")
         why_not = None
     elif claim is not None:
-        st.warning(f"Claimed by {md(claim[0])} {claim_until(claim[1])}: you can look, but not decide or undo, "
-                   "until they release it or the claim runs out.", icon=":material/lock_person:")
         why_not = f"Deciding and undoing are disabled: {md(claim[0])} holds this case."
     else:
         why_not = ("Deciding and undoing are disabled: nobody holds this case (a decision releases the claim; "
