@@ -138,6 +138,15 @@ def _timeline(view: case_view.TimelineView) -> None:
     plt.close(fig)
 
 
+def _show(fig: Any, caption: str | None) -> None:
+    """Draw a finished matplotlib figure (laid out tight), then its caption as plain text."""
+    fig.tight_layout()
+    st.pyplot(fig)
+    plt.close(fig)
+    if caption:
+        st.caption(md(caption))
+
+
 def _vitals(view: case_view.VitalsView) -> None:
     st.dataframe(view.demographics, hide_index=True)
     for warning in view.warnings:
@@ -161,11 +170,7 @@ def _vitals(view: case_view.VitalsView) -> None:
         ax.tick_params(labelsize="small")
         ax.set_xlim(0, hours)
     axes[-1, 0].set_xlabel(view.x_label)
-    fig.tight_layout()
-    st.pyplot(fig)
-    plt.close(fig)
-    if view.caption:
-        st.caption(md(view.caption))
+    _show(fig, view.caption)
 
 
 def _paper(ax: Any, x0: float, x1: float, y0: float, y1: float, paper: Any) -> None:
@@ -235,18 +240,27 @@ def _ecg_figure(frame: pd.DataFrame, units: list[str], view: case_view.EcgView, 
 
 def _ecg(view: case_view.EcgView) -> None:
     st.caption(md(view.caption))
-    fig, axes = _ecg_figure(view.strip, view.units, view, mark_beats=True)
-    top = axes[0, 0]
-    lo, hi = top.get_ylim()
-    beats = view.annotations[view.annotations["kind"] == "beat"]
-    for t in beats["time_s"]:
-        top.plot([t, t], [lo, lo + 0.06 * (hi - lo)], color="tab:blue", linewidth=1)
-    for r in view.rr.itertuples(index=False):
-        top.text(r.time_s - r.rr_ms / 2000.0, lo + 0.08 * (hi - lo), f"{r.rr_ms:.0f}", fontsize="x-small",
-                 ha="center", va="bottom", color="tab:blue")
-    st.pyplot(fig)
-    plt.close(fig)
-    st.caption("Rhythm strip, 10 s. Blue ticks: beats; numbers: RR intervals (ms); the blue line: the scored beat; "
+    # the 10 s strip in two rows of 5 s: one 10 s row in the page's case column would leave a 1 mm
+    # square about 2 px wide; at 5 s a row the paper stays readable (same 25 mm/s, 10 mm/mV paper)
+    start, end = float(view.strip.index[0]), float(view.strip.index[-1])
+    middle = start + (end - start) / 2
+    for lo_s, hi_s in ((start, middle), (middle, end)):
+        part = view.strip[(view.strip.index >= lo_s) & (view.strip.index <= hi_s)]
+        if len(part) < 2:
+            continue
+        fig, axes = _ecg_figure(part, view.units, view, mark_beats=True)
+        top = axes[0, 0]
+        lo, hi = top.get_ylim()
+        beats = view.annotations[(view.annotations["kind"] == "beat") & view.annotations["time_s"].between(lo_s, hi_s)]
+        for t in beats["time_s"]:
+            top.plot([t, t], [lo, lo + 0.06 * (hi - lo)], color="tab:blue", linewidth=1)
+        for r in view.rr.itertuples(index=False):
+            if lo_s <= r.time_s - r.rr_ms / 2000.0 <= hi_s:
+                top.text(r.time_s - r.rr_ms / 2000.0, lo + 0.08 * (hi - lo), f"{r.rr_ms:.0f}", fontsize="x-small",
+                         ha="center", va="bottom", color="tab:blue")
+        st.pyplot(fig)
+        plt.close(fig)
+    st.caption("Rhythm strip, 10 s in two rows of 5 s. Blue ticks: beats; numbers: RR intervals (ms); the blue line: the scored beat; "
                "red: signal-quality annotations (| artifact, ~ quality change).")
     close, _ = _ecg_figure(view.window, view.units, view, mark_beats=False, width_in=3.5)
     st.pyplot(close, width=420)
@@ -267,11 +281,7 @@ def _series(view: case_view.SeriesView) -> None:
         if view.marker is not None:
             ax.axvline(view.marker, color="red", linestyle="--")
     axes[-1, 0].set_xlabel(view.x_label)
-    fig.tight_layout()
-    st.pyplot(fig)
-    plt.close(fig)
-    if view.caption:
-        st.caption(md(view.caption))
+    _show(fig, view.caption)
 
 
 def _tables(view: case_view.TablesView) -> None:

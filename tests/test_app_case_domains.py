@@ -306,7 +306,7 @@ def test_signals_case_is_a_rhythm_strip_in_the_records_own_units(store: str, sig
     record, sample = top["case_id"].split(":")
     sample = int(sample)
     row = _ecg_case(signals)
-    assert len(at.get("image")) == 2  # the 10 s strip and the close-up of the scored window
+    assert len(at.get("image")) == 3  # the 10 s strip in two rows of 5 s, and the close-up of the scored window
 
     # The window the model scored: the raw MLII and V1 samples around the annotated beat.
     frame = case_view.signal_window(signals.data_dir, {"row": row["row"], "leads": row["leads"]})

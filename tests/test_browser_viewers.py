@@ -128,7 +128,7 @@ def test_each_case_viewer_in_a_real_browser(tmp_path: Path, ehr: Scored, signals
              and "Paper: 25 mm/s, 10 mm/mV" in page_text())
         text = page_text()
         assert "(class " not in text and "Reference: beat" not in text
-        assert "RR before the beat" in text and "Rhythm strip, 10 s." in text
+        assert "RR before the beat" in text and "Rhythm strip, 10 s in two rows of 5 s." in text
         back_to_queue()
 
         # ICU stay with Age 200 in its file: small multiples, demographics, the impossible age called out

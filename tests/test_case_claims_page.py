@@ -10,49 +10,17 @@ import datetime as dt
 import re
 from pathlib import Path
 
-import pandas as pd
 import pytest
 from sqlalchemy import update
 from streamlit.testing.v1 import AppTest
 
-from medssl.review import active_claims, add_user, case_events, case_state, claim_case, import_scores, make_engine
+from medssl.review import active_claims, case_events, case_state, claim_case, make_engine
 from medssl.review.models import Claim, utcnow
 from app_text import shown
-from review_scores import build_real_scores
+from review_app import APP, TIMEOUT, real_scores, store  # noqa: F401 (pytest fixtures)
+from review_app import flagged as _flagged, signed_in as _signed_in
 
-APP = str(Path(__file__).resolve().parents[1] / "apps" / "Home.py")
-TIMEOUT = 60
-
-
-@pytest.fixture(scope="module")
-def real_scores(shared_data: Path, tmp_path_factory) -> Path:
-    return build_real_scores(shared_data, tmp_path_factory.mktemp("data"))
-
-
-@pytest.fixture()
-def store(tmp_path: Path, real_scores: Path, monkeypatch) -> str:
-    url = f"sqlite:///{tmp_path / 'review.db'}"
-    engine = make_engine(url)
-    add_user(engine, "dr_lee", "clinician", "lee-password")
-    add_user(engine, "ana", "data_scientist", "ana-password")
-    import_scores(engine, real_scores)
-    monkeypatch.setenv("MEDSSL_DB", url)
-    monkeypatch.delenv("MEDSSL_EMBEDDINGS", raising=False)
-    return url
-
-
-def _signed_in(name: str, password: str) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
-    at.text_input[0].input(name)
-    at.text_input[1].input(password)
-    at.button[0].click().run()
-    assert not at.exception, at.exception
-    return at
-
-
-def _flagged(real_scores: Path) -> list[str]:
-    df = pd.read_parquet(real_scores)
-    return df[df["flagged"]].sort_values("anomaly_score", ascending=False)["case_id"].tolist()
+# the fixtures real_scores and store come from review_app (imported for pytest to find them)
 
 
 def _look_at(at: AppTest, case_id: str) -> AppTest:
