@@ -103,13 +103,21 @@ SESSION_PARAM = "session"  # ?session=TOKEN: the signed sign-in token (medssl.re
 CASE_PARAM = "case"  # ?case=CASE_ID: a deep link to one case, opened after sign-in
 
 
+def browser_binding() -> str:
+    """What ties a sign-in token to this browser: the client's address and User-Agent (empty where
+    Streamlit knows neither, e.g. under AppTest). A token URL opened elsewhere does not sign in."""
+    address = client_address() or ""
+    agent = st.context.headers.get("User-Agent") or ""
+    return f"{address}|{agent}" if address or agent else ""
+
+
 def sign_in(acc: Account) -> None:
     """Remember ``acc`` for this browser session and put a signed, expiring token in the URL, so a
     refresh keeps the reviewer signed in (the password never goes back to the browser)."""
     from medssl.review import issue_token
 
     st.session_state["account"] = acc
-    st.session_state["session_token"] = issue_token(engine(), acc.name)
+    st.session_state["session_token"] = issue_token(engine(), acc.name, bound_to=browser_binding())
     keep_session_in_url()
 
 
@@ -121,7 +129,7 @@ def restore_session() -> Account | None:
     token = st.query_params.get(SESSION_PARAM)
     if not token:
         return None
-    acc = account_for_token(engine(), token)
+    acc = account_for_token(engine(), token, bound_to=browser_binding())
     if acc is None:
         del st.query_params[SESSION_PARAM]
         st.session_state["sign_in_note"] = "Your sign-in has expired or was ended; sign in again."
@@ -144,7 +152,7 @@ def end_session() -> None:
 
     token = st.session_state.get("session_token") or st.query_params.get(SESSION_PARAM)
     if token:
-        revoke_token(engine(), token)
+        revoke_token(engine(), token, bound_to=browser_binding())
     st.query_params.clear()
 
 

@@ -145,6 +145,24 @@ def test_a_tampered_expired_or_signed_out_token_shows_the_sign_in_page(browser: 
     assert b.driver.find_elements(b.By.XPATH, "//h1[contains(., 'Review queue')]") == []
 
 
+def test_a_signed_in_url_opened_in_another_browser_does_not_sign_in(browser: Browser) -> None:
+    b = browser
+    b.driver.get(b.base)
+    b.submit("dr_lee", "lee-password")
+    b.h1("Review queue")
+    signed_in_url = b.driver.current_url
+    own_agent = b.driver.execute_script("return navigator.userAgent")
+    try:  # the same URL sent from another browser (another User-Agent), e.g. pasted into a message
+        b.driver.execute_cdp_cmd("Network.setUserAgentOverride", {"userAgent": "Mozilla/5.0 (another browser)"})
+        b.driver.get(signed_in_url)
+        b.sign_in_page()
+        b.wait.until(b.EC.presence_of_element_located((b.By.XPATH, "//*[contains(text(), 'sign in again')]")))
+    finally:
+        b.driver.execute_cdp_cmd("Network.setUserAgentOverride", {"userAgent": own_agent})
+    b.driver.get(signed_in_url)  # back in the browser that signed in: still valid
+    b.h1("Review queue")
+
+
 def test_a_deep_link_opens_its_case_after_sign_in_and_claims_it(browser: Browser) -> None:
     b = browser
     case_id = list_queue(b.engine).rows["case_id"][2]

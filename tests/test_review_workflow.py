@@ -155,6 +155,13 @@ def test_a_token_signs_in_until_it_expires_is_revoked_or_is_tampered_with(store:
     with engine.begin() as conn:
         conn.execute(delete(User).where(User.name == "dr_kim"))
     assert account_for_token(engine, kim) is None  # the account is gone
+    # bound to the browser that signed in: another address / User-Agent gets nothing, revocation included
+    bound = issue_token(engine, "dr_lee", bound_to="10.0.0.7|Mozilla/5.0 ward-pc")
+    assert account_for_token(engine, bound, bound_to="10.0.0.7|Mozilla/5.0 ward-pc").name == "dr_lee"
+    for elsewhere in ("", "10.0.0.8|Mozilla/5.0 ward-pc", "10.0.0.7|Mozilla/5.0 home-pc"):
+        assert account_for_token(engine, bound, bound_to=elsewhere) is None, elsewhere
+        assert not revoke_token(engine, bound, bound_to=elsewhere)
+    assert account_for_token(engine, bound, bound_to="10.0.0.7|Mozilla/5.0 ward-pc").name == "dr_lee"
     # another store has its own secret: a token does not carry over
     assert account_for_token(make_engine(store.replace("review.db", "other.db")), issue_token(engine, "dr_lee")) is None
 

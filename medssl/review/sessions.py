@@ -9,6 +9,11 @@ secret. The secret is a random 256-bit key kept server-side in the ``session_sec
 (created on first use, never rotated: deleting the row signs everyone out). A token is valid
 while its signature matches, it has not expired (``SESSION_HOURS`` after sign-in), it was not
 revoked (signing out writes its id to ``revoked_sessions``) and its account still exists.
+
+A token is bound to the browser that signed in: the signature also covers ``bound_to`` (the app
+passes the client's address and User-Agent), which the token does not carry. The same URL opened
+on another machine or in another browser (a link pasted into a message with ``?session=`` still
+in it) is refused there, so sharing a case link never shares a sign-in.
 """
 
 from __future__ import annotations
@@ -48,25 +53,28 @@ def _secret(engine: Engine) -> bytes:
     return bytes.fromhex(found)
 
 
-def _sign(key: bytes, payload: str) -> str:
-    return hmac.new(key, payload.encode(), hashlib.sha256).hexdigest()
+def _sign(key: bytes, payload: str, bound_to: str) -> str:
+    message = payload.encode() + b"\x00" + hashlib.sha256(bound_to.encode()).digest()
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
 
 
-def issue_token(engine: Engine, name: str, hours: float = SESSION_HOURS, now: dt.datetime | None = None) -> str:
-    """A token for account ``name`` valid ``hours`` from ``now`` (naive UTC; default the clock)."""
+def issue_token(engine: Engine, name: str, hours: float = SESSION_HOURS, now: dt.datetime | None = None,
+                bound_to: str = "") -> str:
+    """A token for account ``name`` valid ``hours`` from ``now`` (naive UTC; default the clock),
+    accepted only where :func:`account_for_token` is given the same ``bound_to``."""
     expires = int(((now or utcnow()) - _EPOCH).total_seconds() + hours * 3600)
     name_b64 = base64.urlsafe_b64encode(name.encode()).decode().rstrip("=")
     payload = f"{name_b64}.{expires}.{secrets.token_hex(16)}"
-    return f"{payload}.{_sign(_secret(engine), payload)}"
+    return f"{payload}.{_sign(_secret(engine), payload, bound_to)}"
 
 
-def _parts(engine: Engine, token: str) -> tuple[str, dt.datetime, str] | None:
+def _parts(engine: Engine, token: str, bound_to: str) -> tuple[str, dt.datetime, str] | None:
     """``(name, expires_at, token_id)`` of a well-formed token with a valid signature, else ``None``."""
     pieces = token.split(".") if isinstance(token, str) else []
     if len(pieces) != 4 or not pieces[1].isdigit() or len(pieces[1]) > 12:
         return None
     payload = ".".join(pieces[:3])
-    if not hmac.compare_digest(_sign(_secret(engine), payload), pieces[3]):
+    if not hmac.compare_digest(_sign(_secret(engine), payload, bound_to), pieces[3]):
         return None
     try:
         name = base64.urlsafe_b64decode(pieces[0] + "=" * (-len(pieces[0]) % 4)).decode()
@@ -75,10 +83,11 @@ def _parts(engine: Engine, token: str) -> tuple[str, dt.datetime, str] | None:
     return name, _EPOCH + dt.timedelta(seconds=int(pieces[1])), pieces[2]
 
 
-def account_for_token(engine: Engine, token: str, now: dt.datetime | None = None) -> Account | None:
+def account_for_token(engine: Engine, token: str, now: dt.datetime | None = None,
+                      bound_to: str = "") -> Account | None:
     """The account a token signs in, or ``None`` when it is malformed, tampered with, expired,
-    revoked, or its account no longer exists."""
-    parts = _parts(engine, token)
+    revoked, issued for another ``bound_to`` (another browser), or its account no longer exists."""
+    parts = _parts(engine, token, bound_to)
     if parts is None:
         return None
     name, expires_at, token_id = parts
@@ -93,9 +102,9 @@ def account_for_token(engine: Engine, token: str, now: dt.datetime | None = None
         return None
 
 
-def revoke_token(engine: Engine, token: str) -> bool:
-    """Revoke a valid token (sign-out); ``False`` for one that was never valid. Idempotent."""
-    parts = _parts(engine, token)
+def revoke_token(engine: Engine, token: str, bound_to: str = "") -> bool:
+    """Revoke a valid token (sign-out); ``False`` for one that was never valid here. Idempotent."""
+    parts = _parts(engine, token, bound_to)
     if parts is None:
         return False
     _, expires_at, token_id = parts
