@@ -23,6 +23,8 @@ def test_demo_runs_the_loop_on_the_bundled_sample(tmp_path, capsys) -> None:
     imaging = pd.read_parquet(out / "imaging" / "scores.parquet")
     assert len(imaging) == 520  # 400 train + 120 val images in datasets/imaging
     assert imaging["predicted_label"].notna().all()  # a fine-tuned head predicted every case
+    # the demo names PneumoniaMNIST's classes at ingest, so the queue and case page say "pneumonia", not "1"
+    assert set(imaging["predicted_label"]) <= {"normal", "pneumonia"} and "pneumonia" in set(imaging["predicted_label"])
     assert int(imaging["flagged"].sum()) == 20
     assert count_cases(engine) == 520 + 1000
     assert list_queue(engine).total == 40  # 20 flagged per domain
