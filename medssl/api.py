@@ -138,3 +138,11 @@ def score(model: str | Path, data_dir: str | Path, out: str | Path, **options: A
 
 
 __all__ = ["INGEST_KINDS", "Model", "evaluate", "finetune", "ingest", "load_model", "pretrain", "score"]
+
+
+def list_methods() -> list[dict[str, str]]:
+    """Every pretraining method as a dict: name, family, domains ("any" or a comma list), summary
+    (what the encoder learns) and lightly_parts; the rows ``medssl methods`` prints."""
+    from medssl.methods.base import method_info
+
+    return method_info()

@@ -24,6 +24,7 @@ COMMANDS: tuple[str, ...] = (
     "medssl.commands.evaluate",
     "medssl.commands.label_efficiency",
     "medssl.commands.pretrain",
+    "medssl.commands.methods",
     "medssl.commands.app",
     "medssl.commands.users",
     "medssl.commands.audit",

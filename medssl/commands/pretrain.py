@@ -37,7 +37,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, type=Path, metavar="DATA_DIR", help="folder made by `medssl ingest`")
     p.add_argument("--out", required=True, type=Path, metavar="RUN_DIR", help="folder for this run's files")
     p.add_argument("--config", type=Path, metavar="YAML", help="settings file, e.g. configs/pneumoniamnist_simclr.yaml")
-    p.add_argument("--method", help="simclr, byol, dino, micle (same-patient pairs), ... (default simclr)")
+    p.add_argument("--method", help="contrastive: simclr, moco, micle (same-patient pairs); non-contrastive: byol, "
+                   "dino, barlow_twins, vicreg; clustering: swav; masked modelling: simmim, masked_ehr, vime; "
+                   "pretext: rotation, jigsaw; autoassociative: denoising_ae; series: ts2vec, cpc; tabular: scarf "
+                   "(default simclr; `medssl methods` says what each learns and which data it serves)")
     p.add_argument("--encoder", help="backbone, e.g. small_cnn or resnet18 (default: the data's usual one)")
     p.add_argument("--epochs", type=int, metavar="N", help="passes over the training cases")
     p.add_argument("--max-steps", type=int, metavar="N", help="stop after N optimizer steps (short trial runs)")

@@ -28,6 +28,11 @@ class SSLMethod(nn.Module):
     """Base of every pretraining method. Subclasses set ``pairing`` and implement ``training_loss``."""
 
     pairing: ClassVar[str] = "augment"
+    # what `medssl methods` says of the method (each method class sets them):
+    family: ClassVar[str] = ""  # e.g. "contrastive", "non-contrastive", "masked modelling", "pretext task"
+    summary: ClassVar[str] = ""  # one line: what the encoder learns
+    lightly_parts: ClassVar[str] = ""  # the lightly losses / heads / utilities it is built from ("" = none)
+    supported_domains: ClassVar[tuple[str, ...] | None] = None  # None: every domain its encoder serves
 
     def __init__(self, encoder: nn.Module) -> None:
         super().__init__()
@@ -79,3 +84,15 @@ def list_methods() -> list[str]:
     """Names of every registered method."""
     _load_builtins()
     return METHODS.names()
+
+
+def method_info() -> list[dict[str, str]]:
+    """One row per registered method: name, family, domains ("any" when it serves every domain),
+    summary and the lightly parts it uses (what ``medssl methods`` prints)."""
+    rows = []
+    for name in list_methods():
+        cls = METHODS.get(name)
+        domains = cls.supported_domains
+        rows.append({"name": name, "family": cls.family, "domains": ", ".join(domains) if domains else "any",
+                     "summary": cls.summary, "lightly_parts": cls.lightly_parts or "-"})
+    return rows

@@ -23,6 +23,10 @@ class BYOL(SSLMethod):
     momentum follows a cosine schedule from ``momentum`` to 1 over training (per optimizer step).
     """
 
+    family: ClassVar[str] = "non-contrastive"
+    summary: ClassVar[str] = "an online network predicts a momentum (EMA) target network's projection of another view"
+    lightly_parts: ClassVar[str] = "NegativeCosineSimilarity, BYOLProjectionHead, BYOLPredictionHead, update_momentum, cosine_schedule"
+
     pairing: ClassVar[str] = "augment"
 
     def __init__(

@@ -30,6 +30,10 @@ def _dino_head(n: int, hidden_dim: int, bottleneck_dim: int, output_dim: int) ->
 class DINO(SSLMethod):
     """Student (encoder + DINO head) vs an EMA teacher; the head outputs ``(B, output_dim)`` logits."""
 
+    family: ClassVar[str] = "non-contrastive"
+    summary: ClassVar[str] = "self-distillation: a student matches a momentum teacher's centred, sharpened output distribution"
+    lightly_parts: ClassVar[str] = "DINOLoss, DINOProjectionHead, update_momentum, cosine_schedule"
+
     pairing: ClassVar[str] = "augment"
 
     def __init__(

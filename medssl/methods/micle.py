@@ -59,6 +59,10 @@ class MICLe(SimCLR):
     """SimCLR's encoder + projection (shared code), trained on same-patient pairs with a
     patient-masked NT-Xent instead of lightly's plain one."""
 
+    family: ClassVar[str] = "contrastive"
+    summary: ClassVar[str] = "two images or recordings of one patient form a positive pair; other patients are negatives"
+    lightly_parts: ClassVar[str] = "NTXentLoss (reference), SimCLRProjectionHead"
+
     pairing: ClassVar[str] = "patient"
 
     def __init__(

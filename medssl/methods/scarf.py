@@ -33,6 +33,10 @@ def row_columns(encoder: nn.Module) -> int | None:
 class SCARF(SSLMethod):
     """``training_loss``: NT-Xent between ``encoder(view1)`` and ``encoder(corrupt(view2))`` projections."""
 
+    family: ClassVar[str] = "contrastive"
+    summary: ClassVar[str] = "a row and a copy with random features replaced from their marginals agree (tabular)"
+    lightly_parts: ClassVar[str] = "NTXentLoss, SimCLRProjectionHead"
+
     pairing: ClassVar[str] = "augment"
     supported_domains: ClassVar[tuple[str, ...]] = ("transactions",)
 

@@ -19,6 +19,10 @@ class SimCLR(SSLMethod):
     ``hidden_dim`` defaults to the encoder's ``num_features``; projections are ``(B, projection_dim)``.
     """
 
+    family: ClassVar[str] = "contrastive"
+    summary: ClassVar[str] = "two augmentations of one case agree, other cases of the batch are negatives (NT-Xent)"
+    lightly_parts: ClassVar[str] = "NTXentLoss, SimCLRProjectionHead"
+
     pairing: ClassVar[str] = "augment"
 
     def __init__(

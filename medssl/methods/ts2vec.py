@@ -81,6 +81,10 @@ def take_per_row(x: torch.Tensor, starts: torch.Tensor, length: int) -> torch.Te
 class TS2Vec(SSLMethod):
     """Hierarchical contrastive learning over two overlapping crops of ``view1`` (see module doc)."""
 
+    family: ClassVar[str] = "contrastive"
+    summary: ClassVar[str] = "time-step representations agree across overlapping crops, contrasted over time and instances (series)"
+    lightly_parts: ClassVar[str] = ""
+
     pairing: ClassVar[str] = "augment"
     requires: ClassVar[str] = "sequence"  # the encoder must offer forward_sequence(x) -> (B, T, F)
     supported_domains: ClassVar[tuple[str, ...]] = ("ehr", "signals")

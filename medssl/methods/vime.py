@@ -31,6 +31,10 @@ def _head(n_in: int, hidden: int, n_out: int) -> ProjectionHead:
 class VIME(SSLMethod):
     """``training_loss``: mask estimation BCE + ``alpha`` x feature reconstruction loss."""
 
+    family: ClassVar[str] = "masked modelling"
+    summary: ClassVar[str] = "from a row with features replaced, predict which were replaced and their original values (tabular)"
+    lightly_parts: ClassVar[str] = "ProjectionHead"
+
     pairing: ClassVar[str] = "augment"
     supported_domains: ClassVar[tuple[str, ...]] = ("transactions",)
 
