@@ -1,0 +1,197 @@
+"""Which SSL method to use for each domain: a leaderboard measured the way a user runs medssl.
+
+For each domain (PneumoniaMNIST, PhysioNet 2012, MIT-BIH DS1, ULB transactions) and every
+registered method that serves it (``medssl.list_methods()``), with the domain's usual encoder
+and the same pretraining budget (``--steps`` optimizer steps at ``--batch`` cases, stated in the
+JSON):
+
+1. ``medssl.ingest`` once (val split kept: the leaderboard is read on val, never on test);
+2. ``medssl.pretrain`` (the public API) with ``method``, the domain's encoder, the budget, seed 0;
+3. ``medssl finetune`` (the CLI, shipped defaults: mode auto = the domain's few-label recipe) at
+   1% and 10% of the train labels, seeds 0..N-1; the figure is the validation metric written to
+   metrics.json (AUROC; macro-F1 for beat classes);
+4. two baseline rows with the same finetune calls: ``random_init`` (the encoder as initialised:
+   pretraining for one step at a learning rate of 1e-12) and ``supervised_scratch`` (that
+   random encoder trained end to end on the same labels: ``medssl finetune --mode full``).
+
+The winner of a domain is the method with the highest mean validation metric at 1% (ties: at 10%).
+Writes benchmarks/results/method_leaderboard[_quick].{json,csv,png} and prints the table.
+``--quick``: every cell with a tiny budget (5 steps, one seed, 10% only): a check that each
+(domain, method) cell runs, not a measurement; the README's table comes from the full run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "data"
+RESULTS = REPO / "benchmarks" / "results"
+
+
+@dataclass(frozen=True)
+class Domain:
+    """One leaderboard domain: how to ingest it, its encoder and its metric."""
+
+    name: str
+    kind: str  # medssl.ingest kind
+    src: Path
+    ingest: dict[str, Any]
+    domain: str  # the medssl domain its methods must serve
+    encoder: str
+    metric: str  # key of metrics.json "validation"
+    pretrain: dict[str, Any] = field(default_factory=dict)
+
+
+DOMAINS = (
+    Domain("pneumoniamnist", "images", SHARED / "imaging" / "pneumoniamnist_trainval.npz", {"format": "npz"},
+           "imaging", "small_cnn", "auroc"),
+    Domain("physionet2012", "ehr", SHARED / "ehr" / "physionet2012" / "set-a",
+           {"format": "physionet2012", "outcomes": SHARED / "ehr" / "physionet2012" / "Outcomes-a.txt"},
+           "ehr", "", "auroc"),
+    Domain("mitbih", "signals", SHARED / "signals" / "mitdb_ds1", {"format": "wfdb"}, "signals", "", "macro_f1"),
+    Domain("ulb", "transactions", SHARED / "transactions" / "ulb_creditcard_a.csv",
+           {"id_col": "transaction_id", "label_col": "Class"}, "transactions", "", "auroc"),
+)
+
+
+def serving(domain: str) -> list[str]:
+    """Registered methods that serve ``domain`` ("any" or a list naming it)."""
+    import medssl
+
+    return [r["name"] for r in medssl.list_methods()
+            if r["domains"] == "any" or domain in [d.strip() for d in r["domains"].split(",")]]
+
+
+def pretrain(d: Domain, data: Path, run: Path, method: str, steps: int, batch: int, lr: float | None) -> tuple[Path, float]:
+    """``medssl.pretrain`` of one cell (cached by its config); returns the checkpoint and seconds."""
+    import medssl
+
+    cfg: dict[str, Any] = {"method": method, "max_steps": steps, "epochs": 10_000, "batch_size": batch,
+                           "seed": 0, "accelerator": "cpu", **d.pretrain}
+    if d.encoder:
+        cfg["encoder"] = d.encoder
+    if lr is not None:
+        cfg["lr"] = lr
+    done = run / "DONE.json"
+    if done.is_file() and json.loads(done.read_text())["config"] == cfg:
+        return run / "checkpoint.pt", json.loads(done.read_text())["seconds"]
+    shutil.rmtree(run, ignore_errors=True)
+    t = time.perf_counter()
+    ckpt = medssl.pretrain(data, run, config=cfg)
+    seconds = time.perf_counter() - t
+    done.write_text(json.dumps({"config": cfg, "seconds": seconds}))
+    return Path(ckpt), seconds
+
+
+def finetune(ckpt: Path, data: Path, out: Path, fraction: float, seed: int, metric: str, mode: str | None) -> float:
+    """``medssl finetune`` with shipped defaults (or ``--mode``); the validation ``metric``."""
+    from medssl.cli import main as cli
+
+    args = ["-q", "finetune", "--checkpoint", str(ckpt), "--data", str(data), "--out", str(out),
+            "--label-fraction", str(fraction), "--seed", str(seed), "--overwrite"]
+    if mode:
+        args += ["--mode", mode]
+    code = cli(args)
+    if code != 0:
+        raise RuntimeError(f"medssl {' '.join(args)} exited {code}")
+    return float(json.loads((out / "metrics.json").read_text())["validation"][metric])
+
+
+def _plot(summary: Any, path: Path) -> None:
+    """One panel per domain: mean validation metric per method, one bar group per label fraction."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    domains = list(summary["domain"].unique())
+    fig, axes = plt.subplots(len(domains), 1, figsize=(10, 3 * max(1, len(domains))), squeeze=False)
+    for ax, dom in zip(axes[:, 0], domains):
+        wide = summary[summary["domain"] == dom].pivot(index="method", columns="fraction", values="mean")
+        wide.plot.bar(ax=ax, rot=45)
+        ax.set_title(dom, loc="left")
+        ax.set_ylabel("validation metric")
+        ax.legend(title="labels", labels=[f"{f:.0%}" for f in wide.columns], fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--work", type=Path, default=Path("/tmp/method_leaderboard"))
+    parser.add_argument("--domains", default=",".join(d.name for d in DOMAINS))
+    parser.add_argument("--methods", default="", help="only these methods (comma list; default every serving one)")
+    parser.add_argument("--steps", type=int, default=300, help="pretraining optimizer steps per method (the budget)")
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--fractions", default="0.01,0.1")
+    parser.add_argument("--quick", action="store_true", help="5 steps, 1 seed, 10%% only: checks that every cell runs")
+    args = parser.parse_args()
+    if args.quick:
+        args.steps, args.seeds, args.fractions = 5, 1, "0.1"
+    import pandas as pd
+
+    import medssl
+
+    fractions = [float(f) for f in args.fractions.split(",")]
+    rows: list[dict[str, Any]] = []
+    started = time.perf_counter()
+    for d in [d for d in DOMAINS if d.name in args.domains.split(",")]:
+        data = args.work / d.name / "data"
+        if not (data / "manifest.parquet").is_file():
+            medssl.ingest(d.kind, d.src, data, **d.ingest)
+        methods = [m for m in serving(d.domain) if not args.methods or m in args.methods.split(",")]
+        cells = [(m, m, None, None) for m in methods] + [("random_init", "simclr", 1e-12, None),
+                                                         ("supervised_scratch", "simclr", 1e-12, "full")]
+        for row_name, method, lr, mode in cells:
+            steps = 1 if lr is not None else args.steps
+            try:
+                ckpt, seconds = pretrain(d, data, args.work / d.name / f"pre_{row_name if lr else method}",
+                                         method, steps, args.batch, lr)
+            except Exception as exc:  # noqa: BLE001 - a cell that cannot run is reported, the board goes on
+                rows.append({"domain": d.name, "method": row_name, "error": f"{type(exc).__name__}: {exc}"})
+                print(f"{d.name:15s} {row_name:18s} pretrain failed: {exc}", flush=True)
+                continue
+            for fraction in fractions:
+                for seed in range(args.seeds):
+                    out = args.work / d.name / f"ft_{row_name}_{fraction}_{seed}"
+                    try:
+                        value = finetune(ckpt, data, out, fraction, seed, d.metric, mode)
+                        error = None
+                    except Exception as exc:  # noqa: BLE001
+                        value, error = float("nan"), f"{type(exc).__name__}: {exc}"
+                    rows.append({"domain": d.name, "method": row_name, "fraction": fraction, "seed": seed,
+                                 "metric": d.metric, "value": value, "pretrain_steps": steps,
+                                 "pretrain_s": round(seconds, 1), "error": error})
+                    print(f"{d.name:15s} {row_name:18s} {fraction:5.0%} seed {seed}: {d.metric} {value:.3f}", flush=True)
+    table = pd.DataFrame(rows)
+    summary = (table.dropna(subset=["value"]).groupby(["domain", "method", "fraction"])["value"]
+               .agg(["mean", "std", "count"]).reset_index())
+    winners = {}
+    for dom, part in summary[~summary["method"].isin(["random_init", "supervised_scratch"])].groupby("domain"):
+        wide = part.pivot(index="method", columns="fraction", values="mean")
+        winners[dom] = str(wide.sort_values(sorted(wide.columns), ascending=False).index[0])
+    name = "method_leaderboard" + ("_quick" if args.quick else "")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    table.to_csv(RESULTS / f"{name}.csv", index=False)
+    (RESULTS / f"{name}.json").write_text(json.dumps({
+        "date": time.strftime("%Y-%m-%d"), "budget": {"pretrain_steps": args.steps, "batch_size": args.batch},
+        "seeds": args.seeds, "fractions": fractions, "split": "val (metrics.json validation of medssl finetune)",
+        "winner_rule": "highest mean validation metric at the smallest fraction, ties by the next",
+        "winners": winners, "summary": summary.to_dict("records"), "seconds": round(time.perf_counter() - started),
+    }, indent=2))
+    _plot(summary, RESULTS / f"{name}.png")
+    print(summary.to_string(index=False))
+    print("winners:", winners)
+
+
+if __name__ == "__main__":
+    main()
