@@ -12,6 +12,10 @@ _MODULES: tuple[str, ...] = (
     "medssl.methods.scarf",
     "medssl.methods.vime",
     "medssl.methods.ts2vec",
+    "medssl.methods.simmim",
+    "medssl.methods.rotation",
+    "medssl.methods.jigsaw",
+    "medssl.methods.denoising_ae",
 )
 
 for _name in _MODULES:
