@@ -16,6 +16,8 @@ _MODULES: tuple[str, ...] = (
     "medssl.methods.rotation",
     "medssl.methods.jigsaw",
     "medssl.methods.denoising_ae",
+    "medssl.methods.cpc",
+    "medssl.methods.masked_ehr",
 )
 
 for _name in _MODULES:
