@@ -256,3 +256,45 @@ def test_cli_pretrain_loads_weights_only_and_finetunes(name: str, small_data: Pa
     assert main(["-q", "finetune", "--checkpoint", str(run / "checkpoint.pt"), "--data", str(small_data),
                  "--out", str(tmp_path / "ft"), "--label-fraction", "0.5", "--mode", "linear"]) == 0
     assert (tmp_path / "ft" / "model.pt").exists()
+
+
+def test_a_domain_the_method_cannot_serve_is_one_error_line(small_data: Path, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture) -> None:
+    """The four methods here serve every domain; the supported_domains rule they rely on, shown once
+    with a series-only method on images: one line, before any training."""
+    argv = ["pretrain", "--data", str(small_data), "--out", str(tmp_path / "run"), "--method", "ts2vec"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "method 'ts2vec' works on ['ehr', 'signals'] data, not 'imaging'" in err
+    assert len(err.splitlines()) == 1 and not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+def _ingest_domain(domain: str, shared_data: Path, tmp: Path) -> Path:
+    """A small real data set of a non-image domain, ingested as a user would."""
+    out = tmp / "data"
+    if domain == "ehr":  # 120 PhysioNet 2012 stays
+        (tmp / "set-a").mkdir()
+        for f in sorted((shared_data / "ehr/physionet2012/set-a").glob("*.txt"))[:120]:
+            (tmp / "set-a" / f.name).write_bytes(f.read_bytes())
+        argv = ["ehr", str(tmp / "set-a"), "--format", "physionet2012", "--outcomes",
+                str(shared_data / "ehr/physionet2012/Outcomes-a.txt"), "--test-fraction", "0.25"]
+    elif domain == "signals":  # MIT-BIH beats of two records
+        argv = ["signals", str(shared_data / "signals/mitdb_ds1"), "--format", "wfdb", "--records", "101,106"]
+    else:  # 3704 real card transactions (ULB)
+        argv = ["transactions", str(shared_data / "transactions/ulb_creditcard_a.csv")]
+    assert main(["-q", "ingest", *argv, "--out", str(out)]) == 0
+    return out
+
+
+@pytest.mark.slow  # 3 ingests + 12 short pretrain runs (~10-30 s each on 2 busy cores)
+@pytest.mark.parametrize("domain", ["ehr", "signals", "transactions"])
+def test_every_new_method_pretrains_on_each_series_and_table_domain(domain: str, shared_data: Path, tmp_path: Path) -> None:
+    """supported_domains is None (any domain): each method pretrains from the CLI with the domain's
+    default encoder and augmentations on real data, and its checkpoint loads with weights_only."""
+    data = _ingest_domain(domain, shared_data, tmp_path)
+    for name in NEW:
+        run = tmp_path / name
+        assert main(["-q", "pretrain", "--data", str(data), "--out", str(run), "--method", name, "--max-steps", "2",
+                     "--batch-size", "16", "--limit-cases", "64", "--accelerator", "cpu"]) == 0
+        raw = torch.load(run / "checkpoint.pt", weights_only=True)
+        assert (raw["meta"]["domain"], raw["meta"]["method"], raw["meta"]["global_step"]) == (domain, name, 2)

@@ -2,8 +2,8 @@
 
 Parts (lightly ``examples/pytorch/vicreg.py``): the encoder + ``VICRegProjectionHead`` (MLP with
 batch norm) give ``(B, projection_dim)`` per view; ``VICRegLoss`` returns
-``lambda_param * MSE(z1, z2) + mu_param * (var(z1) + var(z2)) + nu_param * (cov(z1) + cov(z2))``
-where var is the hinge ``mean(relu(1 - std))`` per feature and cov the squared off-diagonal
+``lambda_param * MSE(z1, z2) + mu_param * (var(z1) + var(z2)) / 2 + nu_param * (cov(z1) + cov(z2))``
+where var is the hinge ``mean(relu(1 - std))`` over features and cov the sum of squared off-diagonal
 covariances / projection_dim. No negatives, no momentum network. The paper's 8192-wide head is
 narrowed to 1024 by default (CPU-sized).
 """
