@@ -17,10 +17,12 @@ import yaml
 
 from medssl.anomaly.reconstruction import ReconstructionScorer
 from medssl.cli import main
-from medssl.encoders import create_encoder
+from medssl.data import get_domain, read_manifest
+from medssl.encoders import create_encoder, encoder_example
 from medssl.errors import ConfigError
 from medssl.methods import create_method
 from medssl.methods.base import method_info
+from medssl.methods.denoising_ae import observed_mse
 from medssl.methods.jigsaw import permutation_set, shuffle_tiles
 from medssl.methods.rotation import rotate_batch
 from medssl.methods.simmim import masked_l1, patch_mask
@@ -157,8 +159,15 @@ def test_denoising_loss_exact_value_and_anomaly_scorer_hook() -> None:
     loss = method.training_loss(_batch(x))
     torch.manual_seed(4)
     keep = (torch.rand(4, 1, 28, 28) >= 0.5).float()
+    torch.manual_seed(4)
+    assert torch.equal(method.corrupt(x), x * keep)  # whole pixels blanked, nothing else touched
     pred = method.decoder(method.encoder(x * keep), (28, 28))
     assert loss.item() == pytest.approx(((pred - x) ** 2).mean().item(), rel=1e-5)
+    noisy = _method("denoising_ae", noise_std=0.1)
+    torch.manual_seed(5)
+    corrupted = noisy.corrupt(x)
+    torch.manual_seed(5)
+    torch.testing.assert_close(corrupted, x + 0.1 * torch.randn_like(x))
     with torch.no_grad():
         method.decoder.up[-1].weight.zero_()
         method.decoder.up[-1].bias.fill_(0.25)  # the decoder now paints every pixel 0.25
@@ -170,6 +179,35 @@ def test_denoising_loss_exact_value_and_anomaly_scorer_hook() -> None:
     assert scores[0] > scores[2] and scores[2] == pytest.approx(0.0, abs=1e-9)
     with pytest.raises(ConfigError, match="nothing is corrupted"):
         _method("denoising_ae", noise_std=0.0)
+
+
+def test_observed_mse_matches_a_hand_written_loop_and_an_exact_value() -> None:
+    pred, values = torch.tensor([[[1.0, 3.0]]]), torch.zeros(1, 1, 2)
+    assert observed_mse(pred, values, torch.tensor([[[0.0, 1.0]]])).item() == pytest.approx(9.0)  # only step 2
+    assert observed_mse(pred, values, None).item() == pytest.approx(5.0)
+    g = torch.Generator().manual_seed(0)
+    p, v = torch.randn(2, 3, 7, generator=g), torch.randn(2, 3, 7, generator=g)
+    m = (torch.rand(2, 3, 7, generator=g) > 0.4).float()
+    errs = [(p[b, c, t].item() - v[b, c, t].item()) ** 2 for b in range(2) for c in range(3) for t in range(7) if m[b, c, t]]
+    assert observed_mse(p, v, m).item() == pytest.approx(sum(errs) / len(errs), rel=1e-5)
+
+
+def test_denoising_on_an_ehr_grid_rebuilds_observed_values_only() -> None:
+    ex = encoder_example("gru")  # 3 value channels + 3 observation masks
+    method = create_method("denoising_ae", create_encoder("gru", **ex.kwargs), noise_std=0.5).eval()
+    g = torch.Generator().manual_seed(1)
+    masks = (torch.rand(4, 3, 24, generator=g) > 0.5).float()
+    x = torch.cat([torch.randn(4, 3, 24, generator=g) * masks, masks], dim=1)
+    torch.manual_seed(6)
+    corrupted = method.corrupt(x)
+    assert torch.equal(corrupted[:, 3:], masks) and not torch.equal(corrupted[:, :3], x[:, :3])  # masks kept
+    torch.manual_seed(6)
+    loss = method.training_loss(_batch(x))
+    pred = method.decoder(method.encoder(corrupted), 24)
+    assert pred.shape == (4, 3, 24)
+    assert loss.item() == pytest.approx(observed_mse(pred, x[:, :3], masks).item(), rel=1e-5)
+    assert method.reconstruction_error(x).shape == (4,)
+    assert method.decoder(torch.randn(2, method.encoder.num_features), 100).shape == (2, 3, 100)
 
 
 # ---------------------------------------------------------------- real data
@@ -201,7 +239,8 @@ def test_loss_falls_on_real_images(name: str, real_images: torch.Tensor) -> None
 def test_methods_describe_themselves() -> None:
     rows = {r["name"]: r for r in method_info()}
     for name in PRETEXT:
-        assert rows[name]["domains"] == "imaging" and rows[name]["family"] and rows[name]["summary"]
+        assert rows[name]["family"] and rows[name]["summary"]
+    assert [rows[n]["domains"] for n in PRETEXT] == ["imaging"] * 3 + ["imaging, signals, ehr"]
     assert "random_token_mask" in rows["simmim"]["lightly_parts"]
 
 
@@ -234,9 +273,43 @@ def test_cli_pretrain_then_finetune(name: str, image_data: Path, tmp_path: Path)
     assert (tmp_path / "ft" / "model.pt").is_file()
 
 
-def test_pretext_method_on_series_data_is_one_clear_error(shared_data: Path, tmp_path: Path) -> None:
-    beats = tmp_path / "beats"
+@pytest.fixture(scope="module")
+def beats(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Real MIT-BIH beats of record 101, ingested."""
+    out = tmp_path_factory.mktemp("beats") / "data"
     assert main(["-q", "ingest", "signals", str(shared_data / "signals/mitdb_ds1"), "--format", "wfdb",
-                 "--records", "101", "--out", str(beats)]) == 0
+                 "--records", "101", "--out", str(out)]) == 0
+    return out
+
+
+def test_denoising_loss_falls_on_real_beats(beats: Path) -> None:
+    m = read_manifest(beats)
+    ds = get_domain("signals").make_dataset(beats, m, None)
+    x = torch.stack([ds[int(i)] for i in np.random.default_rng(0).choice(len(ds), 16, replace=False)])[:, :, ::3]
+    torch.manual_seed(0)
+    enc = create_encoder("ts2vec_tcn", in_channels=x.shape[1], hidden=16, num_features=32, depth=3)
+    method = create_method("denoising_ae", enc, decoder_dim=32)
+    opt = torch.optim.Adam(method.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(12):
+        loss = method.training_loss(_batch(x))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert np.mean(losses[-3:]) < 0.8 * np.mean(losses[:3]), losses
+
+
+def test_cli_pretrain_denoising_on_beats(beats: Path, tmp_path: Path) -> None:
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(yaml.safe_dump({"method": "denoising_ae", "num_workers": 0, "method_options": {"decoder_dim": 16}}))
+    run = tmp_path / "pre"
+    assert main(["-q", "pretrain", "--data", str(beats), "--out", str(run), "--config", str(cfg),
+                 "--max-steps", "2", "--batch-size", "16", "--limit-cases", "64", "--accelerator", "cpu"]) == 0
+    raw = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert (raw["meta"]["method"], raw["meta"]["domain"]) == ("denoising_ae", "signals")
+
+
+def test_pretext_method_on_series_data_is_one_clear_error(beats: Path, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"method 'simmim' works on \['imaging'\] data, not 'signals'"):
         pretrain(beats, tmp_path / "run", {"method": "simmim", "accelerator": "cpu"})
