@@ -6,7 +6,10 @@ give queries from ``view1``; an EMA copy of both (the key network, momentum foll
 ``NTXentLoss(memory_bank_size=(queue_size, projection_dim))`` contrasts each query with its key
 (positive) and the queue of keys from earlier batches (negatives), then enqueues this batch's keys.
 The queue is lightly's memory bank: it starts as random unit vectors and is not saved in
-checkpoints (a resumed run refills it within ``queue_size / batch_size`` steps).
+checkpoints (a resumed run refills it within ``queue_size / batch_size`` steps). The logged loss
+therefore *rises* over those first steps (random vectors are easy negatives; chance level is
+``log(queue_size + 1)``) and falls after the fill. Keep ``queue_size`` below an epoch of cases
+(``n_cases``): a larger queue holds earlier keys of the query's own case as negatives.
 """
 
 from __future__ import annotations
