@@ -136,6 +136,17 @@ def test_swav_loss_matches_hand_written_sinkhorn_and_exact_value() -> None:
     assert m.criterion([torch.zeros(8, 16), torch.zeros(8, 16)], []).item() == pytest.approx(math.log(16), abs=1e-6)
 
 
+def test_swav_prototypes_stay_fixed_for_the_first_steps() -> None:
+    m = _method("swav", freeze_prototypes_steps=2)
+    batch = _batch(torch.Generator().manual_seed(4))
+    m.training_loss(batch).backward()
+    assert m.prototypes.heads[0].weight.grad is None and m.projection.layers[0].weight.grad is not None
+    m.on_train_step_end(2, 10)  # two optimizer steps done
+    m.training_loss(batch).backward()
+    assert m.prototypes.heads[0].weight.grad is not None
+    assert int(m.state_dict()["steps_done"]) == 2  # in the Lightning state: a resumed run keeps counting
+
+
 def test_barlow_twins_loss_matches_hand_written_cross_correlation_and_exact_value() -> None:
     m = _method("barlow_twins", lambda_param=0.01)
     batch = _batch(torch.Generator().manual_seed(2))
@@ -169,6 +180,7 @@ def test_vicreg_loss_matches_hand_written_terms_and_exact_values() -> None:
     ("moco", {"momentum": 1.5}, "momentum=1.5: must be between 0 and 1"),
     ("swav", {"n_prototypes": 0}, "'n_prototypes': 0}: head sizes must be whole numbers"),
     ("swav", {"sinkhorn_epsilon": -0.1}, "sinkhorn_epsilon=-0.1: must be > 0"),
+    ("swav", {"freeze_prototypes_steps": -1}, "freeze_prototypes_steps=-1: must be a whole number >= 0"),
     ("barlow_twins", {"lambda_param": -1.0}, "lambda_param=-1.0: must be >= 0"),
     ("vicreg", {"num_layers": 1}, "num_layers=1: the head has at least 2 layers"),
     ("vicreg", {"projection_dim": 0}, "'projection_dim': 0}: head sizes must be whole numbers"),

@@ -6,7 +6,8 @@ L2-normalised ``(B, projection_dim)`` embedding per view; ``SwaVPrototypes`` sco
 computes each view's soft codes with Sinkhorn-Knopp (equal use of the prototypes within the batch)
 and trains the other view to predict them. Two views (``view1``, ``view2``), no multi-crop and no
 feature queue: the default ``n_prototypes`` (128) is smaller than the paper's 3000 so that batches
-of a few dozen cases still spread over the prototypes.
+of a few dozen cases still spread over the prototypes. ``freeze_prototypes_steps`` keeps the
+prototypes fixed for the first optimizer steps (the paper freezes them for the first epoch; 0 = never).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class SwaV(SSLMethod):
         temperature: float = 0.1,
         sinkhorn_iterations: int = 3,
         sinkhorn_epsilon: float = 0.05,
+        freeze_prototypes_steps: int = 0,
     ) -> None:
         super().__init__(encoder)
         require_sizes("swav", n_prototypes=n_prototypes, projection_dim=projection_dim, hidden_dim=hidden_dim,
@@ -48,16 +50,21 @@ class SwaV(SSLMethod):
         for name, value in (("temperature", temperature), ("sinkhorn_epsilon", sinkhorn_epsilon)):
             if not value > 0:
                 raise ConfigError(f"swav method_options {name}={value!r}: must be > 0 (defaults 0.1 and 0.05)")
+        if isinstance(freeze_prototypes_steps, bool) or not isinstance(freeze_prototypes_steps, int) \
+                or freeze_prototypes_steps < 0:
+            raise ConfigError(f"swav method_options freeze_prototypes_steps={freeze_prototypes_steps!r}: "
+                              f"must be a whole number >= 0 (0 = train the prototypes from the first step)")
         n = int(encoder.num_features)
         self.projection = SwaVProjectionHead(n, hidden_dim or n, projection_dim)
-        self.prototypes = SwaVPrototypes(projection_dim, n_prototypes)
+        self.prototypes = SwaVPrototypes(projection_dim, n_prototypes, freeze_prototypes_steps)
+        self.register_buffer("steps_done", torch.zeros((), dtype=torch.long))  # saved in last.ckpt: resume keeps it
         self.criterion = SwaVLoss(temperature=temperature, sinkhorn_iterations=sinkhorn_iterations,
                                   sinkhorn_epsilon=sinkhorn_epsilon)
 
     def scores(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, *input_shape)`` -> ``(B, n_prototypes)`` cosine similarities to the prototypes."""
         z = nn.functional.normalize(self.projection(self.encoder(x)), dim=1, p=2)
-        return self.prototypes(z)
+        return self.prototypes(z, step=int(self.steps_done))
 
     def training_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Renormalise the prototypes, then SwaVLoss over the two views (both high resolution); a scalar."""
@@ -65,3 +72,7 @@ class SwaV(SSLMethod):
             self.prototypes.normalize()
         loss = self.criterion([self.scores(batch["view1"]), self.scores(batch["view2"])], [])
         return loss.reshape(())  # lightly returns shape (1,)
+
+    def on_train_step_end(self, step: int, total_steps: int) -> None:
+        """Count optimizer steps (``step`` = steps done) for ``freeze_prototypes_steps``."""
+        self.steps_done.fill_(step)
