@@ -136,3 +136,22 @@ def test_opening_a_similar_case_claims_it_and_releases_the_case_left(store: str,
     assert [shown(t.value) for t in at.title] == [f"Case {reviewed}"]
     assert active_claims(engine) == {reviewed: "dr_lee"}
     assert [(e.action, e.reviewer) for e in case_events(engine, start)][-1] == ("release", "dr_lee")
+
+
+def test_undoing_another_reviewers_decision_needs_the_confirm_box(store: str, real_scores: Path) -> None:
+    engine = make_engine(store)
+    case_id = _flagged(real_scores)[0]
+    from medssl.review import record_decision
+
+    theirs = record_decision(engine, case_id, "ana", "assign_class", label="1")
+    at = _signed_in("dr_lee", "lee-password")
+    assert claim_case(engine, case_id, "dr_lee")
+    _look_at(at, case_id)
+    assert _button(at, "Undo last decision").disabled  # ana's decision: not without the box
+    box = next(c for c in at.checkbox if c.label == "Undo ana's decision")
+    box.check().run()
+    _button(at, "Undo last decision").click().run()
+    assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
+    undo = [e for e in case_events(engine, case_id) if e.action == "undo"]
+    assert [(e.reviewer, e.ref_event_id) for e in undo] == [("dr_lee", theirs)]
+    assert case_state(engine, case_id).status == "open"

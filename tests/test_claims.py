@@ -103,8 +103,9 @@ def test_a_decision_releases_the_claim_and_an_undo_takes_it(url: str) -> None:
     # nobody holds b: a script's decision goes through and leaves no claim behind
     record_decision(engine, b, "dr_kim", "dismiss")
     assert b not in active_claims(engine) and _actions(engine, b) == [("dismiss", "dr_kim")]
-    # an undo with nobody holding the case takes the claim: the reviewer is working on it
-    undo_last(engine, b, "dr_lee")
+    # an undo with nobody holding the case takes the claim: the reviewer is working on it (an undo of
+    # dr_kim's decision: confirmed, see test_undoing_another_reviewers_decision_asks_first_and_keeps_both)
+    undo_last(engine, b, "dr_lee", override=True)
     assert active_claims(engine)[b] == "dr_lee"
     assert _actions(engine, b) == [("dismiss", "dr_kim"), ("claim", "dr_lee"), ("undo", "dr_lee")]
     with pytest.raises(ClaimError, match="claimed by dr_lee"):
@@ -126,6 +127,23 @@ def test_deciding_over_another_reviewers_decision_asks_first_and_keeps_both(url:
         ("assign_class", "dr_lee", "1"), ("assign_class", "dr_lee", "0"), ("dismiss", "dr_kim", None)]
     assert events[0].id == first and events[-1].id == mine
     assert (case_state(engine, case_id).status, case_state(engine, case_id).decided_by) == ("dismissed", "dr_kim")
+
+
+def test_undoing_another_reviewers_decision_asks_first_and_keeps_both(url: str) -> None:
+    engine = make_engine(url)
+    case_id = list_queue(engine).rows["case_id"][0]
+    theirs = record_decision(engine, case_id, "dr_lee", "assign_class", label="1")
+    with pytest.raises(OverrideError, match=r"dr_lee already decided case .*: labelled \(1\) at .* UTC; to undo it, "
+                                            r"confirm the override") as err:
+        undo_last(engine, case_id, "dr_kim")
+    assert err.value.undo and [e.action for e in case_events(engine, case_id)] == ["assign_class"]  # nothing written
+    undo_last(engine, case_id, "dr_kim", override=True)
+    events = case_events(engine, case_id)
+    assert [(e.action, e.reviewer, e.ref_event_id) for e in events if e.action != "claim"] == [
+        ("assign_class", "dr_lee", None), ("undo", "dr_kim", theirs)]
+    assert case_state(engine, case_id).status == "open"
+    mine = record_decision(engine, case_id, "dr_kim", "dismiss")  # one's own decision: undone without a question
+    assert undo_last(engine, case_id, "dr_kim") > mine
 
 
 def test_sign_out_releases_every_claim_and_expired_claims_count_nowhere(url: str) -> None:

@@ -152,7 +152,7 @@ def test_the_chain_holds_under_concurrent_writers_and_verify_finds_an_edit(store
             # claim (issue 16), so the others wait for its release (ClaimError meanwhile)
             _until_unclaimed(lambda: record_decision(eng, cases[i % 3], f"r{t}", "assign_class", label=f"r{t}-{i}", override=True))
             if i % 4 == 3:
-                _until_unclaimed(lambda: undo_last(eng, cases[i % 3], f"r{t}"))
+                _until_unclaimed(lambda: undo_last(eng, cases[i % 3], f"r{t}", override=True))
                 release_case(eng, cases[i % 3], f"r{t}")
         eng.dispose()
 

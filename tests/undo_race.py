@@ -30,7 +30,7 @@ def race_undos(make: Callable[[], Engine], case_id: str, n_decisions: int, n_und
     def worker(eng: Engine) -> None:
         barrier.wait()
         try:
-            acknowledged.append(undo_last(eng, case_id, "dr_kim"))
+            acknowledged.append(undo_last(eng, case_id, "dr_kim", override=True))  # dr_lee's decisions
         except ReviewError as exc:
             refused.append(str(exc))
 

@@ -135,10 +135,13 @@ with right:
         except MedsslError as exc:
             st.error(md(exc))
     undo_help = (f"Shortcut: {UNDO_KEYS}" if mine else "Only the reviewer who holds this case can undo.")
-    if st.button("Undo last decision", disabled=not mine or state.decision_event_id is None,
+    # undoing another reviewer's decision is an override too: it needs the same explicit confirmation
+    undo_theirs = (st.checkbox(f"Undo {md(state.decided_by)}'s decision", disabled=not mine, key="undo_theirs")
+                   if theirs else False)
+    if st.button("Undo last decision", disabled=not mine or state.decision_event_id is None or (theirs and not undo_theirs),
                  shortcut=UNDO_KEYS, help=undo_help, width="stretch"):
         try:
-            undo_last(eng, case_id, acc.name, decision_id=state.decision_event_id)
+            undo_last(eng, case_id, acc.name, decision_id=state.decision_event_id, override=bool(undo_theirs))
             st.session_state["flash"] = "Undone."
             st.rerun()
         except MedsslError as exc:

@@ -196,7 +196,8 @@ def add_note(engine: Engine, case_id: str, reviewer: str, note: str) -> int:
         return _insert_event(conn, case_id, reviewer, "note", note=note.strip(), model_id=case.model_id)
 
 
-def undo_last(engine: Engine, case_id: str, reviewer: str, decision_id: int | None = None) -> int:
+def undo_last(engine: Engine, case_id: str, reviewer: str, decision_id: int | None = None,
+              override: bool = False) -> int:
     """Undo the case's most recent standing decision with a new ``undo`` event; returns its id.
 
     Claims: succeeds only if ``reviewer`` holds an unexpired claim on the case (kept: they are
@@ -205,6 +206,9 @@ def undo_last(engine: Engine, case_id: str, reviewer: str, decision_id: int | No
     ``ReviewError`` when the case has no decision left to undo (nothing is written then), or when
     ``decision_id`` (the standing decision the caller showed, e.g. the app's page) is no longer the
     standing one: a second click on Undo does not undo an earlier decision as well.
+
+    Overrides: undoing another reviewer's standing decision raises ``OverrideError`` unless
+    ``override=True`` (as recording a decision over it does); the undo event keeps both in the trail.
     """
     with engine.begin() as conn:
         case = case_row(conn, case_id, lock=True)
@@ -215,6 +219,8 @@ def undo_last(engine: Engine, case_id: str, reviewer: str, decision_id: int | No
         if decision_id is not None and state.decision_event_id != decision_id:
             raise ReviewError(f"the decision shown for case {case_id!r} was already undone or replaced; "
                               "look at the case again before undoing")
+        if state.decided_by is not None and state.decided_by != reviewer and not override:
+            raise OverrideError(case_id, state.decided_by, state.status, state.label, state.decided_at, undo=True)
         if held is None:
             hold(conn, case, reviewer)
         return _insert_event(conn, case_id, reviewer, "undo", model_id=case.model_id,
