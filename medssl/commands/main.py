@@ -30,6 +30,7 @@ COMMANDS: tuple[str, ...] = (
     "medssl.commands.audit",
     "medssl.commands.score",
     "medssl.commands.demo",
+    "medssl.commands.export",
 )
 
 DESCRIPTION = """\

@@ -1,4 +1,4 @@
-"""``medssl score --model MODEL --data DATA_DIR --out SCORES_PARQUET [--engine local|ray]``."""
+"""``medssl score --model MODEL --data DATA_DIR --out SCORES_PARQUET [--engine local|ray] [--runtime torch|onnx]``."""
 
 from __future__ import annotations
 
@@ -69,6 +69,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="replace --out / --embeddings even when they are not earlier medssl score files "
                    "(earlier score files are always replaced; inputs never)")
+    p.add_argument("--runtime", choices=("torch", "onnx"), default="torch",
+                   help="torch: run the model file (default); onnx: run MODEL = model.onnx from `medssl export "
+                   "onnx` in onnxruntime on the CPU (local engine)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="where the model runs: auto = a GPU when there is one (default)")
     p.set_defaults(func=run)
@@ -84,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         flag_top=args.flag_top, flag_percentile=args.flag_percentile, embeddings_out=args.embeddings,
         resume=args.resume, chunk_size=args.chunk_size, batch_size=args.batch_size,
         num_workers=args.num_workers, reference_split=args.reference_split, device=args.device,
-        scorer=args.scorer, overwrite=args.overwrite,
+        scorer=args.scorer, overwrite=args.overwrite, runtime=args.runtime,
     )
     print(
         f"scored {summary.n_scored} cases ({summary.n_flagged} flagged, {summary.n_errors} not scored) "

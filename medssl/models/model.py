@@ -163,20 +163,25 @@ class Model:
     def needs_inputs(self) -> bool:
         """Whether scoring reads the inputs ``x`` besides the embeddings (a recipe on raw columns);
         when not, ``run_embedded(None, emb)`` scores many batches' embeddings at once."""
-        return (self.anomaly_recipe.features is not embedding_features
+        return (self.anomaly_recipe.features is not embedding_features or getattr(self.encoder, "has_proba", False)
                 or (self.few_label_recipe is not None and self.head is not None and self.knn is None))
 
     def run_batch(self, x: torch.Tensor) -> BatchOutput:
         """Embed, anomaly-score and classify one batch ``(B, *input_shape)``."""
+        if getattr(self.encoder, "has_proba", False):  # an ONNX graph with the head: one run gives both
+            emb, proba = self.encoder.run(x)
+            out = self.run_embedded(x, emb, with_proba=False)
+            out.proba = proba
+            return out
         return self.run_embedded(x, self.embed_batch(x))
 
-    def run_embedded(self, x: torch.Tensor | None, emb: torch.Tensor) -> BatchOutput:
+    def run_embedded(self, x: torch.Tensor | None, emb: torch.Tensor, with_proba: bool = True) -> BatchOutput:
         """Anomaly-score and classify embeddings ``(B, D)`` of inputs ``x`` (``None`` allowed
-        when ``needs_inputs`` is false)."""
+        when ``needs_inputs`` is false); ``with_proba=False`` leaves ``proba`` to the caller."""
         score = pct = None
         if self.scorer is not None:
             score, pct = self.anomaly(self.anomaly_features(x, emb))
-        return BatchOutput(emb, score, pct, self.class_proba(x, emb, pct))
+        return BatchOutput(emb, score, pct, self.class_proba(x, emb, pct) if with_proba else None)
 
     # ---- whole data sets (the Python API) -------------------------------------------------
     def _batches(self, data: Any, batch_size: int) -> Any:
@@ -272,6 +277,8 @@ def load_model(path: str | Path, device: str | torch.device = "auto", expect_kin
     fits its inputs).
     """
     path = Path(path)
+    if path.suffix == ".onnx":
+        return _load_onnx_model(path, expect_kind)
     ckpt = load_checkpoint(path, expect_kind=expect_kind)
     meta = ckpt.meta
     if not meta.get("domain"):
@@ -280,16 +287,7 @@ def load_model(path: str | Path, device: str | torch.device = "auto", expect_kin
         raise CheckpointError(f"{path} holds no encoder weights (states['encoder']); it cannot be used")
     encoder = build_encoder(meta, ckpt.states["encoder"])
     dev = resolve_device(str(device)) if not isinstance(device, torch.device) else device
-    recipes = dict(meta.get("recipes") or {})
-    try:
-        # a fine-tuned file from before recipes existed scored its embeddings; an encoder file gets
-        # its domain's recipe fitted at scoring time
-        legacy = "embedding_knn" if ckpt.kind == "model" and "recipes" not in meta else "auto"
-        anomaly = anomaly_recipe(recipes.get("anomaly", legacy), str(meta["domain"]))
-        head_input = str(meta.get("head_input", HEAD_INPUT_EMBEDDING))
-        few = None if head_input == HEAD_INPUT_EMBEDDING else few_label_recipe(head_input, str(meta["domain"]))
-    except Exception as exc:  # an unknown recipe name: written by a newer medssl
-        raise CheckpointError(f"{path} names a recipe this medssl does not know ({exc})") from None
+    anomaly, few = _recipes(meta, ckpt.kind, path)
     head, classes = _build_head(ckpt, int(encoder.num_features) if few is None else None, path)
     scorer, scorer_name, scorer_kwargs = _load_scorer(ckpt)
     return Model(
@@ -308,3 +306,41 @@ def load_model(path: str | Path, device: str | torch.device = "auto", expect_kin
         knn=_load_knn(ckpt) if head is not None else None,
         device=dev,
     )
+
+
+def _load_onnx_model(path: Path, expect_kind: str | None) -> Model:
+    """An exported ``model.onnx`` with its sidecars (``medssl.models.onnx_bundle``): the encoder (and an
+    embedding head) run in onnxruntime on the CPU, the scorer and other heads as on the torch path."""
+    from medssl.models.onnx_bundle import onnx_model_id, read_onnx_bundle
+
+    side, arrays, encoder = read_onnx_bundle(path)
+    kind, meta = str(side["kind"]), dict(side["meta"])
+    if expect_kind is not None and kind != expect_kind:
+        raise CheckpointError(f"{path} was exported from a {kind!r} file, not a {expect_kind!r} one")
+    ckpt = Checkpoint(kind=kind, meta=meta, states={"head": {k[5:]: v for k, v in arrays.items() if k.startswith("head/")}},
+                      tensors={k: v for k, v in arrays.items() if not k.startswith("head/")})
+    anomaly, few = _recipes(meta, kind, path)
+    head, classes = _build_head(ckpt, encoder.num_features if few is None else None, path)
+    scorer_spec = side.get("scorer")
+    scorer = restore_scorer(scorer_spec["name"], dict(scorer_spec["kwargs"] or {}),
+                            {k[7:]: v for k, v in arrays.items() if k.startswith("scorer/")}) if scorer_spec else None
+    knn = KnnMemory(arrays["knn/embeddings"], arrays["knn/labels"], int(side["knn_k"])) if side.get("knn_k") else None
+    return Model(path=path, model_id=onnx_model_id(path), kind=kind, meta=meta, encoder=encoder, head=head,
+                 classes=classes, anomaly_recipe=anomaly, few_label_recipe=few, scorer=scorer,
+                 scorer_name=None if not scorer_spec else str(scorer_spec["name"]),
+                 scorer_kwargs={} if not scorer_spec else dict(scorer_spec["kwargs"] or {}), knn=knn)
+
+
+def _recipes(meta: dict[str, Any], kind: str, path: Path) -> tuple[AnomalyRecipe, FewLabelRecipe | None]:
+    """The anomaly recipe and (when the head reads its features) the few-label recipe a file names."""
+    recipes = dict(meta.get("recipes") or {})
+    try:
+        # a fine-tuned file from before recipes existed scored its embeddings; an encoder file gets
+        # its domain's recipe fitted at scoring time
+        legacy = "embedding_knn" if kind == "model" and "recipes" not in meta else "auto"
+        anomaly = anomaly_recipe(recipes.get("anomaly", legacy), str(meta["domain"]))
+        head_input = str(meta.get("head_input", HEAD_INPUT_EMBEDDING))
+        few = None if head_input == HEAD_INPUT_EMBEDDING else few_label_recipe(head_input, str(meta["domain"]))
+    except Exception as exc:  # an unknown recipe name: written by a newer medssl
+        raise CheckpointError(f"{path} names a recipe this medssl does not know ({exc})") from None
+    return anomaly, few

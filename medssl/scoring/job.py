@@ -149,6 +149,20 @@ def _part_frame(rows: pd.DataFrame, first_row: int, res: ChunkResult) -> tuple[p
     return frame, errors
 
 
+def _check_runtime(runtime: str, model_path: Path, engine: str) -> None:
+    """The runtime fits the model file (``.onnx`` for onnx) and the engine (``ConfigError``)."""
+    if runtime not in ("torch", "onnx"):
+        raise ConfigError(f"unknown runtime {runtime!r}; use torch or onnx")
+    is_onnx = model_path.suffix == ".onnx"
+    if runtime == "onnx" and not is_onnx:
+        raise ConfigError(f"--runtime onnx runs an exported model.onnx, not {model_path.name}; export it first: "
+                          f"medssl export onnx --model {model_path} --out {model_path.with_suffix('.onnx')}")
+    if runtime == "torch" and is_onnx:
+        raise ConfigError(f"{model_path.name} is an ONNX export; score it with --runtime onnx")
+    if runtime == "onnx" and engine != "local":
+        raise ConfigError("--runtime onnx runs with the local engine only; drop --engine ray")
+
+
 def _is_score_file(path: Path, columns: tuple[str, ...]) -> bool:
     """True when ``path`` is a Parquet file holding ``columns`` (an earlier score or embeddings file)."""
     import pyarrow.parquet as pq
@@ -194,6 +208,7 @@ def score(
     device: str = "auto",
     scorer: str | None = None,
     overwrite: bool = False,
+    runtime: str = "torch",
 ) -> ScoreSummary:
     """Score every case of DATA_DIR with the model file; write SCORES_PARQUET (see module doc).
 
@@ -202,7 +217,11 @@ def score(
 
     ``scorer``: fit this anomaly scorer (``medssl.anomaly``) on the recipe's features of the
     ``reference_split`` rows instead of using the model's own (or its domain recipe's) scorer.
+
+    ``runtime="onnx"``: ``model_path`` is a ``model.onnx`` from ``medssl export onnx``, run in
+    onnxruntime on the CPU (local engine only).
     """
+    _check_runtime(runtime, Path(model_path), engine)
     if engine not in ENGINES:
         raise ConfigError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
     if chunk_size < 1 or batch_size < 1 or num_workers < 0:
