@@ -114,3 +114,23 @@ def test_runtime_and_model_must_match(tmp_path: Path, capsys) -> None:
     rc = main(["score", "--model", str(onnx_path), "--data", str(tmp_path / "data"), "--out", str(out), "--runtime", "onnx"])
     err = capsys.readouterr().err.strip()
     assert rc != 0 and "model.medssl.npz is missing" in err
+
+
+def test_pretrained_encoder_export_scores_like_torch(tmp_path: Path, shared_data: Path) -> None:
+    """A pretrained encoder file (no head, no scorer): the graph has only ``embedding``; scoring fits
+    the domain's anomaly recipe on the train split from onnxruntime's embeddings, as torch does."""
+    data = tmp_path / "data"
+    manifest = npz_data_dir(shared_data, data, 40, 20)
+    enc_pt = build_model_file(tmp_path / "checkpoint.pt", data, manifest, kind="encoder", seed=1)
+    onnx_path = tmp_path / "enc.onnx"
+    assert main(["export", "onnx", "--model", str(enc_pt), "--out", str(onnx_path), "--input-shape", "1,28,28"]) == 0
+    assert load_model(onnx_path).encoder.outputs == ["embedding"]
+    frames = []
+    for runtime, model in (("torch", enc_pt), ("onnx", onnx_path)):
+        out = tmp_path / f"{runtime}.parquet"
+        assert main(["score", "--model", str(model), "--data", str(data), "--out", str(out), "--runtime", runtime]) == 0
+        frames.append(pd.read_parquet(out))
+    t, o = frames
+    np.testing.assert_allclose(o["anomaly_score"].to_numpy(), t["anomaly_score"].to_numpy(), atol=ATOL, rtol=1e-5)
+    np.testing.assert_allclose(o["anomaly_percentile"].to_numpy(), t["anomaly_percentile"].to_numpy(), atol=ATOL)
+    assert o["predicted_label"].isna().all() and t["predicted_label"].isna().all()
