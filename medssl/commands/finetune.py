@@ -52,6 +52,10 @@ on PneumoniaMNIST).
 
 Writes RUN_DIR/model.pt (encoder + classifier + anomaly scorer; use it with `medssl evaluate`
 and `medssl score`), RUN_DIR/metrics.json (validation metrics) and RUN_DIR/config.yaml.
+Full mode also writes its training log, RUN_DIR/logs/csv/metrics.csv (train loss per step and
+epoch, validation AUROC and loss per epoch; --logger adds TensorBoard or MLflow), and draws it
+as RUN_DIR/training_curves.png. Linear, knn and recipe modes have no training loop to log: one
+fit (the recipe's cross-validation scores are in metrics.json, "selection").
 """
 
 
@@ -81,6 +85,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "(default: ignore)")
     p.add_argument("--seed", type=int, help="random seed: which cases are drawn, and training (default: 0)")
     p.add_argument("--epochs", type=int, help="full mode: maximum training epochs (default: 30)")
+    p.add_argument("--logger", choices=["csv", "tensorboard", "mlflow"],
+                   help="full mode: experiment tracker beside the CSV log, tensorboard (RUN_DIR/logs/tensorboard) "
+                   "or mlflow (RUN_DIR/mlflow.db, no server) (default csv; needs medssl[tracking])")
     p.add_argument("--config", metavar="YAML", help="YAML file overriding any fine-tuning setting")
     p.add_argument("--overwrite", action="store_true",
                    help="replace the run already in RUN_DIR (default: refuse; score files made with the old "
@@ -95,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(
         FinetuneConfig, args.config, mode=args.mode, label_fraction=args.label_fraction,
         shots=args.shots, label_unit=args.label_unit, seed=args.seed, epochs=args.epochs, unlabelled=args.unlabelled,
+        logger=args.logger,
     )
     path = finetune(args.checkpoint, args.data, args.out, config, labels_csv=args.labels, overwrite=args.overwrite)
     print(path)

@@ -15,6 +15,9 @@ split == "train" rows. RUN_DIR receives:
   checkpoint.pt  the pretrained encoder (+ preprocessing, config), input to `medssl finetune`
   config.yaml    every setting the run used        metrics.csv  loss and learning rate per step
   last.ckpt      full training state each epoch, for --resume
+  logs/csv/metrics.csv  everything the loop logged (Lightning's CSV log; --logger adds
+                 TensorBoard in logs/tensorboard or MLflow in mlflow.db, a local SQLite store)
+  training_curves.png   the loss curve, drawn at the end of the run
 Settings come from the defaults, then --config YAML (see configs/), then the flags below.
 Runs on the GPU when there is one; --devices/--num-nodes train on several GPUs or machines.
 Stopped by SIGTERM (kill, a job scheduler, a container stop), it prints the command that
@@ -52,6 +55,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--accelerator", choices=["auto", "cpu", "gpu"], help="default auto: a GPU if present")
     p.add_argument("--devices", type=int, metavar="N", help="GPUs (or CPU processes) per machine")
     p.add_argument("--num-nodes", type=int, metavar="N", help="machines taking part")
+    p.add_argument("--logger", choices=["csv", "tensorboard", "mlflow"],
+                   help="experiment tracker beside the CSV log: tensorboard (RUN_DIR/logs/tensorboard) or mlflow "
+                   "(RUN_DIR/mlflow.db, no server) (default csv: the CSV log only; needs medssl[tracking])")
     p.add_argument(
         "--resume",
         action="store_true",
@@ -83,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
         accelerator=args.accelerator,
         devices=args.devices,
         num_nodes=args.num_nodes,
+        logger=args.logger,
     )
     try:
         path = pretrain(args.data, args.out, cfg, resume=args.resume)

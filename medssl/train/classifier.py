@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -67,6 +68,7 @@ def fit_classifier(
     val_rows: np.ndarray | None,
     config: FinetuneConfig,
     frozen_embeddings: torch.Tensor | None = None,
+    run_dir: Path | None = None,
 ) -> FitResult:
     """Fit the classifier of ``config.mode`` on the labelled rows ``subset``.
 
@@ -131,7 +133,8 @@ def fit_classifier(
     lr_enc = config.lr_encoder if config.init == "pretrained" else config.lr_head
     if config.mode == "full" and config.unlabelled != "fixmatch":
         encoder, head, train_log = train_full(
-            encoder, head, data.dataset, train_rows, y_train, val_rows, y_val, n_classes, config, lr_enc, device
+            encoder, head, data.dataset, train_rows, y_train, val_rows, y_val, n_classes, config, lr_enc, device,
+            run_dir=run_dir,
         )
     if config.unlabelled in SEMI_SUPERVISED:  # fixmatch: from the probe; distill: the fitted classifier is the teacher
         teacher_log = train_log

@@ -90,7 +90,7 @@ def finetune(
         scorer = fit_anomaly(anomaly, encoder, data, train_rows, config.scorer, config.scorer_k) if config.scorer else None
         result: FitResult = fit_recipe_classifier(data, subset, config, few, anomaly, scorer[0] if scorer else None, encoder)
     else:
-        result = fit_classifier(data, subset, None, config.model_copy(update={"mode": mode}))
+        result = fit_classifier(data, subset, None, config.model_copy(update={"mode": mode}), run_dir=out)
         scorer = fit_anomaly(anomaly, result.encoder, data, train_rows, config.scorer, config.scorer_k) if config.scorer else None
     meta = {
         "encoder": src["encoder"],

@@ -50,6 +50,7 @@ class FinetuneConfig(StrictConfig):
     # a scorer name (medssl.anomaly) = that scorer on the recipe's features; None = none
     scorer_k: int = Field(10, ge=1)
     device: str = "auto"
+    logger: Literal["csv", "tensorboard", "mlflow"] = "csv"  # full mode: tracker beside RUN_DIR/logs/csv (medssl.train.tracking)
 
     @model_validator(mode="after")
     def _one_size(self) -> "FinetuneConfig":

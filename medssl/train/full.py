@@ -11,6 +11,7 @@ import copy
 import logging
 import math
 import warnings
+from pathlib import Path
 from typing import Any, Callable
 
 import lightning as L
@@ -26,6 +27,7 @@ from medssl.encoders.layout import channels_last_batch, prefers_channels_last
 from medssl.metrics import point_metrics
 from medssl.train.guards import FiniteLoss
 from medssl.train.finetune_config import FinetuneConfig
+from medssl.train.tracking import make_logger, plot_curves
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +82,7 @@ class FullFinetuneModule(L.LightningModule):
         x, y = batch
         loss = self.loss_fn(self(x), y)
         self._train_losses.append(float(loss.detach()))
+        self.log("train_loss", loss.detach(), on_step=True, on_epoch=True, batch_size=len(x))
         return loss
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
@@ -148,6 +151,7 @@ def train_full(
     unlabelled: Dataset | None = None,
     module_cls: type["FullFinetuneModule"] | None = None,
     module_options: dict[str, Any] | None = None,
+    run_dir: Path | None = None,
 ) -> tuple[nn.Module, nn.Linear, dict[str, Any]]:
     """Train encoder + head with class-weighted cross-entropy; early stopping on the validation rows.
 
@@ -158,7 +162,9 @@ def train_full(
     ``{"x": (x, y), "u": unlabelled batch}``. Picks the epoch with the best validation AUROC (ties: lower loss); stops after ``patience``
     epochs without a better AUROC (Lightning ``EarlyStopping``). Without usable validation rows
     (fewer than one case per class) it trains for the full budget. Returns the trained pair and
-    a small training log.
+    a small training log. With ``run_dir`` the loop logs to ``make_logger(config.logger, run_dir)``
+    (``train_loss`` per step and epoch, ``val_auroc``/``val_loss`` per epoch) and draws
+    ``run_dir/training_curves.png`` (``medssl.train.tracking``); without it nothing is logged.
     """
     from medssl.train.pretrain import tidy_lightning_logging
 
@@ -192,7 +198,8 @@ def train_full(
     val_loader = DataLoader(_Labelled(dataset, val_rows, y_val), batch_size=256, shuffle=False) if can_validate else None
     tidy_lightning_logging()
     trainer = L.Trainer(
-        max_epochs=config.epochs, accelerator="gpu" if device.type == "cuda" else "cpu", devices=1, logger=False,
+        max_epochs=config.epochs, accelerator="gpu" if device.type == "cuda" else "cpu", devices=1,
+        logger=make_logger(config.logger, run_dir) if run_dir is not None else False, log_every_n_steps=1,
         enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=False,
         callbacks=[*(callbacks if can_validate else []), FiniteLoss("fine-tuning")], num_sanity_val_steps=0,
         deterministic=False,
@@ -204,6 +211,8 @@ def train_full(
         warnings.filterwarnings("ignore", message=".*number of training batches.*")
         warnings.filterwarnings("ignore", message=".*`validation_step` but have no `val_dataloader`.*")
         trainer.fit(module, train_dataloaders=loader, val_dataloaders=val_loader)
+    if run_dir is not None:
+        plot_curves(run_dir, f"finetune full: {Path(run_dir).resolve().name}")
     history = module.history
     if can_validate and keep.state is not None:
         module.load_state_dict(keep.state)

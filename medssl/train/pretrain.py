@@ -42,6 +42,7 @@ from medssl.train.guards import EpochSeeds, FiniteLoss
 from medssl.train.lightning_module import PretrainModule
 from medssl.train.pretrain_config import PretrainConfig
 from medssl.train.progress_bar import EpochProgressBar, planned_epochs
+from medssl.train.tracking import make_logger, plot_curves
 from medssl.train.run_files import (
     ENCODER_CKPT,
     LAST_CKPT,
@@ -192,7 +193,8 @@ def pretrain(
     """Pretrain an encoder on the unlabeled train cases of ``data_dir``; returns ``out_dir/checkpoint.pt``.
 
     ``out_dir`` receives ``config.yaml``, ``metrics.csv``, ``last.ckpt`` and ``checkpoint.pt`` (see
-    ``medssl.train.run_files``). ``resume=True`` continues from ``out_dir/last.ckpt`` at its saved
+    ``medssl.train.run_files``), the ``logs/`` of ``config.logger`` and ``training_curves.png``
+    (``medssl.train.tracking``). ``resume=True`` continues from ``out_dir/last.ckpt`` at its saved
     step; without it an ``out_dir`` that already holds a run is refused (nothing is overwritten).
     """
     cfg = resolve_config(config)
@@ -310,6 +312,7 @@ def pretrain(
     run_files = RunFiles(run_dir, cfg, encoder_meta)
     guards = [EpochSeeds(cfg.seed, order),
               FiniteLoss("pretraining", run_dir / ENCODER_CKPT)]
+    loggers = make_logger(cfg.logger, run_dir, resume_step=step if resume else None)
     tidy_lightning_logging()
     trainer = L.Trainer(
         max_epochs=cfg.epochs,
@@ -319,7 +322,7 @@ def pretrain(
         num_nodes=cfg.num_nodes,
         strategy=_strategy(cfg),
         precision=cfg.precision,
-        logger=False,
+        logger=loggers,
         enable_checkpointing=False,  # RunFiles writes last.ckpt and checkpoint.pt
         enable_model_summary=False,
         enable_progress_bar=not is_quiet(),
@@ -339,6 +342,8 @@ def pretrain(
             trainer.fit(module, train_dataloaders=loader, ckpt_path=ckpt_path, weights_only=True)
         except SIGTERMException:
             raise PretrainingStopped(_stopped_message(trainer, data_dir, run_dir)) from None
+    if trainer.is_global_zero:
+        plot_curves(run_dir, f"pretrain {cfg.method}: {run_dir.resolve().name}")
     return run_dir / ENCODER_CKPT
 
 

@@ -43,3 +43,4 @@ class PretrainConfig(StrictConfig):
     devices: int = Field(1, ge=1)
     num_nodes: int = Field(1, ge=1)
     precision: Literal["32-true", "16-mixed", "bf16-mixed"] = "32-true"
+    logger: Literal["csv", "tensorboard", "mlflow"] = "csv"  # tracker beside RUN_DIR/logs/csv (medssl.train.tracking)
