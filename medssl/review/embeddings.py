@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 from sklearn.decomposition import PCA
 
+from medssl.anomaly.neighbours import EXACT_MAX, NeighbourIndex
 from medssl.errors import DataError
 
 
@@ -29,10 +30,15 @@ def read_embeddings(path: str | Path) -> tuple[list[str], np.ndarray]:
     return df["case_id"].astype(str).tolist(), matrix
 
 
-def nearest_cases(query: str, case_ids: list[str], matrix: np.ndarray, candidates: set[str], k: int = 5) -> pd.DataFrame:
+def nearest_cases(query: str, case_ids: list[str], matrix: np.ndarray, candidates: set[str], k: int = 5,
+                  exact_max: int | None = None) -> pd.DataFrame:
     """The ``k`` cases of ``candidates`` closest to ``query`` by cosine distance.
 
     ``matrix`` ``(N, D)`` rows follow ``case_ids``. Columns: case_id, distance (0 = same direction).
+    Exact up to ``exact_max`` (default ``EXACT_MAX``) cases or candidates; above, the candidates are searched in a faiss
+    IVF index of the L2-normalised rows (``NeighbourIndex``; Euclidean order on unit vectors is
+    cosine order), built once per ``matrix`` object and kept for the next call; the distances of
+    the cases found are computed exactly either way.
     """
     index = {c: i for i, c in enumerate(case_ids)}
     if query not in index:
@@ -40,12 +46,42 @@ def nearest_cases(query: str, case_ids: list[str], matrix: np.ndarray, candidate
     pool = [c for c in candidates if c in index and c != query]
     if not pool:
         return pd.DataFrame(columns=["case_id", "distance"])
-    norms = matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
-    q = norms[index[query]]
-    rows = np.array([index[c] for c in pool])
-    dist = 1.0 - norms[rows] @ q
+    exact_max = EXACT_MAX if exact_max is None else int(exact_max)
+    if len(case_ids) > exact_max and len(pool) > max(exact_max, k):
+        return _nearest_indexed(index[query], case_ids, matrix, np.array([index[c] for c in pool]), k)
+    if len(case_ids) > exact_max:  # few candidates in a large file: normalise only the rows needed
+        rows = np.array([index[c] for c in pool])
+        q = matrix[index[query]] / max(float(np.linalg.norm(matrix[index[query]])), 1e-12)
+        sub = matrix[rows]
+        dist = 1.0 - (sub / np.maximum(np.linalg.norm(sub, axis=1, keepdims=True), 1e-12)) @ q
+    else:
+        norms = matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
+        q = norms[index[query]]
+        rows = np.array([index[c] for c in pool])
+        dist = 1.0 - norms[rows] @ q
     order = np.argsort(dist, kind="stable")[:k]
     return pd.DataFrame({"case_id": [pool[i] for i in order], "distance": dist[order].astype(float)})
+
+
+_CACHE: dict[str, object] = {}
+
+
+def _unit_index(matrix: np.ndarray) -> tuple[np.ndarray, NeighbourIndex]:
+    """Unit rows ``(N, D)`` float32 of ``matrix`` and their ``NeighbourIndex``, cached for this object."""
+    if _CACHE.get("matrix") is not matrix:
+        unit = matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
+        _CACHE.clear()
+        _CACHE.update(matrix=matrix, unit=unit, index=NeighbourIndex(unit.astype(np.float64), exact_max=0))
+    return _CACHE["unit"], _CACHE["index"]  # type: ignore[return-value]
+
+
+def _nearest_indexed(row: int, case_ids: list[str], matrix: np.ndarray, allowed: np.ndarray, k: int) -> pd.DataFrame:
+    unit, neighbours = _unit_index(matrix)
+    _, found = neighbours.search(unit[row:row + 1].astype(np.float64), min(k, len(allowed)), allowed=allowed)
+    rows = found[0]
+    dist = 1.0 - unit[rows] @ unit[row]
+    order = np.argsort(dist, kind="stable")
+    return pd.DataFrame({"case_id": [case_ids[i] for i in rows[order]], "distance": dist[order].astype(float)})
 
 
 def project_2d(matrix: np.ndarray, seed: int = 0) -> np.ndarray:
