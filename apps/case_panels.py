@@ -38,7 +38,7 @@ def _dataset(data_dir: str, domain: str, version: int) -> Any:
     return case_view.domain_dataset(data_dir, manifest[manifest["domain"] == domain])
 
 
-@st.cache_data(show_spinner=False)
+@st.cache_resource(show_spinner=False)  # one shared matrix (never mutated): nearest_cases keeps its faiss index
 def _embeddings(path: str) -> tuple[list[str], Any]:
     return read_embeddings(path)
 
