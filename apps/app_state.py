@@ -40,6 +40,7 @@ def require_account(data_science: bool = False) -> Account:
     return acc
 
 
+VIEWING_CASE = "viewing_case"  # session_state: the case the case page shows (cleared on leaving it)
 HELD_CASE = "held_case"  # session_state: the case this browser session holds a claim on
 
 
@@ -67,6 +68,8 @@ def leave_case(keep: str | None = None) -> None:
     """Release the claim this session holds on the case it had open, unless that case is ``keep``
     (called by open_case, and at the top of the pages one goes to when leaving a case: the queue,
     the embedding map)."""
+    if keep is None:
+        st.session_state.pop(VIEWING_CASE, None)  # the case page's timed banner stops acting
     held = st.session_state.pop(HELD_CASE, None)
     acc = account()
     if held is None or acc is None:

@@ -9,7 +9,7 @@ standing decision asks first. "Save and next" opens the next open, unclaimed cas
 import pandas as pd
 import streamlit as st
 
-from app_state import embeddings_path, engine, note_claim, open_case, require_account
+from app_state import VIEWING_CASE, embeddings_path, engine, note_claim, open_case, require_account
 from medssl.errors import MedsslError
 from medssl.review import (
     CLAIM_MINUTES, OverrideError, ReviewError, add_note, case_claim, case_events, case_state, case_states, claim_case,
@@ -35,6 +35,7 @@ except ReviewError as exc:
     st.error(md(exc))
     st.stop()
 
+st.session_state[VIEWING_CASE] = case_id  # leave_case() clears it: the timed banner below then stops
 claim = case_claim(eng, case_id)  # (reviewer, expires_at UTC) or None
 mine = claim is not None and claim[0] == acc.name
 note_claim(case_id, mine)
@@ -60,6 +61,8 @@ with right:
     def claim_banner() -> None:
         """Who holds the case and until when, redrawn every 30 s; the whole page reruns (form
         enabled or disabled anew) when the holder changed since it was drawn (a claim ran out)."""
+        if st.session_state.get(VIEWING_CASE) != case_id:
+            return  # a timer left over from a page the reviewer has left: never rerun the page they are on
         now = case_claim(eng, case_id)
         if (now[0] if now else None) != (claim[0] if claim else None):
             st.rerun()
