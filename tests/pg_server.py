@@ -35,12 +35,39 @@ def _free_port() -> int:
 
 @dataclass(frozen=True)
 class PgServer:
-    """A running server: ``url(role, db)`` builds a psycopg URL for a role and database."""
+    """A running server: ``url(role, db)`` builds a psycopg URL for a role and database;
+    ``data`` is its data directory (the files the server writes)."""
 
     port: int
+    data: Path | None = None
 
     def url(self, role: str = "postgres", db: str = "postgres") -> str:
         return f"postgresql+psycopg://{role}@127.0.0.1:{self.port}/{db}"
+
+    def conninfo(self, role: str = "postgres", db: str = "postgres") -> str:
+        """A libpq connection string for a raw ``psycopg.connect`` (no SQLAlchemy, no medssl)."""
+        return f"host=127.0.0.1 port={self.port} user={role} dbname={db}"
+
+    def create_database(self, name: str, owner: str | None = None) -> str:
+        """``CREATE DATABASE name`` (names are the tests' own ``[a-z0-9_]+``); returns its superuser URL."""
+        _admin(self, f"CREATE DATABASE {name}" + (f" OWNER {owner}" if owner else ""))
+        return self.url(db=name)
+
+    def drop_database(self, name: str) -> None:
+        """Drop ``name``, ending the connections the test left open (pools, child processes)."""
+        _admin(self, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+    def ensure_role(self, role: str) -> None:
+        """``CREATE ROLE role LOGIN`` unless it exists (one server is shared by a whole session)."""
+        _admin(self, f"DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') "
+                     f"THEN CREATE ROLE {role} LOGIN; END IF; END $$")
+
+
+def _admin(server: PgServer, sql: str) -> None:
+    import psycopg
+
+    with psycopg.connect(server.conninfo(), autocommit=True) as conn:
+        conn.execute(sql)
 
 
 def start_server() -> Iterator[PgServer] | str:
@@ -70,11 +97,11 @@ def _run(bin_dir: Path, prefix: list[str], user) -> Iterator[PgServer]:
     data, port = root / "data", _free_port()
     subprocess.run([*prefix, str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
                     "-E", "UTF8", "--no-sync"], check=True, capture_output=True)
-    options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=60"
+    options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=100"
     subprocess.run([*prefix, str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(root / "log"),
                     "-w", "start"], check=True, capture_output=True)
     try:
-        yield PgServer(port)
+        yield PgServer(port, data)
     finally:
         subprocess.run([*prefix, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
                        capture_output=True)

@@ -1,8 +1,10 @@
 """Review store: accounts, score import, queue, decisions as append-only events, claims, export,
-and concurrent writers on a real SQLite file."""
+and concurrent writers (threads and processes), each on a real SQLite file and on a real PostgreSQL
+server (tests/conftest.py ``new_review_db``: one server per session, a fresh database per test)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import subprocess
 import sys
@@ -12,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from medssl.cli import main
 from medssl.errors import DataError
@@ -24,26 +26,52 @@ from medssl.review import (
 from review_scores import build_real_scores
 
 
-@pytest.fixture()
-def scores(shared_data: Path, tmp_path: Path) -> Path:
-    return build_real_scores(shared_data, tmp_path / "data")
+@pytest.fixture(scope="module")
+def scores(shared_data: Path, tmp_path_factory) -> Path:
+    return build_real_scores(shared_data, tmp_path_factory.mktemp("data"))
 
 
 @pytest.fixture()
-def engine(tmp_path: Path):
-    eng = make_engine(f"sqlite:///{tmp_path / 'review.db'}")
+def url(new_review_db) -> str:
+    """A fresh, empty store on the backend of the test's ``[sqlite]`` / ``[postgresql]`` variant."""
+    return new_review_db("review")
+
+
+@pytest.fixture()
+def engine(url: str):
+    eng = make_engine(url)
     yield eng
     eng.dispose()
 
 
-def test_sqlite_store_uses_wal_and_busy_timeout(engine) -> None:
+def test_store_connections_are_set_for_concurrent_writers(engine, scores: Path) -> None:
+    if engine.dialect.name == "sqlite":
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30000
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1  # on every medssl connection
+    import_scores(engine, scores)
+    with pytest.raises(IntegrityError):  # foreign keys hold on every medssl connection, both backends
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO claims (case_id, reviewer, expires_at) VALUES ('no-such-case', 'x', :t)"),
+                         {"t": dt.datetime(2030, 1, 1)})
+
+
+def _store_bytes(engine, request) -> bytes:
+    """Every byte the store wrote to disk: the SQLite file and its WAL, or (after a CHECKPOINT) the
+    PostgreSQL database's files and the server's write-ahead log."""
+    if engine.dialect.name == "sqlite":
+        path = Path(engine.url.database)
+        return b"".join(p.read_bytes() for p in (path, path.with_name(path.name + "-wal")) if p.exists())
     with engine.connect() as conn:
-        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
-        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30000
-        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1  # on every medssl connection
+        oid = conn.execute(text("SELECT oid FROM pg_database WHERE datname = current_database()")).scalar_one()
+        conn.execute(text("CHECKPOINT"))
+    data = request.getfixturevalue("pg_server").data
+    return b"".join(p.read_bytes() for folder in (data / "base" / str(oid), data / "pg_wal")
+                    for p in sorted(folder.iterdir()) if p.is_file())
 
 
-def test_accounts_hash_passwords_and_check_roles(engine, tmp_path: Path) -> None:
+def test_accounts_hash_passwords_and_check_roles(engine, request) -> None:
     acc = add_user(engine, "dr_lee", "clinician", "correct horse 42")
     assert (acc.name, acc.role, acc.can_fine_tune) == ("dr_lee", "clinician", False)
     assert add_user(engine, "ana", "data_scientist", "battery staple").can_fine_tune
@@ -53,7 +81,8 @@ def test_accounts_hash_passwords_and_check_roles(engine, tmp_path: Path) -> None
     with engine.connect() as conn:
         stored = conn.execute(text("SELECT password_hash FROM users WHERE name = :n"), {"n": "dr_lee"}).scalar()
     assert stored.startswith("$argon2id$") and "correct horse" not in stored
-    assert b"correct horse 42" not in (tmp_path / "review.db").read_bytes()
+    on_disk = _store_bytes(engine, request)
+    assert stored.encode() in on_disk and b"correct horse 42" not in on_disk  # the search does find what is stored
     with pytest.raises(UserError, match="already exists"):
         add_user(engine, "dr_lee", "admin", "another pass")
     with pytest.raises(UserError, match="unknown role 'nurse'"):
@@ -84,7 +113,8 @@ def test_queue_lists_flagged_cases_of_a_real_score_file(engine, scores: Path) ->
         list_queue(engine, status="done")
 
 
-def test_a_score_file_reusing_ids_of_other_cases_is_refused_and_nothing_changes(engine, tmp_path: Path, scores: Path) -> None:
+def test_a_score_file_reusing_ids_of_other_cases_is_refused_and_nothing_changes(engine, tmp_path: Path, scores: Path,
+                                                                                new_review_db) -> None:
     import_scores(engine, scores)
     df = pd.read_parquet(scores)
     before = get_case(engine, df["case_id"][0])
@@ -97,7 +127,7 @@ def test_a_score_file_reusing_ids_of_other_cases_is_refused_and_nothing_changes(
         import_scores(engine, tmp_path / "moved.parquet", data_dir=tmp_path)
     assert get_case(engine, df["case_id"][0]) == before  # nothing was overwritten
     # a data folder that was moved (the old one is gone): same cases, the new folder is recorded
-    moved_store = make_engine(f"sqlite:///{tmp_path / 'moved.db'}")
+    moved_store = make_engine(new_review_db("moved"))
     old_dir, new_dir = tmp_path / "old_data", tmp_path / "new_data"
     old_dir.mkdir()
     import_scores(moved_store, tmp_path / "moved.parquet", data_dir=old_dir)
@@ -180,8 +210,7 @@ def test_claims_keep_two_reviewers_apart(engine, scores: Path) -> None:
     assert [e.action for e in case_events(engine, case_id)] == ["claim", "claim", "release", "claim", "claim"]
 
 
-def test_concurrent_claims_have_exactly_one_winner(tmp_path: Path, scores: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'review.db'}"
+def test_concurrent_claims_have_exactly_one_winner(url: str, scores: Path) -> None:
     import_scores(make_engine(url), scores)
     case_id = list_queue(make_engine(url)).rows["case_id"][0]
     barrier = threading.Barrier(8)
@@ -211,8 +240,8 @@ for i in range(n):
 """
 
 
-def test_many_threads_and_processes_saving_at_once_lose_nothing(tmp_path: Path, scores: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'review.db'}"
+def test_many_threads_and_processes_saving_at_once_lose_nothing(url: str, scores: Path) -> None:
+    """3 processes (given the store's URL: the same SQLite file or PostgreSQL database) and 6 threads."""
     engine = make_engine(url)
     import_scores(engine, scores)
     case_ids = list_queue(engine).rows["case_id"].tolist()[:4]
@@ -246,8 +275,8 @@ def test_many_threads_and_processes_saving_at_once_lose_nothing(tmp_path: Path, 
     assert report.ok and report.n_events == 225, report
 
 
-def test_users_cli_add_and_list(tmp_path: Path, monkeypatch, capsys) -> None:
-    db = f"sqlite:///{tmp_path / 'review.db'}"
+def test_users_cli_add_and_list(url: str, monkeypatch, capsys) -> None:
+    db = url
     monkeypatch.setattr(sys, "stdin", io.StringIO("s3cret-pass-9\n"))
     assert main(["users", "add", "dr_lee", "--role", "clinician", "--password-stdin", "--db", db]) == 0
     assert "s3cret" not in capsys.readouterr().err
@@ -262,8 +291,8 @@ def test_users_cli_add_and_list(tmp_path: Path, monkeypatch, capsys) -> None:
     assert authenticate(make_engine(db), "dr_lee", "s3cret-pass-8") is None  # the password really is checked
 
 
-def test_users_add_without_a_terminal_says_how_to_pass_the_password(tmp_path: Path) -> None:
-    db = f"sqlite:///{tmp_path / 'r.db'}"
+def test_users_add_without_a_terminal_says_how_to_pass_the_password(url: str) -> None:
+    db = url
     cmd = [sys.executable, "-m", "medssl", "users", "add", "dr_lee", "--role", "clinician", "--db", db]
     done = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "Traceback" not in done.stderr
@@ -272,15 +301,25 @@ def test_users_add_without_a_terminal_says_how_to_pass_the_password(tmp_path: Pa
     assert piped.returncode == 0, piped.stderr
 
 
-@pytest.mark.parametrize("kind", ["unknown_dialect", "not_a_database", "folder_is_a_file"])
-def test_unusable_db_urls_end_in_one_error_line(tmp_path: Path, capsys, kind: str) -> None:
+@pytest.mark.parametrize("kind", ["unknown_kind", "not_a_store", "unreachable"])
+def test_unusable_db_urls_end_in_one_error_line(review_backend: str, request, tmp_path: Path, capsys, kind: str) -> None:
     not_db = tmp_path / "notes.txt"
     not_db.write_text("not a database\n" * 100)
-    url, expected = {
-        "unknown_dialect": ("garbage://host/db", "unknown database kind 'garbage'"),
-        "not_a_database": (f"sqlite:///{not_db}", "file is not a database"),
-        "folder_is_a_file": (f"sqlite:///{not_db}/review.db", "cannot create the folder"),
-    }[kind]
+    if review_backend == "sqlite":
+        url, expected = {
+            "unknown_kind": ("garbage://host/db", "unknown database kind 'garbage'"),
+            "not_a_store": (f"sqlite:///{not_db}", "file is not a database"),
+            "unreachable": (f"sqlite:///{not_db}/review.db", "cannot create the folder"),
+        }[kind]
+    else:
+        from pg_server import _free_port
+
+        server = request.getfixturevalue("pg_server")
+        url, expected = {
+            "unknown_kind": (server.url(role="nobody"), 'role "nobody" does not exist'),
+            "not_a_store": (server.url(db="no_such_db"), 'database "no_such_db" does not exist'),
+            "unreachable": (f"postgresql+psycopg://postgres@127.0.0.1:{_free_port()}/review", "Connection refused"),
+        }[kind]
     assert main(["users", "list", "--db", url]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("medssl: error: --db") and expected in err[0]
