@@ -1,5 +1,7 @@
 """Accounts: login throttling (per account, per address, kept in the store; a clock is passed, no
-sleeping), printable names only, binary stdin passwords, and the store file created 0600."""
+sleeping), printable names only, binary stdin passwords, each on SQLite and on a real PostgreSQL
+(tests/conftest.py ``new_review_db``); and the SQLite store file created 0600 (a PostgreSQL store has
+no file of ours: the server keeps its own data directory)."""
 
 from __future__ import annotations
 
@@ -23,15 +25,20 @@ def _at(seconds: float) -> dt.datetime:
 
 
 @pytest.fixture()
-def engine(tmp_path: Path):
-    eng = make_engine(f"sqlite:///{tmp_path / 'review.db'}")
+def url(new_review_db) -> str:
+    return new_review_db("review")
+
+
+@pytest.fixture()
+def engine(url: str):
+    eng = make_engine(url)
     add_user(eng, "dr_lee", "clinician", "lee-password")
     add_user(eng, "dr_kim", "clinician", "kim-password")
     yield eng
     eng.dispose()
 
 
-def test_failed_sign_ins_make_the_account_wait_longer_and_longer(engine, tmp_path: Path) -> None:
+def test_failed_sign_ins_make_the_account_wait_longer_and_longer(engine, url: str) -> None:
     for i in range(5):  # the first five failures cost nothing
         assert authenticate(engine, "dr_lee", f"guess-{i}", now=_at(i)) is None
     with pytest.raises(UserError, match=r"try again after 09:00:06 UTC \(in 1 s\)"):
@@ -40,7 +47,7 @@ def test_failed_sign_ins_make_the_account_wait_longer_and_longer(engine, tmp_pat
     with pytest.raises(UserError, match=r"after 09:00:10 UTC \(in 3 s\)"):  # now 4 s after the 6th
         authenticate(engine, "dr_lee", "lee-password", now=_at(7))
     # the waits survive an app restart (they are rows of the store) ...
-    restarted = make_engine(f"sqlite:///{tmp_path / 'review.db'}")
+    restarted = make_engine(url)
     with pytest.raises(UserError, match="Too many failed sign-ins"):
         authenticate(restarted, "dr_lee", "lee-password", now=_at(9))
     # ... and do not touch another account
@@ -73,14 +80,14 @@ def test_one_address_guessing_many_accounts_is_throttled_too(engine) -> None:
     assert authenticate(engine, "dr_lee", "lee-password", address="10.1.2.3", now=_at(3700)).name == "dr_lee"
 
 
-def test_the_sign_in_page_says_when_to_retry(engine, tmp_path: Path, monkeypatch) -> None:
+def test_the_sign_in_page_says_when_to_retry(engine, url: str, monkeypatch) -> None:
     from streamlit.testing.v1 import AppTest
 
     from medssl.review.throttle import record_attempt
 
     for _ in range(10):  # ten recent failures: the next attempt must wait about a minute
         record_attempt(engine, "dr_lee", None, ok=False)
-    monkeypatch.setenv("MEDSSL_DB", f"sqlite:///{tmp_path / 'review.db'}")
+    monkeypatch.setenv("MEDSSL_DB", url)
     at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "apps" / "Home.py"), default_timeout=60).run()
     at.text_input[0].input("dr_lee")
     at.text_input[1].input("lee-password")
@@ -91,10 +98,10 @@ def test_the_sign_in_page_says_when_to_retry(engine, tmp_path: Path, monkeypatch
 
 
 @pytest.mark.parametrize("name", ["dr\x1b[31mlee", "dr_lee\x1b]0;pwned\x07", "bell\x07", "nul\x00x", "dr\u200blee"])
-def test_users_add_refuses_unprintable_names(tmp_path: Path, capsys, monkeypatch, name: str) -> None:
+def test_users_add_refuses_unprintable_names(url: str, capsys, monkeypatch, name: str) -> None:
     import io
 
-    db = f"sqlite:///{tmp_path / 'review.db'}"
+    db = url
     monkeypatch.setattr(sys, "stdin", io.StringIO("s3cret-pass-9\n"))
     assert main(["users", "add", name, "--role", "clinician", "--password-stdin", "--db", db]) == 2
     err = capsys.readouterr().err.strip()
@@ -107,8 +114,8 @@ def test_users_add_refuses_unprintable_names(tmp_path: Path, capsys, monkeypatch
     (b"pass\x00word-123\n", "control characters"),
     (b"pass\x1b[2Jword\n", "control characters"),
 ])
-def test_users_add_with_binary_stdin_is_one_line(tmp_path: Path, stdin: bytes, reason: str) -> None:
-    db = f"sqlite:///{tmp_path / 'review.db'}"
+def test_users_add_with_binary_stdin_is_one_line(url: str, stdin: bytes, reason: str) -> None:
+    db = url
     run = subprocess.run([sys.executable, "-m", "medssl.cli", "users", "add", "dr_lee", "--role", "clinician",
                           "--password-stdin", "--db", db], input=stdin, capture_output=True, timeout=120)
     err = run.stderr.decode().strip().splitlines()
