@@ -144,3 +144,20 @@ def test_a_world_readable_store_from_before_is_made_private(tmp_path: Path) -> N
     os.chmod(path, 0o644)
     make_engine(f"sqlite:///{path}").dispose()
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize("name, address, password", [
+    ("dr\x00lee", None, "lee-password"),  # dr_lee's password, but the name is not dr_lee's (nor anyone's)
+    ("dr_lee", "10.1.2.3\x00", "wrong-password"),
+    ("\x00", "\x00", "\x00"),
+], ids=["nul_in_name", "nul_in_address", "nul_everywhere"])
+def test_a_nul_character_in_a_sign_in_is_a_counted_failure_not_a_database_error(engine, name: str, address,
+                                                                                  password: str) -> None:
+    """PostgreSQL text cannot hold a NUL character (SQLite's can): a sign-in name or address with
+    one (typed, pasted or sent by a script) is a failed sign-in on both backends, counted by the
+    throttle, never a psycopg DataError."""
+    for i in range(5):
+        assert authenticate(engine, name, password, address=address, now=_at(i)) is None
+    with pytest.raises(UserError, match="Too many failed sign-ins"):
+        authenticate(engine, name, password, address=address, now=_at(5))
+    assert authenticate(engine, "dr_kim", "kim-password", now=_at(5)).name == "dr_kim"

@@ -195,6 +195,31 @@ def test_events_are_append_only_in_the_database(engine, scores: Path) -> None:
     assert [e.action for e in case_events(engine, case_id)] == ["confirm"]
 
 
+def test_a_nul_character_in_an_id_label_or_note_is_a_review_error_not_a_database_error(engine, scores: Path) -> None:
+    """PostgreSQL text cannot hold NUL (SQLite's can). An id with one (a deep link ``?case=a%00b``, a
+    pasted patient id) names no case on either backend; a label or note with one is refused in one
+    line; nothing is written."""
+    import_scores(engine, scores)
+    case_id = list_queue(engine).rows["case_id"][0]
+    bad = case_id + "\x00"
+    with pytest.raises(ReviewError, match="not in the review store"):
+        get_case(engine, bad)
+    for write in (lambda: record_decision(engine, bad, "dr_lee", "confirm"), lambda: claim_case(engine, bad, "dr_lee"),
+                  lambda: undo_last(engine, bad, "dr_lee"), lambda: add_note(engine, bad, "dr_lee", "a note")):
+        with pytest.raises(ReviewError, match="not in the review store"):
+            write()
+    assert case_events(engine, bad) == [] and case_state(engine, bad).status == "open"
+    assert list_queue(engine, patient="\x00").total == 0
+    assert list_queue(engine, patient=get_case(engine, case_id)["patient_id"] + "\x00", flagged_only=False).total == 0
+    with pytest.raises(ReviewError, match="the class label contains a NUL character"):
+        record_decision(engine, case_id, "dr_lee", "assign_class", label="1\x00")
+    with pytest.raises(ReviewError, match="the note contains a NUL character"):
+        record_decision(engine, case_id, "dr_lee", "confirm", note="see\x00 prior")
+    with pytest.raises(ReviewError, match="the note contains a NUL character"):
+        add_note(engine, case_id, "dr_lee", "see\x00 prior")
+    assert case_events(engine, case_id) == []
+
+
 def test_claims_keep_two_reviewers_apart(engine, scores: Path) -> None:
     import_scores(engine, scores)
     case_id = list_queue(engine).rows["case_id"][0]

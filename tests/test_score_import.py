@@ -1,5 +1,6 @@
 """Score-file import checks every row before writing anything (`medssl app --import-only`):
-one stderr line naming the file, the column and the first bad rows; the store unchanged."""
+one stderr line naming the file, the column and the first bad rows; the store unchanged. Each test
+on SQLite and on a real PostgreSQL (tests/conftest.py ``new_review_db``)."""
 
 from __future__ import annotations
 
@@ -52,14 +53,18 @@ BAD_FILES = {
     "empty patient": (_set("patient_id", 3, "  "), "'patient_id' is empty", "row 3"),
     "case id over 256 chars": (_set("case_id", 9, "c" * 257), "'case_id' is longer than 256 characters", "row 9"),
     "probability over 1": (_set("predicted_proba", 0, 1.5), "'predicted_proba' is outside [0, 1]", "row 0"),
+    # PostgreSQL text cannot hold NUL (SQLite's can): refused on both, before anything is written
+    "NUL in a case id": (_set("case_id", 5, "case\x005"), "'case_id' holds a NUL character", "row 5"),
+    "NUL in a label": (_set("predicted_label", 2, "1\x00"), "'predicted_label' holds a NUL character", "row 2"),
     "no rows": (lambda df: df.iloc[:0], "has no rows", ""),
 }
 
 
 @pytest.mark.parametrize("kind", list(BAD_FILES))
-def test_a_bad_score_file_is_one_line_and_imports_nothing(tmp_path: Path, scores: Path, capsys, kind: str) -> None:
+def test_a_bad_score_file_is_one_line_and_imports_nothing(new_review_db, tmp_path: Path, scores: Path, capsys,
+                                                          kind: str) -> None:
     edit, problem, rows = BAD_FILES[kind]
-    db = f"sqlite:///{tmp_path / 'review.db'}"
+    db = new_review_db("review")
     engine = make_engine(db)
     import_scores(engine, scores)  # an earlier, good import: must stay exactly as it is
     with engine.connect() as conn:
@@ -77,12 +82,12 @@ def test_a_bad_score_file_is_one_line_and_imports_nothing(tmp_path: Path, scores
         assert conn.execute(text("SELECT * FROM cases ORDER BY case_id")).all() == before
 
 
-def test_flagged_as_0_and_1_imports_like_booleans(tmp_path: Path, scores: Path) -> None:
+def test_flagged_as_0_and_1_imports_like_booleans(new_review_db, tmp_path: Path, scores: Path) -> None:
     df = pd.read_parquet(scores)
     expected = set(df.loc[df["flagged"], "case_id"])
     df["flagged"] = df["flagged"].astype(int)
     path = tmp_path / "scores01.parquet"
     df.to_parquet(path, index=False)
-    engine = make_engine(f"sqlite:///{tmp_path / 'review.db'}")
+    engine = make_engine(new_review_db("review"))
     assert import_scores(engine, path) == 20 and count_cases(engine) == 20
     assert set(list_queue(engine).rows["case_id"]) == expected and len(expected) == 6

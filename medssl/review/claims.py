@@ -26,6 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from medssl.review.chain import append_event
 from medssl.review.errors import ClaimError, ReviewError
 from medssl.review.models import Case, Claim, utcnow
+from medssl.review.nul_text import has_nul
 
 CLAIM_MINUTES = 30
 
@@ -35,7 +36,7 @@ def case_row(conn: Connection, case_id: str, lock: bool = False) -> Case:
     concurrent writers on one case queue, so each sees what the ones before it committed; SQLite's
     BEGIN IMMEDIATE already serializes every writer). ``ReviewError`` for an unknown case."""
     query = select(Case).where(Case.case_id == case_id)
-    row = conn.execute(query.with_for_update() if lock else query).first()
+    row = None if has_nul(case_id) else conn.execute(query.with_for_update() if lock else query).first()
     if row is None:
         raise ReviewError(
             f"case {case_id!r} is not in the review store; import its score file first "

@@ -30,6 +30,7 @@ from medssl.review.claims import (  # noqa: F401 (re-exported: medssl.review.eve
 )
 from medssl.review.errors import ClaimError, OverrideError, ReviewError
 from medssl.review.models import ReviewEvent
+from medssl.review.nul_text import has_nul, refuse_nul
 
 ACTIONS: tuple[str, ...] = ("claim", "release", "confirm", "dismiss", "assign_class", "undo", "note")
 DECISIONS: tuple[str, ...] = ("confirm", "dismiss", "assign_class")
@@ -90,6 +91,8 @@ def _event(row: ReviewEvent) -> Event:
 
 def case_events(engine: Engine, case_id: str) -> list[Event]:
     """Every event of ``case_id``, oldest first."""
+    if has_nul(case_id):  # names no case (medssl.review.nul_text)
+        return []
     with engine.connect() as conn:
         rows = conn.execute(
             select(ReviewEvent).where(ReviewEvent.case_id == case_id).order_by(ReviewEvent.id)
@@ -101,7 +104,7 @@ def case_states(engine: Engine, case_ids: Sequence[str] | None = None) -> dict[s
     """Derived state of every case that has decision events (cases without any are "open")."""
     query = select(ReviewEvent).where(ReviewEvent.action.in_((*DECISIONS, "undo"))).order_by(ReviewEvent.id)
     if case_ids is not None:
-        query = query.where(ReviewEvent.case_id.in_(list(case_ids)))
+        query = query.where(ReviewEvent.case_id.in_([c for c in case_ids if not has_nul(c)]))
     by_case: dict[str, list[Event]] = {}
     with engine.connect() as conn:
         for row in conn.execute(query):
@@ -169,6 +172,8 @@ def record_decision(engine: Engine, case_id: str, reviewer: str, action: str,
     if label and len(label) > LABEL_MAX_LENGTH:  # the column's width (PostgreSQL refuses longer text)
         raise ReviewError(f"the class label is {len(label)} characters long; use at most {LABEL_MAX_LENGTH}")
     note = note.strip() if note else None
+    refuse_nul(label, "the class label")
+    refuse_nul(note, "the note")
     with engine.begin() as conn:
         case = case_row(conn, case_id, lock=True)
         held = refuse_if_claimed_by_other(conn, case_id, reviewer, "decide")
@@ -191,6 +196,7 @@ def add_note(engine: Engine, case_id: str, reviewer: str, note: str) -> int:
     note (a second opinion), claim or not: a note changes no decision."""
     if not note or not note.strip():
         raise ReviewError("the note is empty; type some text first")
+    refuse_nul(note, "the note")
     with engine.begin() as conn:
         case = case_row(conn, case_id, lock=True)
         return _insert_event(conn, case_id, reviewer, "note", note=note.strip(), model_id=case.model_id)

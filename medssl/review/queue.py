@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 import pyarrow.parquet as pq
-from sqlalchemy import Engine, Float, func, select
+from sqlalchemy import Engine, Float, false, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from medssl.errors import DataError
@@ -22,6 +22,7 @@ from medssl.review.errors import ReviewError
 from medssl.review.claims import active_claims_detail
 from medssl.review.events import STATUSES, case_states
 from medssl.review.models import Case, utcnow
+from medssl.review.nul_text import has_nul
 from medssl.review.score_checks import check_scores
 from medssl.scoring.parts import DATA_DIR_METADATA_KEY  # written by `medssl score`
 
@@ -182,7 +183,7 @@ def list_queue(engine: Engine, *, domain: str | None = None, status: str | None 
     if domain:
         query = query.where(ranked.c.domain == domain)
     if patient:
-        query = query.where(ranked.c.patient_id == patient)
+        query = query.where(false() if has_nul(patient) else ranked.c.patient_id == patient)  # NUL: no id has one
     query = query.order_by(ranked.c.domain_percentile.desc(), ranked.c.score.desc(), ranked.c.case_id)
     with engine.connect() as conn:
         df = pd.DataFrame(conn.execute(query).all(), columns=list(QUEUE_COLUMNS[:9]))
@@ -213,8 +214,10 @@ def domain_counts(engine: Engine, flagged_only: bool = True) -> dict[str, int]:
 
 def get_case(engine: Engine, case_id: str) -> dict[str, Any]:
     """The ``cases`` row of ``case_id`` as a dict; ``ReviewError`` if it was never imported."""
-    with engine.connect() as conn:
-        row = conn.execute(select(Case).where(Case.case_id == case_id)).mappings().first()
+    row = None
+    if not has_nul(case_id):  # a stored id never holds NUL (PostgreSQL refuses it even in a query)
+        with engine.connect() as conn:
+            row = conn.execute(select(Case).where(Case.case_id == case_id)).mappings().first()
     if row is None:
         raise ReviewError(f"case {case_id!r} is not in the review store; import its score file first")
     return dict(row)

@@ -35,8 +35,8 @@ def _fail(path: Path, column: str, problem: str, mask: pd.Series | np.ndarray) -
 
 def check_scores(df: pd.DataFrame, path: str | Path) -> None:
     """Raise ``DataError`` unless every row of ``df`` (a score file read from ``path``) can be imported
-    as it is: at least one row; ids present, unique and short enough; finite numeric scores; a true
-    boolean ``flagged``; ``predicted_proba`` empty or within [0, 1]."""
+    as it is: at least one row; ids present, unique and short enough; no NUL character in a text
+    column; finite numeric scores; a true boolean ``flagged``; ``predicted_proba`` empty or within [0, 1]."""
     path = Path(path)
     if df.empty:
         raise DataError(f"score file {path} has no rows, so there is nothing to review; "
@@ -50,6 +50,10 @@ def check_scores(df: pd.DataFrame, path: str | Path) -> None:
         too_long = df[column].notna() & (df[column].astype(str).str.len() > limit)
         if too_long.any():
             _fail(path, column, f"is longer than {limit} characters", too_long)
+    for column in TEXT_LIMITS:  # PostgreSQL text cannot hold NUL (medssl.review.nul_text); refused on every backend
+        nul = df[column].notna() & df[column].astype(str).str.contains("\x00", regex=False)
+        if nul.any():
+            _fail(path, column, "holds a NUL character (\\x00)", nul)
     duplicated = df["case_id"].astype(str).duplicated(keep=False)
     if duplicated.any():
         _fail(path, "case_id", "repeats a case id (each case must appear once)", duplicated)

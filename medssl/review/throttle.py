@@ -21,6 +21,7 @@ from sqlalchemy import Connection, Engine, func, select
 
 from medssl.review.errors import UserError
 from medssl.review.models import LoginAttempt, utcnow
+from medssl.review.nul_text import without_nul
 
 FREE_FAILURES = 5
 FREE_ADDRESS_FAILURES = 20
@@ -62,6 +63,7 @@ def _address_failures(conn: Connection, address: str, now: dt.datetime) -> tuple
 def check_allowed(engine: Engine, name: str, address: str | None, now: dt.datetime | None = None) -> None:
     """Raise ``ThrottledError`` (saying when to retry) if ``name`` or ``address`` must still wait."""
     now = now or utcnow()
+    name, address = without_nul(name), without_nul(address) if address else address
     waits: list[dt.datetime] = []
     with engine.connect() as conn:
         n, last = _account_failures(conn, name[:_NAME_LENGTH])
@@ -79,7 +81,8 @@ def check_allowed(engine: Engine, name: str, address: str | None, now: dt.dateti
 
 
 def record_attempt(engine: Engine, name: str, address: str | None, ok: bool, now: dt.datetime | None = None) -> None:
-    """Append one attempt (the name as typed, cut to 64 characters)."""
+    """Append one attempt (the name as typed, cut to 64 characters; a NUL stored as U+FFFD)."""
+    name, address = without_nul(name), without_nul(address) if address else address
     with engine.begin() as conn:
         conn.execute(LoginAttempt.__table__.insert().values(
             name=name[:_NAME_LENGTH], address=address[:_NAME_LENGTH] if address else None, ok=ok, at=now or utcnow()))

@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from medssl.review.constants import DATA_SCIENCE_ROLES, MIN_PASSWORD_LENGTH, NAME_MAX_LENGTH, ROLES  # noqa: F401
 from medssl.review.errors import UserError
 from medssl.review.models import User, utcnow
+from medssl.review.nul_text import has_nul
 from medssl.review.throttle import check_allowed, record_attempt
 
 log = logging.getLogger(__name__)
@@ -76,8 +77,10 @@ def add_user(engine: Engine, name: str, role: str, password: str) -> Account:
 
 def get_user(engine: Engine, name: str) -> Account:
     """The account called ``name``; ``UserError`` if there is none."""
-    with engine.connect() as conn:
-        row = conn.execute(select(User.name, User.role, User.created_at).where(User.name == name)).first()
+    row = None
+    if not has_nul(name):  # no account name holds one (add_user refuses unprintable names)
+        with engine.connect() as conn:
+            row = conn.execute(select(User.name, User.role, User.created_at).where(User.name == name)).first()
     if row is None:
         raise UserError(f"no reviewer called {name!r}; create it with `medssl users add {name} --role ROLE`")
     return Account(name=row.name, role=row.role, created_at=row.created_at)
@@ -101,8 +104,10 @@ def authenticate(engine: Engine, name: str, password: str, address: str | None =
     name = name.strip()
     now = now or utcnow()
     check_allowed(engine, name, address, now)
-    with engine.connect() as conn:
-        row = conn.execute(select(User).where(User.name == name)).first()
+    row = None
+    if not has_nul(name):  # no account name holds one; the dummy hash is still verified below
+        with engine.connect() as conn:
+            row = conn.execute(select(User).where(User.name == name)).first()
     stored = row.password_hash if row is not None else _DUMMY_HASH
     try:
         _HASHER.verify(stored, password)
