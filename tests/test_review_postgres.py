@@ -21,7 +21,6 @@ from medssl.review import (
 )
 from medssl.review.append_only import app_role_grants
 from medssl.review.chain import verify_chain
-from pg_server import start_server
 from review_scores import build_real_scores
 from undo_race import check_undo_race
 
@@ -29,18 +28,13 @@ _DB_NUMBER = itertools.count()
 
 
 @pytest.fixture(scope="module")
-def pg():
-    server = start_server()
-    if isinstance(server, str):
-        pytest.skip(server)
-    running = next(server)
-    admin = create_engine(running.url(), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text("CREATE ROLE medssl_owner LOGIN"))
-        conn.execute(text("CREATE ROLE medssl_app LOGIN"))
-    admin.dispose()
-    yield running
-    next(server, None)
+def pg(pg_server):
+    """The session's server (tests/conftest.py) with the owner and app roles."""
+    if isinstance(pg_server, str):
+        pytest.skip(pg_server)
+    for role in ("medssl_owner", "medssl_app"):
+        pg_server.ensure_role(role)
+    return pg_server
 
 
 @pytest.fixture(scope="module")
@@ -52,11 +46,8 @@ def scores(shared_data: Path, tmp_path_factory) -> Path:
 def store(pg, scores: Path):
     """A fresh database owned by medssl_owner, tables made by the owner, the app role granted
     what ``medssl audit grants`` prints; scores imported by the app. Yields (owner url, app url)."""
-    db = f"review_{next(_DB_NUMBER)}"
-    admin = create_engine(pg.url(), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f"CREATE DATABASE {db} OWNER medssl_owner"))
-    admin.dispose()
+    db = f"roles_{next(_DB_NUMBER)}"
+    pg.create_database(db, owner="medssl_owner")
     owner_url, app_url = pg.url("medssl_owner", db), pg.url("medssl_app", db)
     owner = make_engine(owner_url)
     with owner.begin() as conn:
@@ -66,7 +57,8 @@ def store(pg, scores: Path):
     app = make_engine(app_url)
     import_scores(app, scores)
     app.dispose()
-    return owner_url, app_url
+    yield owner_url, app_url
+    pg.drop_database(db)
 
 
 def _refused(url: str, sql: str, match: str) -> None:

@@ -65,8 +65,10 @@ def score_files(shared_data: Path, tmp_path_factory) -> tuple[Path, Path]:
 
 
 @pytest.fixture()
-def store(tmp_path: Path, score_files: tuple[Path, Path], monkeypatch) -> str:
-    url = f"sqlite:///{tmp_path / 'review.db'}"
+def store(new_review_db, score_files: tuple[Path, Path], monkeypatch) -> str:
+    """The URL of a fresh store with two accounts and both score files: a SQLite file or a database
+    on the session's PostgreSQL server (tests/conftest.py), for the ``[sqlite]`` / ``[postgresql]`` variant."""
+    url = new_review_db("review")
     engine = make_engine(url)
     add_user(engine, "dr_lee", "clinician", "lee-password")
     add_user(engine, "dr_kim", "clinician", "kim-password")
@@ -134,7 +136,7 @@ def test_row_texts_are_the_same_for_object_none_and_pandas3_str_nan(store: str) 
 
 # ---- sign-in tokens ------------------------------------------------------------------------------------------
 
-def test_a_token_signs_in_until_it_expires_is_revoked_or_is_tampered_with(store: str) -> None:
+def test_a_token_signs_in_until_it_expires_is_revoked_or_is_tampered_with(store: str, new_review_db) -> None:
     engine = make_engine(store)
     token = issue_token(engine, "dr_lee")
     assert account_for_token(engine, token).name == "dr_lee"
@@ -163,7 +165,7 @@ def test_a_token_signs_in_until_it_expires_is_revoked_or_is_tampered_with(store:
         assert not revoke_token(engine, bound, bound_to=elsewhere)
     assert account_for_token(engine, bound, bound_to="10.0.0.7|Mozilla/5.0 ward-pc").name == "dr_lee"
     # another store has its own secret: a token does not carry over
-    assert account_for_token(make_engine(store.replace("review.db", "other.db")), issue_token(engine, "dr_lee")) is None
+    assert account_for_token(make_engine(new_review_db("other")), issue_token(engine, "dr_lee")) is None
 
 
 def _app() -> AppTest:
@@ -314,29 +316,25 @@ def test_the_queue_offers_the_decisions_as_csv_and_parquet_to_a_clinician(store:
 # ---- the same on PostgreSQL, as the app role that holds only `medssl audit grants` -----------------------
 
 @pytest.fixture(scope="module")
-def pg_app_url(score_files: tuple[Path, Path]):
-    from sqlalchemy import create_engine, text
+def pg_app_url(pg_server):
+    """A database owned by medssl_owner on the session's server, tables made by the owner, the app
+    role granted what ``medssl audit grants`` prints: the app role's URL."""
+    from sqlalchemy import text
 
     from medssl.review.append_only import app_role_grants
-    from pg_server import start_server
 
-    server = start_server()
-    if isinstance(server, str):
-        pytest.skip(server)
-    running = next(server)
-    admin = create_engine(running.url(), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text("CREATE ROLE medssl_owner LOGIN"))
-        conn.execute(text("CREATE ROLE medssl_app LOGIN"))
-        conn.execute(text("CREATE DATABASE review OWNER medssl_owner"))
-    admin.dispose()
-    owner = make_engine(running.url("medssl_owner", "review"))
+    if isinstance(pg_server, str):
+        pytest.skip(pg_server)
+    for role in ("medssl_owner", "medssl_app"):
+        pg_server.ensure_role(role)
+    pg_server.create_database("workflow_app_role", owner="medssl_owner")
+    owner = make_engine(pg_server.url("medssl_owner", "workflow_app_role"))
     with owner.begin() as conn:
         for statement in app_role_grants("medssl_app"):
             conn.execute(text(statement))
     owner.dispose()
-    yield running.url("medssl_app", "review")
-    next(server, None)
+    yield pg_server.url("medssl_app", "workflow_app_role")
+    pg_server.drop_database("workflow_app_role")
 
 
 def test_tokens_percentiles_and_export_on_postgresql_as_the_app_role(pg_app_url: str, score_files) -> None:
