@@ -1,10 +1,14 @@
-"""Patient-level splits: no patient ever lands in two splits; stratified when labels exist."""
+"""Patient-level splits: no patient ever lands in two splits; stratified when labels exist.
+
+scikit-learn is imported only for a stratified split: an unlabelled ingest (``medssl ingest dicom``)
+draws its plain split with numpy alone, the same ids as ``train_test_split`` (importing
+scikit-learn costs about a second of CPU per run).
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import train_test_split
 
 from medssl.data.limits import MAX_SEED
 from medssl.errors import DataError
@@ -37,10 +41,22 @@ def _split_ids(ids: np.ndarray, strat: np.ndarray | None, test_size: float, seed
         n_classes = len(counts)
         if counts.min() < 2 or n_test < n_classes or len(ids) - n_test < n_classes:
             strat = None  # too few patients per class to stratify; fall back to a plain split
+    if strat is None:
+        return _plain_split(ids, n_test, seed)
+    from sklearn.model_selection import train_test_split
+
     a, b = train_test_split(ids, test_size=n_test, random_state=seed, stratify=strat)
     return np.asarray(a), np.asarray(b)
 
 
+def _plain_split(ids: np.ndarray, n_test: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``train_test_split(ids, test_size=n_test, random_state=seed)`` without scikit-learn.
+
+    ``ShuffleSplit``'s draw: one ``RandomState(seed).permutation``; its first ``n_test`` positions
+    are the test ids, the rest (in permutation order) the train ids. Shapes: (n - n_test,), (n_test,).
+    """
+    permutation = np.random.RandomState(seed).permutation(len(ids))
+    return ids[permutation[n_test:]], ids[permutation[:n_test]]
 
 
 def check_seed(seed: int) -> None:

@@ -3,6 +3,7 @@
 Every path is made absolute and resolved (symlinks, ``..``) so a file reached both by the walk
 and through a DICOMDIR is ingested once. A DICOMDIR entry whose file is missing becomes an
 errors.csv row; the DICOMDIR file itself is passed on like any file (ingest records it as an index).
+``DicomSource`` yields the files while it walks; ``scan_dicom_source`` lists them all, sorted.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
+from typing import Iterator
 
 import pydicom
 
@@ -66,25 +68,62 @@ def dicomdir_references(dicomdir: Path) -> tuple[list[Path], list[tuple[str, str
     return found, missing
 
 
+class DicomSource:
+    """The candidate files under a DICOM source, yielded as the scan finds them.
+
+    Iterating yields each file once, absolute and resolved: first those of the recursive folder
+    walk (folder by folder, names in directory order), then those only a DICOMDIR lists. After the
+    iteration, ``missing`` holds ``[(path, reason)]`` for DICOMDIR entries whose file is absent,
+    sorted by path. Ingest feeds its decoding workers from this iterator, so decoding starts with
+    the first files found instead of after the whole tree is listed.
+
+    Raises ``DataError`` (on construction) if ``src`` does not exist.
+    """
+
+    def __init__(self, src: str | Path) -> None:
+        self.root = Path(src).expanduser()
+        if not self.root.exists():
+            raise DataError(
+                f"DICOM source {self.root} does not exist; pass a DICOM file, a DICOMDIR or a folder of them"
+            )
+        self.missing: list[tuple[str, str]] = []
+
+    def _walk(self) -> Iterator[Path]:
+        if self.root.is_file():
+            yield self.root.resolve()
+            return
+        for folder, dirnames, filenames in os.walk(self.root):
+            dirnames.sort()
+            for name in filenames:
+                yield (Path(folder) / name).resolve()
+
+    def __iter__(self) -> Iterator[str]:
+        seen: set[Path] = set()
+        dicomdirs: list[Path] = []
+        for path in self._walk():
+            if path in seen or not path.is_file():
+                continue
+            seen.add(path)
+            if _is_dicomdir_name(path):
+                dicomdirs.append(path)
+            yield str(path)
+        missing: dict[str, str] = {}
+        for dicomdir in sorted(dicomdirs):
+            found, absent = dicomdir_references(dicomdir)
+            for path in found:
+                if path not in seen:
+                    seen.add(path)
+                    yield str(path)
+            for where, reason in absent:
+                missing.setdefault(where, reason)
+        self.missing = sorted(missing.items())
+
+
 def scan_dicom_source(src: str | Path) -> tuple[list[str], list[tuple[str, str]]]:
     """All candidate files under ``src`` (sorted, unique, resolved) and rows for missing DICOMDIR entries.
 
     Raises ``DataError`` if ``src`` does not exist.
     """
-    root = Path(src).expanduser()
-    if not root.exists():
-        raise DataError(f"DICOM source {root} does not exist; pass a DICOM file, a DICOMDIR or a folder of them")
-    files: set[Path] = set()
-    if root.is_file():
-        files.add(root.resolve())
-    else:
-        for folder, dirnames, filenames in os.walk(root):
-            dirnames.sort()
-            files.update((Path(folder) / name).resolve() for name in filenames)
-    missing: dict[str, str] = {}
-    for path in sorted(p for p in files if _is_dicomdir_name(p)):
-        found, absent = dicomdir_references(path)
-        files.update(found)
-        for where, reason in absent:
-            missing.setdefault(where, reason)
-    return sorted(str(p) for p in files if p.is_file()), sorted(missing.items())
+    source = DicomSource(src)
+    paths = sorted(source)
+    return paths, source.missing
