@@ -9,6 +9,7 @@ import io
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -220,6 +221,22 @@ def test_a_nul_character_in_an_id_label_or_note_is_a_review_error_not_a_database
     assert case_events(engine, case_id) == []
 
 
+@pytest.mark.parametrize("reviewer", ["r" * 65, "dr\x00lee", ""], ids=["65_characters", "nul", "empty"])
+def test_a_reviewer_name_the_store_cannot_keep_is_one_review_error(engine, scores: Path, reviewer: str) -> None:
+    """The Python API takes any reviewer string. PostgreSQL refuses one longer than the 64 characters
+    of the reviewer columns or holding NUL (SQLite kept them): refused alike on both, nothing written."""
+    import_scores(engine, scores)
+    case_id = list_queue(engine).rows["case_id"][0]
+    record_decision(engine, case_id, "dr_lee", "confirm")
+    for write in (lambda: claim_case(engine, case_id, reviewer),
+                  lambda: record_decision(engine, case_id, reviewer, "dismiss", override=True),
+                  lambda: undo_last(engine, case_id, reviewer, override=True),
+                  lambda: add_note(engine, case_id, reviewer, "a second opinion")):
+        with pytest.raises(ReviewError, match="reviewer name must be 1-64 characters"):
+            write()
+    assert [e.action for e in case_events(engine, case_id)] == ["confirm"]
+
+
 def test_claims_keep_two_reviewers_apart(engine, scores: Path) -> None:
     import_scores(engine, scores)
     case_id = list_queue(engine).rows["case_id"][0]
@@ -349,3 +366,89 @@ def test_unusable_db_urls_end_in_one_error_line(review_backend: str, request, tm
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("medssl: error: --db") and expected in err[0]
     assert not_db.read_text() == "not a database\n" * 100  # left as it was
+
+
+def test_sign_out_does_not_deadlock_with_a_writer_on_one_of_its_cases(url: str, scores: Path, request) -> None:
+    """Sign-out releases every claim of a reviewer in one transaction. Every writer locks its case
+    row, then the hash chain (PostgreSQL: an advisory lock). Sign-out used to lock case A, append
+    A's release (taking the chain lock), then wait for case B's row: a writer holding B and
+    waiting for the chain lock closed a cycle, and PostgreSQL aborted a transaction with
+    "deadlock detected". Here that writer is a plain connection that takes B's row, waits until
+    sign-out blocks, then takes the chain lock as medssl's writers do. (SQLite's BEGIN IMMEDIATE
+    runs one writer at a time: the plain writer holds the write lock and sign-out waits for it.)"""
+    from medssl.review import release_claims
+    from medssl.review.chain import _PG_CHAIN_LOCK
+
+    engine = make_engine(url)
+    import_scores(engine, scores)
+    a, b = sorted(list_queue(engine).rows["case_id"].tolist()[:2])
+    assert claim_case(engine, a, "dr_lee") and claim_case(engine, b, "dr_lee")
+    writer = engine.connect()
+    writer.exec_driver_sql("SELECT 1")  # BEGIN (SQLite: BEGIN IMMEDIATE, the write lock)
+    writer.execute(text("SELECT case_id FROM cases WHERE case_id = :c" + (" FOR UPDATE" if engine.dialect.name == "postgresql" else "")), {"c": b})
+    released: list[object] = []
+    signing_out = threading.Thread(target=lambda: released.append(_result(lambda: release_claims(make_engine(url), "dr_lee"))))
+    signing_out.start()
+    if engine.dialect.name == "postgresql":
+        _wait_for_lock_waiters(url, 1)  # sign-out waits first, so its deadlock check (after 1 s) would run first
+        writer.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_CHAIN_LOCK})
+    writer.commit()
+    writer.close()
+    signing_out.join(timeout=60)
+    assert released == [2], released
+    assert [e.action for e in case_events(engine, a)][-1] == "release" and [e.action for e in case_events(engine, b)][-1] == "release"
+
+
+def _result(call):
+    """``call()``, or the exception it raised (a thread's outcome)."""
+    try:
+        return call()
+    except Exception as exc:  # noqa: BLE001 (reported by the test's assertion)
+        return exc
+
+
+def _wait_for_lock_waiters(url: str, n: int) -> None:
+    """Until ``n`` sessions of the store's PostgreSQL database wait for a lock (then a moment more)."""
+    with make_engine(url).connect() as watch:
+        for _ in range(200):
+            waiting = watch.execute(text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                         "AND datname = current_database()")).scalar_one()
+            if waiting >= n:
+                break
+            time.sleep(0.05)
+    assert waiting == n
+    time.sleep(0.2)
+
+
+def test_a_score_import_does_not_deadlock_with_sign_out(url: str, scores: Path, tmp_path: Path) -> None:
+    """Sign-out locks its cases' rows in case id order; a score import upserts (locks) the rows of
+    its file. In the file's order, a file listing B before A deadlocked with a sign-out holding A
+    and waiting for B (PostgreSQL aborted one: "deadlock detected"). Here a plain writer holds A's
+    row until sign-out and then the import wait behind it; on SQLite all three queue on the write lock."""
+    from medssl.review import release_claims
+
+    engine = make_engine(url)
+    import_scores(engine, scores)
+    a, b = sorted(list_queue(engine).rows["case_id"].tolist()[:2])
+    assert claim_case(engine, a, "dr_lee") and claim_case(engine, b, "dr_lee")
+    df = pd.read_parquet(scores)
+    backwards = tmp_path / "backwards.parquet"  # the same cases, re-scored, B listed before A
+    df.sort_values("case_id", ascending=False).assign(anomaly_score=df["anomaly_score"] + 1).to_parquet(backwards)
+    writer = engine.connect()
+    writer.execute(text("SELECT case_id FROM cases WHERE case_id = :c" + (" FOR UPDATE" if engine.dialect.name == "postgresql" else "")), {"c": a})
+    outcomes: dict[str, object] = {}
+    signing_out = threading.Thread(target=lambda: outcomes.update(sign_out=_result(lambda: release_claims(make_engine(url), "dr_lee"))))
+    importing = threading.Thread(target=lambda: outcomes.update(imported=_result(
+        lambda: import_scores(make_engine(url), backwards, data_dir=scores.parent))))
+    signing_out.start()
+    if engine.dialect.name == "postgresql":
+        _wait_for_lock_waiters(url, 1)
+    importing.start()
+    if engine.dialect.name == "postgresql":
+        _wait_for_lock_waiters(url, 2)
+    writer.commit()
+    writer.close()
+    signing_out.join(timeout=60)
+    importing.join(timeout=60)
+    assert outcomes == {"sign_out": 2, "imported": 60}, outcomes
+    assert get_case(engine, a)["score"] == pytest.approx(float(df.set_index("case_id").loc[a, "anomaly_score"]) + 1)

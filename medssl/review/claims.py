@@ -24,6 +24,7 @@ from sqlalchemy import Connection, Engine, and_, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from medssl.review.chain import append_event
+from medssl.review.constants import NAME_MAX_LENGTH
 from medssl.review.errors import ClaimError, ReviewError
 from medssl.review.models import Case, Claim, utcnow
 from medssl.review.nul_text import has_nul
@@ -43,6 +44,15 @@ def case_row(conn: Connection, case_id: str, lock: bool = False) -> Case:
             "(`medssl app --scores SCORES_PARQUET`)"
         )
     return row
+
+
+def check_reviewer(reviewer: str) -> str:
+    """``reviewer`` if the store can keep it as a reviewer name on every backend (1-64 characters,
+    no NUL: PostgreSQL refuses longer or NUL text, SQLite kept it); else ``ReviewError``."""
+    if not isinstance(reviewer, str) or not 1 <= len(reviewer) <= NAME_MAX_LENGTH or has_nul(reviewer):
+        raise ReviewError(f"reviewer name must be 1-{NAME_MAX_LENGTH} characters without NUL, got {str(reviewer)[:80]!r}; "
+                          "use the reviewer's account name")
+    return reviewer
 
 
 def claim_holder(conn: Connection, case_id: str, now: dt.datetime | None = None) -> tuple[str, dt.datetime] | None:
@@ -121,6 +131,7 @@ def claim_case(engine: Engine, case_id: str, reviewer: str, minutes: int = CLAIM
     then an INSERT that loses to a concurrent INSERT on the primary key). Re-claiming one's own
     case extends it; an expired claim is taken over.
     """
+    check_reviewer(reviewer)
     with engine.begin() as conn:
         return hold(conn, case_row(conn, case_id, lock=True), reviewer, minutes)
 
@@ -133,10 +144,14 @@ def release_case(engine: Engine, case_id: str, reviewer: str) -> bool:
 
 def release_claims(engine: Engine, reviewer: str) -> int:
     """Release every claim ``reviewer`` holds (sign-out), one ``release`` event per unexpired
-    claim, in one transaction; returns how many unexpired claims were released."""
+    claim, in one transaction; returns how many unexpired claims were released. The case rows are
+    all locked (in case id order) before the first release is appended."""
     with engine.begin() as conn:
-        case_ids = [r[0] for r in conn.execute(select(Claim.case_id).where(Claim.reviewer == reviewer).order_by(Claim.case_id))]
-        return sum(drop(conn, case_row(conn, c, lock=True), reviewer) for c in case_ids)
+        case_ids = sorted(r[0] for r in conn.execute(select(Claim.case_id).where(Claim.reviewer == reviewer)))
+        # every case row first, then the releases: appending takes the chain lock (PostgreSQL), and
+        # waiting for a row while holding it deadlocked with a writer holding that row
+        cases = [case_row(conn, c, lock=True) for c in case_ids]
+        return sum(drop(conn, case, reviewer) for case in cases)
 
 
 def active_claims(engine: Engine) -> dict[str, str]:

@@ -25,8 +25,8 @@ from sqlalchemy import Connection, Engine, select
 
 from medssl.review.chain import append_event
 from medssl.review.claims import (  # noqa: F401 (re-exported: medssl.review.events was their home)
-    CLAIM_MINUTES, active_claims, active_claims_detail, case_row, claim_case, drop, hold, refuse_if_claimed_by_other,
-    release_case, release_claims,
+    CLAIM_MINUTES, active_claims, active_claims_detail, case_row, check_reviewer, claim_case, drop, hold,
+    refuse_if_claimed_by_other, release_case, release_claims,
 )
 from medssl.review.errors import ClaimError, OverrideError, ReviewError
 from medssl.review.models import ReviewEvent
@@ -172,6 +172,7 @@ def record_decision(engine: Engine, case_id: str, reviewer: str, action: str,
     if label and len(label) > LABEL_MAX_LENGTH:  # the column's width (PostgreSQL refuses longer text)
         raise ReviewError(f"the class label is {len(label)} characters long; use at most {LABEL_MAX_LENGTH}")
     note = note.strip() if note else None
+    check_reviewer(reviewer)
     refuse_nul(label, "the class label")
     refuse_nul(note, "the note")
     with engine.begin() as conn:
@@ -197,6 +198,7 @@ def add_note(engine: Engine, case_id: str, reviewer: str, note: str) -> int:
     if not note or not note.strip():
         raise ReviewError("the note is empty; type some text first")
     refuse_nul(note, "the note")
+    check_reviewer(reviewer)
     with engine.begin() as conn:
         case = case_row(conn, case_id, lock=True)
         return _insert_event(conn, case_id, reviewer, "note", note=note.strip(), model_id=case.model_id)
@@ -216,6 +218,7 @@ def undo_last(engine: Engine, case_id: str, reviewer: str, decision_id: int | No
     Overrides: undoing another reviewer's standing decision raises ``OverrideError`` unless
     ``override=True`` (as recording a decision over it does); the undo event keeps both in the trail.
     """
+    check_reviewer(reviewer)
     with engine.begin() as conn:
         case = case_row(conn, case_id, lock=True)
         held = refuse_if_claimed_by_other(conn, case_id, reviewer, "undo")

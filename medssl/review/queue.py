@@ -95,6 +95,9 @@ def import_scores(engine: Engine, scores_path: str | Path, data_dir: str | Path 
         for r in df.itertuples(index=False)
     ]
     _refuse_id_clashes(engine, records)
+    # rows are upserted (locked) in case id order, the order sign-out (release_claims) locks them in:
+    # in the file's order, two transactions could each hold a row the other waits for (PostgreSQL deadlock)
+    records.sort(key=lambda r: r["case_id"])
     insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
     stmt = insert(Case.__table__)
     updatable = [c for c in records[0] if c != "case_id"] if records else []
