@@ -90,14 +90,28 @@ def start_server() -> Iterator[PgServer] | str:
     return _run(bin_dir, prefix, user)
 
 
+SERVER_TIME_ZONE = "Pacific/Chatham"  # UTC+12:45 (+13:45 in summer)
+SERVER_LOCALE = "en_US.UTF-8"  # a hospital server's usual collation (not the C byte order SQLite sorts by)
+
+
+def _locale() -> list[str]:
+    """initdb options: ``SERVER_LOCALE`` where the machine has it (messages stay in C English), else none."""
+    found = subprocess.run(["locale", "-a"], capture_output=True, text=True).stdout.lower().split()
+    if SERVER_LOCALE.lower().replace("-", "") in {name.replace("-", "") for name in found}:
+        return [f"--locale={SERVER_LOCALE}", "--lc-messages=C"]
+    return []
+
+
 def _run(bin_dir: Path, prefix: list[str], user) -> Iterator[PgServer]:
     root = Path(tempfile.mkdtemp(prefix="medssl-pg-"))
     if user is not None:
         os.chown(root, user.pw_uid, user.pw_gid)
     data, port = root / "data", _free_port()
     subprocess.run([*prefix, str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
-                    "-E", "UTF8", "--no-sync"], check=True, capture_output=True)
-    options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=100"
+                    "-E", "UTF8", *_locale(), "--no-sync"], check=True, capture_output=True)
+    # a time zone far from UTC: the store keeps naive UTC times and must never depend on the server's
+    options = (f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=100 "
+               f"-c TimeZone={SERVER_TIME_ZONE}")
     subprocess.run([*prefix, str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(root / "log"),
                     "-w", "start"], check=True, capture_output=True)
     try:
