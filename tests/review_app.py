@@ -23,10 +23,11 @@ def real_scores(shared_data: Path, tmp_path_factory) -> Path:
 
 
 @pytest.fixture()
-def store(tmp_path: Path, real_scores: Path, monkeypatch) -> str:
-    """A SQLite review store (URL, also in $MEDSSL_DB) with dr_lee (clinician), ana (data scientist)
-    and the real scores imported."""
-    url = f"sqlite:///{tmp_path / 'review.db'}"
+def store(new_review_db, real_scores: Path, monkeypatch) -> str:
+    """A review store (URL, also in $MEDSSL_DB) with dr_lee (clinician), ana (data scientist) and the
+    real scores imported: a SQLite file or a database on the session's PostgreSQL server
+    (tests/conftest.py), for the ``[sqlite]`` / ``[postgresql]`` variant of each test."""
+    url = new_review_db("review")
     engine = make_engine(url)
     add_user(engine, "dr_lee", "clinician", "lee-password")
     add_user(engine, "ana", "data_scientist", "ana-password")
