@@ -27,13 +27,14 @@ REVIEWER = f"![r]({LEAK}?reviewer)"  # printable, no spaces: a valid account nam
 
 
 @pytest.fixture()
-def hostile_store(shared_data: Path, tmp_path: Path, monkeypatch) -> str:
+def hostile_store(shared_data: Path, tmp_path: Path, monkeypatch, new_review_db) -> str:
+    """The hostile strings in a SQLite or PostgreSQL store (tests/conftest.py ``new_review_db``)."""
     scores = build_real_scores(shared_data, tmp_path / "data", n_cases=20, flag_top=6)
     df = pd.read_parquet(scores)
     top = df["anomaly_score"].idxmax()
     df.loc[top, ["case_id", "patient_id", "predicted_label"]] = [CASE, PATIENT, PREDICTED]
     df.to_parquet(scores, index=False)
-    url = f"sqlite:///{tmp_path / 'review.db'}"
+    url = new_review_db("review")
     engine = make_engine(url)
     add_user(engine, REVIEWER, "clinician", "reviewer-password")
     import_scores(engine, scores)
