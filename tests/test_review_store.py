@@ -408,8 +408,9 @@ def _result(call):
 
 
 def _wait_for_lock_waiters(url: str, n: int) -> None:
-    """Until ``n`` sessions of the store's PostgreSQL database wait for a lock (then a moment more)."""
-    with make_engine(url).connect() as watch:
+    """Until ``n`` sessions of the store's PostgreSQL database wait for a lock (then a moment more).
+    Autocommit: pg_stat_activity is read once per transaction."""
+    with make_engine(url).connect().execution_options(isolation_level="AUTOCOMMIT") as watch:
         for _ in range(200):
             waiting = watch.execute(text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
                                          "AND datname = current_database()")).scalar_one()
@@ -452,3 +453,37 @@ def test_a_score_import_does_not_deadlock_with_sign_out(url: str, scores: Path, 
     importing.join(timeout=60)
     assert outcomes == {"sign_out": 2, "imported": 60}, outcomes
     assert get_case(engine, a)["score"] == pytest.approx(float(df.set_index("case_id").loc[a, "anomaly_score"]) + 1)
+
+
+_OPENER = """
+import pathlib, sys, time
+from medssl.review import make_engine
+folder, i, url = pathlib.Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+(folder / f"ready{i}").touch()
+while not (folder / "go").exists():  # every process imported medssl: now all open the store at once
+    time.sleep(0.01)
+make_engine(url).dispose()
+"""
+
+
+def test_many_processes_opening_a_new_store_at_once_all_succeed(url: str, scores: Path, tmp_path: Path) -> None:
+    """App workers, a scoring job and the CLI may open a store that does not exist yet at the same
+    moment. On PostgreSQL some of them failed creating the tables ('duplicate key value violates
+    unique constraint "pg_type_typname_nsp_index"') or the triggers ('trigger ... already exists');
+    SQLite's BEGIN IMMEDIATE ran them one after the other."""
+    procs = [subprocess.Popen([sys.executable, "-c", _OPENER, str(tmp_path), str(i), url],
+                              stderr=subprocess.PIPE, text=True) for i in range(6)]
+    for _ in range(2400):
+        if len(list(tmp_path.glob("ready*"))) == len(procs) or any(p.poll() is not None for p in procs):
+            break
+        time.sleep(0.05)
+    (tmp_path / "go").touch()
+    errors = [p.communicate(timeout=120)[1].strip().splitlines()[-1:] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 6, errors
+    engine = make_engine(url)
+    import_scores(engine, scores)
+    case_id = list_queue(engine).rows["case_id"][0]
+    record_decision(engine, case_id, "dr_lee", "confirm")
+    with pytest.raises(DBAPIError, match="append-only"):  # the guards are in place
+        with engine.begin() as conn:
+            conn.execute(text("DELETE FROM review_events"))

@@ -13,8 +13,10 @@
 from __future__ import annotations
 
 import datetime as dt
+from contextlib import contextmanager
+from typing import Iterator
 
-from sqlalchemy import Boolean, DateTime, Engine, Float, ForeignKey, Integer, String, Text
+from sqlalchemy import Boolean, DateTime, Engine, Float, ForeignKey, Integer, String, Text, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -124,10 +126,34 @@ class RevokedSession(Base):
     revoked_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, nullable=False)
 
 
+# key of the PostgreSQL advisory lock held while one process creates or upgrades the tables
+_PG_SCHEMA_LOCK = int.from_bytes(b"medssl\x00\x02", "big")
+
+
+@contextmanager
+def _schema_lock(engine: Engine) -> Iterator[None]:
+    """One process at a time checks, creates and upgrades the tables. PostgreSQL: a session
+    advisory lock (processes opening a new store at once otherwise both created a table or a
+    trigger, and one failed); SQLite: each step's BEGIN IMMEDIATE already serializes them."""
+    if engine.dialect.name != "postgresql":
+        yield
+        return
+    with engine.connect() as conn:
+        conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _PG_SCHEMA_LOCK})
+        conn.commit()
+        try:
+            yield
+        finally:
+            conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _PG_SCHEMA_LOCK})
+            conn.commit()
+
+
 def create_tables(engine: Engine) -> None:
     """Create any missing table; then bring the audit trail's guards up to date
-    (:func:`medssl.review.append_only.install_guards`: hash columns, triggers)."""
+    (:func:`medssl.review.append_only.install_guards`: hash columns, triggers). Safe when several
+    processes open a new store at once."""
     from medssl.review.append_only import install_guards
 
-    Base.metadata.create_all(engine)
-    install_guards(engine)
+    with _schema_lock(engine):
+        Base.metadata.create_all(engine)
+        install_guards(engine)
