@@ -35,15 +35,9 @@ def scores(shared_data: Path, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def pg():
-    from pg_server import start_server
-
-    server = start_server()
-    if isinstance(server, str):
-        yield server  # the reason there is none: the postgresql cases skip
-        return
-    yield next(server)
-    next(server, None)
+def pg(pg_server):
+    """The session's server (tests/conftest.py), or the reason there is none: the postgresql cases skip."""
+    return pg_server
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
