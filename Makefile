@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install browser-deps postgres-deps test test-fast lint demo bench clean
+.PHONY: install browser-deps postgres-deps orthanc-deps test test-fast lint demo bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,7 +30,13 @@ postgres-deps:  ## Debian's postgresql server for tests/test_review_postgres.py 
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
 	  else echo "postgresql not installed and not root: the PostgreSQL tests will be skipped"; fi; }
 
-test: $(STAMP) browser-deps postgres-deps  ## run every test (slow ones included)
+orthanc-deps:  ## Debian's Orthanc PACS + DICOMweb plugin for tests/test_dicomweb.py, test_export_sr.py (root only; else they skip)
+	@{ command -v Orthanc >/dev/null 2>&1 || test -x /usr/sbin/Orthanc; } && ls /usr/share/orthanc/plugins/libOrthancDicomWeb.so >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq orthanc orthanc-dicomweb >/dev/null; \
+	  else echo "orthanc not installed and not root: the Orthanc (DICOMweb, DICOM SR) tests will be skipped"; fi; }
+
+test: $(STAMP) browser-deps postgres-deps orthanc-deps  ## run every test (slow ones included)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-fast: $(STAMP)  ## skip tests marked slow

@@ -1,4 +1,4 @@
-"""``medssl ingest {dicom,images,ehr,signals,transactions} SRC --out DATA_DIR``."""
+"""``medssl ingest {dicom,dicomweb,images,ehr,signals,transactions} SRC --out DATA_DIR``."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import importlib
 # One module per source kind; each defines ``register(subparsers)``. Add a line per new reader.
 INGEST_COMMANDS: tuple[str, ...] = (
     "medssl.commands.ingest_dicom",
+    "medssl.commands.ingest_dicomweb",
     "medssl.commands.ingest_ehr",
     "medssl.commands.ingest_signals",
     "medssl.commands.ingest_images",
