@@ -111,8 +111,9 @@ def paysim(shared_data: Path, tmp_path_factory) -> Scored:
 
 
 @pytest.fixture()
-def store(tmp_path: Path, ehr: Scored, signals: Scored, ulb: Scored, paysim: Scored, monkeypatch) -> str:
-    url = f"sqlite:///{tmp_path / 'review.db'}"
+def store(new_review_db, ehr: Scored, signals: Scored, ulb: Scored, paysim: Scored, monkeypatch) -> str:
+    """The four real `medssl score` files in a SQLite or PostgreSQL store (tests/conftest.py ``new_review_db``)."""
+    url = new_review_db("review")
     engine = make_engine(url)
     add_user(engine, "dr_lee", "clinician", "lee-password")
     add_user(engine, "ds_kim", "data_scientist", "kim-password")
