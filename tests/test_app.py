@@ -161,7 +161,7 @@ def test_fine_tune_page_runs_a_small_job_and_registers_the_model(shared_data: Pa
         {"path": str((tmp_path / "ft" / "model.pt").resolve()), "registered_by": "ana"}]
 
 
-def test_medssl_app_imports_scores_and_serves(tmp_path: Path, real_scores: Path) -> None:
+def test_medssl_app_imports_scores_and_serves(new_review_db, real_scores: Path) -> None:
     import socket
     import subprocess
     import sys
@@ -173,7 +173,7 @@ def test_medssl_app_imports_scores_and_serves(tmp_path: Path, real_scores: Path)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    url = f"sqlite:///{tmp_path / 'review.db'}"
+    url = new_review_db("review")  # a SQLite file or a PostgreSQL database (tests/conftest.py)
     proc = subprocess.Popen([sys.executable, "-m", "medssl", "app", "--db", url, "--scores", str(real_scores),
                              "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
