@@ -1,4 +1,4 @@
-"""``medssl export onnx --model MODEL --out model.onnx``: deployment export (``export sr`` joins later)."""
+"""``medssl export onnx --model MODEL --out model.onnx``: deployment export; ``export sr`` (medssl.commands.export_sr)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ Example:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``export`` subcommand group with its ``onnx`` action."""
-    p = subparsers.add_parser("export", help="export a model for deployment (onnx)")
+    p = subparsers.add_parser("export", help="export a model for deployment (onnx) or results as DICOM SR (sr)")
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     o = actions.add_parser("onnx", help="encoder + head to ONNX, scorer statistics beside it",
                            description=ONNX_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -37,6 +37,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     o.add_argument("--input-shape", default=None, metavar="D,D,...", help="shape of one case without the batch "
                    "axis, e.g. 1,28,28")
     o.set_defaults(func=run_onnx)
+    from medssl.commands.export_sr import register as register_sr
+
+    register_sr(actions)
 
 
 def _input_shape(args: argparse.Namespace, model) -> tuple[int, ...]:  # noqa: ANN001

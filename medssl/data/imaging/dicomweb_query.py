@@ -114,7 +114,11 @@ def connect(url: str) -> Iterator["DICOMwebClient"]:
         raise ConfigError(f"{shown_url(url) or url!r} is not an http(s) URL; give the server's DICOMweb root, "
                           "e.g. http://pacs.example.org:8042/dicom-web")
     with requests.Session() as session:
-        yield DICOMwebClient(url.rstrip("/"), session=session, timeout=(CONNECT_TIMEOUT_S, READ_TIMEOUT_S))
+        client = DICOMwebClient(url.rstrip("/"), session=session, timeout=(CONNECT_TIMEOUT_S, READ_TIMEOUT_S))
+        # no silent retries (its retry wraps refused connections too: ~30 s of backoff and traceback
+        # warnings before the error); a failed run is rerun and resumes where it stopped
+        client.set_http_retry_params(retry=False)
+        yield client
 
 
 def _http_hint(status: int) -> str:
@@ -158,14 +162,17 @@ def server_errors(url: str, what: str) -> Iterator[None]:
 
 @contextlib.contextmanager
 def quiet_client_log() -> Iterator[None]:
-    """dicomweb-client logs URLs with their query (a patient id) at DEBUG and UIDs at INFO: keep it to warnings."""
-    logger = logging.getLogger("dicomweb_client")
-    level = logger.level
-    logger.setLevel(max(level, logging.WARNING))
+    """dicomweb-client logs URLs with their query (a patient id) at DEBUG and UIDs at INFO, highdicom
+    its every step at INFO: keep both to warnings."""
+    loggers = [logging.getLogger(name) for name in ("dicomweb_client", "highdicom")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:  # highdicom logs each copied module of the source file at INFO
+        logger.setLevel(max(logger.level, logging.WARNING))
     try:
         yield
     finally:
-        logger.setLevel(level)
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
 
 
 def _value(item: dict[str, Any], tag: str) -> str:
