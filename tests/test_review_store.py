@@ -487,3 +487,25 @@ def test_many_processes_opening_a_new_store_at_once_all_succeed(url: str, scores
     with pytest.raises(DBAPIError, match="append-only"):  # the guards are in place
         with engine.begin() as conn:
             conn.execute(text("DELETE FROM review_events"))
+
+
+def test_tied_cases_are_queued_in_the_same_order_on_every_backend(engine, scores: Path, tmp_path: Path) -> None:
+    """Cases with the same score (duplicate images, identical transactions) are queued by case id.
+    PostgreSQL sorted those ids by the server's collation (en_US: case and punctuation ignored at
+    first), SQLite by code point, so paging and "save and next" walked tied cases in another order
+    on each backend. The test server uses en_US.UTF-8 where the machine has it (tests/pg_server.py)."""
+    df = pd.read_parquet(scores)
+    top = df[df["flagged"]].sort_values("anomaly_score", ascending=False).index[:4]
+    tied_ids = ["b 0", "a_1", "B-1", "a-2"]  # code point order: B-1, a-2, a_1, b 0; en_US: a_1, a-2, b 0, B-1
+    df.loc[top, "case_id"] = tied_ids
+    df.loc[top, "patient_id"] = tied_ids
+    df.loc[top, "anomaly_score"] = df["anomaly_score"].max() + 1.0
+    tied = tmp_path / "tied.parquet"
+    df.to_parquet(tied, index=False)
+    import_scores(engine, tied, data_dir=scores.parent)
+    queue = list_queue(engine, page_size=2)
+    assert queue.rows["case_id"].tolist() == ["B-1", "a-2"]
+    assert list_queue(engine, page=2, page_size=2).rows["case_id"].tolist() == ["a_1", "b 0"]
+    from medssl.review import next_open_case
+
+    assert next_open_case(engine, "a-2") == "a_1"

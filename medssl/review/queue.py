@@ -164,7 +164,8 @@ def list_queue(engine: Engine, *, domain: str | None = None, status: str | None 
     whose score is at most this case's: raw scores of different domains (and models) are on
     different scales (an ECG kNN distance of 50 vs an ICU one of 1.5), and the stored
     ``percentile`` is calibrated per model on its reference set, so neither is comparable across
-    domains. The queue is sorted by ``domain_percentile``, then score, then case id.
+    domains. The queue is sorted by ``domain_percentile``, then score, then case id (code-point
+    order, the same on every backend).
 
     ``status`` is one of open / confirmed / dismissed / labelled (derived from the events);
     ``patient`` matches the patient id exactly. Rows hold ``QUEUE_COLUMNS``; ``label``,
@@ -187,9 +188,12 @@ def list_queue(engine: Engine, *, domain: str | None = None, status: str | None 
         query = query.where(ranked.c.domain == domain)
     if patient:
         query = query.where(false() if has_nul(patient) else ranked.c.patient_id == patient)  # NUL: no id has one
-    query = query.order_by(ranked.c.domain_percentile.desc(), ranked.c.score.desc(), ranked.c.case_id)
     with engine.connect() as conn:
         df = pd.DataFrame(conn.execute(query).all(), columns=list(QUEUE_COLUMNS[:9]))
+    # ordered here, not by the database: ties are broken by case id in code-point order on every
+    # backend (PostgreSQL would sort text by the server's collation, e.g. en_US ignoring case and punctuation)
+    df = df.sort_values(["domain_percentile", "score", "case_id"], ascending=[False, False, True], kind="stable",
+                        ignore_index=True)
     states = case_states(engine, None)
     claims = active_claims_detail(engine)
     df["status"] = [states[c].status if c in states else "open" for c in df["case_id"]]
