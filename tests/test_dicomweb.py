@@ -83,14 +83,24 @@ def test_by_study(orthanc, tmp_path: Path, capsys) -> None:
     assert "1 instances matched (1 retrieved, 0 already here)" in capsys.readouterr().out
 
 
-def test_by_patient_pseudonymised_and_never_logged(orthanc, tmp_path: Path, capsys, caplog) -> None:
-    caplog.set_level(logging.DEBUG)
+def test_by_patient_pseudonymised_and_never_logged(orthanc, tmp_path: Path, capsys) -> None:
     assert ingest(orthanc, tmp_path / "d", "--patient", "1CT1", "--pseudonymize-key", "secret") == 0
     manifest = read_manifest(tmp_path / "d")
     expected = hmac.new(b"secret", b"1CT1", hashlib.sha256).hexdigest()[:16]
     assert list(manifest["case_id"]) == [CT_SOP] and list(manifest["patient_id"]) == [expected]
     captured = capsys.readouterr()
-    assert "1CT1" not in captured.out + captured.err + caplog.text
+    assert "1CT1" not in captured.out + captured.err
+
+
+def test_python_api_at_debug_level_never_logs_the_patient_id(orthanc, tmp_path: Path, caplog) -> None:
+    """A notebook with every logger at DEBUG (dicomweb-client and urllib3 log query URLs there)."""
+    from medssl.data.imaging.dicomweb import ingest_dicomweb
+    from medssl.data.imaging.dicomweb_query import DicomwebQuery
+
+    caplog.set_level(logging.DEBUG)
+    summary = ingest_dicomweb(orthanc[0].dicomweb, tmp_path / "d", DicomwebQuery(patient="1CT1"), workers=1)
+    assert summary["cases"] == 1 and "match the given patient id" in caplog.text
+    assert "1CT1" not in caplog.text
 
 
 def test_by_modality_and_date(orthanc, tmp_path: Path) -> None:

@@ -162,9 +162,9 @@ def server_errors(url: str, what: str) -> Iterator[None]:
 
 @contextlib.contextmanager
 def quiet_client_log() -> Iterator[None]:
-    """dicomweb-client logs URLs with their query (a patient id) at DEBUG and UIDs at INFO, highdicom
-    its every step at INFO: keep both to warnings."""
-    loggers = [logging.getLogger(name) for name in ("dicomweb_client", "highdicom")]
+    """dicomweb-client and urllib3 log URLs with their query (a patient id) at DEBUG, dicomweb-client
+    UIDs and highdicom its every step at INFO: keep them to warnings while we work."""
+    loggers = [logging.getLogger(name) for name in ("dicomweb_client", "highdicom", "urllib3.connectionpool")]
     levels = [logger.level for logger in loggers]
     for logger in loggers:  # highdicom logs each copied module of the source file at INFO
         logger.setLevel(max(logger.level, logging.WARNING))
