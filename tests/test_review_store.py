@@ -91,6 +91,10 @@ def test_accounts_hash_passwords_and_check_roles(engine, request) -> None:
     with pytest.raises(UserError, match="too short"):
         add_user(engine, "y", "admin", "short")
     assert [a.name for a in list_users(engine)] == ["ana", "dr_lee"]
+    add_user(engine, "Zed", "admin", "zed-password")
+    add_user(engine, "dr-kim", "clinician", "kim-password")
+    # code-point order on both backends (an en_US PostgreSQL server sorted ana, dr-kim, dr_lee, Zed)
+    assert [a.name for a in list_users(engine)] == ["Zed", "ana", "dr-kim", "dr_lee"]
 
 
 def test_queue_lists_flagged_cases_of_a_real_score_file(engine, scores: Path) -> None:

@@ -87,10 +87,10 @@ def get_user(engine: Engine, name: str) -> Account:
 
 
 def list_users(engine: Engine) -> list[Account]:
-    """Every account, by name."""
+    """Every account, by name (code-point order on every backend, not the database's collation)."""
     with engine.connect() as conn:
-        rows = conn.execute(select(User.name, User.role, User.created_at).order_by(User.name)).all()
-    return [Account(name=r.name, role=r.role, created_at=r.created_at) for r in rows]
+        rows = conn.execute(select(User.name, User.role, User.created_at)).all()
+    return [Account(name=r.name, role=r.role, created_at=r.created_at) for r in sorted(rows, key=lambda r: r.name)]
 
 
 def authenticate(engine: Engine, name: str, password: str, address: str | None = None,
