@@ -8,6 +8,7 @@ files while the folder walk is still going, and what a worker that dies on one f
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -23,32 +24,42 @@ from medssl.data import assign_patient_splits, read_errors, read_manifest
 HEAVY = ("pandas", "pyarrow", "sklearn", "scipy", "torch", "lightning", "monai", "sqlalchemy")
 REAL = ("CT_small.dcm", "MR_small.dcm", "JPEG2000.dcm", "MR_small_RLE.dcm", "SC_rgb.dcm", "rtdose.dcm", "rtplan.dcm")
 
-# Runs `medssl ingest dicom SRC --out OUT [extra]` in this process after installing an audit hook:
-# the first time a process opens a file under SRC it appends one JSON line to LOG: whether it is a
-# worker (not the main process) and the heavy modules it holds. A file named crash.dcm kills the
-# worker that opens it (as a native decoder crash would). With WAIT, the folder walk pauses after
-# the root folder until some worker has read a file (at most 30 s) and records whether one did.
+# An audit hook, installed at start-up in every Python process of a run (as sitecustomize.py on
+# PYTHONPATH: the workers may come from a forkserver, a fresh interpreter): the first time a process
+# opens a file under $SRC it appends one JSON line to $READS_LOG: whether it is a worker (not the
+# main process) and the heavy modules it holds then. A worker that opens crash.dcm dies at once
+# (as on a native decoder crash).
+SITECUSTOMIZE = """
+import json, os, sys
+HEAVY = {heavy!r}
+_state = {{"read": False}}
+
+def _hook(event, args):
+    src = os.environ.get("SRC")
+    if event != "open" or not src or not isinstance(args[0], str) or not args[0].startswith(src):
+        return
+    worker = str(os.getpid()) != os.environ.get("MAIN_PID")
+    if worker and args[0].endswith("crash.dcm"):
+        os._exit(1)
+    if not _state["read"]:
+        _state["read"] = True
+        with open(os.environ["READS_LOG"], "a") as fh:
+            fh.write(json.dumps({{"worker": worker, "heavy": sorted(m for m in HEAVY if m in sys.modules)}}) + "\\n")
+
+sys.addaudithook(_hook)
+""".format(heavy=HEAVY)
+
+# Runs `medssl ingest dicom $SRC --out OUT [extra]` as `python -c` (so the `medssl` command's own
+# worker start-up, the forkserver, is used). With WAIT, the folder walk pauses after the root
+# folder until some worker has read a file (at most 30 s) and prints whether one did.
 DRIVER = """
 import json, os, sys, time
-src, out, log, wait, extra = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "1", sys.argv[5:]
-src = os.path.realpath(src)
-main_pid = os.getpid()
-heavy = {heavy!r}
-state = {{"read": False}}
-
-def hook(event, args):
-    if event != "open" or not isinstance(args[0], str) or not args[0].startswith(src):
-        return
-    if os.getpid() != main_pid and args[0].endswith("crash.dcm"):
-        os._exit(1)
-    if not state["read"]:
-        state["read"] = True
-        with open(log, "a") as fh:
-            fh.write(json.dumps({{"worker": os.getpid() != main_pid,
-                                  "heavy": sorted(m for m in heavy if m in sys.modules)}}) + "\\n")
+out, wait, extra = sys.argv[1], sys.argv[2] == "1", sys.argv[3:]
+os.environ["MAIN_PID"] = str(os.getpid())
+log = os.environ["READS_LOG"]
 
 def workers_read():
-    return os.path.exists(log) and any(json.loads(l)["worker"] for l in open(log))
+    return os.path.exists(log) and any(json.loads(line)["worker"] for line in open(log))
 
 real_walk = os.walk
 
@@ -62,11 +73,10 @@ def walk(top, *a, **k):
             print("OVERLAP", workers_read())
 
 os.walk = walk
-sys.addaudithook(hook)
 from medssl.cli import main
-code = main(["-q", "ingest", "dicom", src, "--out", out, *extra])
+code = main(["-q", "ingest", "dicom", os.environ["SRC"], "--out", out, *extra])
 print("EXIT", code)
-print("END", json.dumps(sorted(m for m in heavy if m in sys.modules)))
+print("END", json.dumps(sorted(m for m in {heavy!r} if m in sys.modules)))
 """.format(heavy=HEAVY)
 
 
@@ -83,11 +93,13 @@ def _source(root: Path, names: tuple[str, ...] = REAL, sub: int = 2) -> Path:
 
 def _run(tmp: Path, src: Path, wait: bool, *extra: str) -> tuple[list[dict], dict[str, str]]:
     """(first-read lines of every process, {"OVERLAP"/"EXIT"/"END": value}) of one driver run."""
-    log = tmp / "reads.jsonl"
-    done = subprocess.run(
-        [sys.executable, "-c", DRIVER, str(src), str(tmp / "out"), str(log), "1" if wait else "0", *extra],
-        capture_output=True, text=True, timeout=300,
-    )
+    log, site = tmp / "reads.jsonl", tmp / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(SITECUSTOMIZE)
+    env = {**os.environ, "SRC": str(src.resolve()), "READS_LOG": str(log),
+           "PYTHONPATH": os.pathsep.join([str(site), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    done = subprocess.run([sys.executable, "-c", DRIVER, str(tmp / "out"), "1" if wait else "0", *extra],
+                          capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     said = dict(line.split(" ", 1) for line in done.stdout.splitlines() if line.split(" ", 1)[0] in
                 ("OVERLAP", "EXIT", "END"))
@@ -180,3 +192,19 @@ def test_every_command_is_found_by_its_name_so_main_imports_only_its_module() ->
     assert sorted(command_name(m) for m in COMMANDS) == sorted(sub.choices)
     assert _named_command(["-q", "--threads", "2", "ingest", "dicom", "x"]) == "medssl.commands.ingest"
     assert _named_command(["--help"]) is None and _named_command(["bogus"]) is None
+
+
+def test_a_users_unguarded_script_calling_the_cli_runs_once(tmp_path: Path) -> None:
+    """A script without `if __name__ == "__main__"` that calls medssl.cli.main: its workers are forked
+    (a forkserver's workers would each run the script again, ingest included)."""
+    src = _source(tmp_path)
+    script = tmp_path / "my_ingest.py"
+    script.write_text(
+        "from medssl.cli import main\n"
+        "print('RAN', flush=True)\n"
+        f"main(['-q', 'ingest', 'dicom', {str(src)!r}, '--out', {str(tmp_path / 'out')!r}, '--workers', '2'])\n"
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("RAN") == 1
+    assert len(read_manifest(tmp_path / "out")) > 0

@@ -1,15 +1,22 @@
 """``medssl ingest dicom``: scan, decode every file in parallel, write manifest.parquet + errors.csv.
 
-Workers (a ``ProcessPoolExecutor``, started once, on the first files the scan finds) parse and
-fully decode each file (that is what validates it) and send back only small metadata dicts; pixels
-never cross processes and are not stored. Decoding overlaps the scan: the first chunks go out
-while the folder walk goes on; once it is done, the rest go largest first. The parent expands
-multi-frame files into one case per frame, drops duplicate copies of the same SOP Instance UID
-(the first path in sorted order wins), and writes the two files.
+Workers (a ``ProcessPoolExecutor``) parse and fully decode each file (that is what validates it)
+and send back only small metadata dicts; pixels never cross processes and are not stored. The
+parent expands multi-frame files into one case per frame, drops duplicate copies of the same SOP
+Instance UID (the first path in sorted order wins), and writes the two files.
 
-Start-up cost counts on every run: this module imports only what the workers need (pydicom,
-numpy) before they fork; pandas and pyarrow (the manifest) are imported while they decode, and
-scikit-learn not at all (an unlabelled split needs numpy only, ``medssl.data.splits``).
+Start-up counts on every run, so the work is laid out to keep both cores busy from the start
+(``medssl.data.imaging.dicom_workers``):
+
+- this process imports no pydicom (except to read a DICOMDIR) and no scikit-learn at all (an
+  unlabelled split needs numpy only, ``medssl.data.splits``); the workers never import pandas;
+- the ``medssl`` command starts the workers from a ``forkserver`` process started first thing,
+  which imports pydicom once for all of them while this process imports pandas/pyarrow (in a
+  thread) and walks the folder. Other callers (the Python API) fork the workers from their own
+  process (a forkserver re-runs the caller's ``__main__`` in each worker) and import pandas once
+  every file is handed out, while the workers decode;
+- decoding overlaps the scan: the first chunks go out as the walk finds files; once it is done,
+  the rest go out largest first.
 """
 
 from __future__ import annotations
@@ -17,31 +24,17 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
-import math
 import os
 import warnings
-from collections import deque
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
-from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
-from medssl.data.imaging.dicom import (
-    decoder_failed,
-    dicom_meta,
-    has_pixels,
-    non_image_reason,
-    read_dicom_dataset,
-    validate_pixels,
-)
 from medssl.data.imaging.dicom_scan import DicomSource
+from medssl.data.imaging.dicom_workers import WritingImports, import_for_writing, run_pool, worker_context
 from medssl.data.imaging.pseudonym import patient_key
 from medssl.errors import ReaderError
-from medssl.progress import progress
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from medssl.data.manifest import ErrorLog
 
 log = logging.getLogger(__name__)
@@ -72,6 +65,15 @@ def _quiet_pydicom() -> Iterator[None]:
 
 def inspect_dicom_file(path: str, voi: bool, key: str | None) -> FileResult:
     """Parse and decode ``path``; return its file-level manifest row, or the reason it is rejected."""
+    from medssl.data.imaging.dicom import (  # pydicom: the workers have it from the forkserver
+        decoder_failed,
+        dicom_meta,
+        has_pixels,
+        non_image_reason,
+        read_dicom_dataset,
+        validate_pixels,
+    )
+
     try:
         ds, has_meta = read_dicom_dataset(path)
         if not has_pixels(ds):
@@ -110,142 +112,30 @@ def inspect_chunk(paths: list[str], voi: bool, key: str | None) -> list[FileResu
         return [inspect_dicom_file(p, voi, key) for p in paths]
 
 
-def _file_size(path: str) -> int:
-    try:
-        return os.path.getsize(path)
-    except OSError:
-        return 0
-
-
-def _chunks(paths: list[str], workers: int) -> list[list[str]]:
-    """Largest files first in small chunks, so no worker is left alone with the big ones at the end."""
-    ordered = sorted(paths, key=_file_size, reverse=True)
-    size = max(1, min(8, math.ceil(len(paths) / (workers * 8))))
-    return [ordered[i : i + size] for i in range(0, len(ordered), size)]
-
-
-SCAN_CHUNK = 4  # files per task while the scan is still going (small: the workers start sooner)
-AHEAD = 2  # tasks queued per worker while scanning; more found files wait for the largest-first sort
-
-
-class _LazyPool:
-    """A ``ProcessPoolExecutor`` started on the first submit (then with all workers at once), with
-    no more workers than files when the scan ended before that."""
-
-    def __init__(self, workers: int) -> None:
-        self.workers = workers
-        self.pool: ProcessPoolExecutor | None = None
-
-    def submit(self, chunk: list[str], voi: bool, key: str | None, files: int | None = None) -> Future:
-        if self.pool is None:
-            self.pool = ProcessPoolExecutor(max_workers=min(self.workers, files or self.workers))
-        return self.pool.submit(inspect_chunk, chunk, voi, key)
-
-    def shutdown(self) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _submit_while_scanning(
-    pool: _LazyPool, found: Iterator[str], pending: dict[str, None], voi: bool, key: str | None,
-) -> list[Future]:
-    """Submit every file ``found`` yields; returns the futures (each: a chunk's results).
-
-    While the scan runs, a chunk of ``SCAN_CHUNK`` files goes out whenever fewer than ``AHEAD``
-    tasks per worker are queued, so decoding starts with the first files found; the rest wait and,
-    once the scan is done, go out largest first (``_chunks``). ``pending`` gets every path found.
-    """
-    futures: list[Future] = []
-    queued: deque[Future] = deque()
-    batch: list[str] = []
-    waiting: list[str] = []
-    for path in found:
-        pending[path] = None
-        batch.append(path)
-        if len(batch) < SCAN_CHUNK:
-            continue
-        while queued and queued[0].done():
-            queued.popleft()
-        if len(queued) < AHEAD * pool.workers:
-            futures.append(pool.submit(batch, voi, key))
-            queued.append(futures[-1])
-        else:
-            waiting.extend(batch)
-        batch = []
-    rest = waiting + batch
-    futures += [pool.submit(c, voi, key, files=len(rest)) for c in _chunks(rest, pool.workers)]
-    return futures
-
-
-def _run_pool(
-    found: Iterable[str], workers: int, voi: bool, key: str | None, while_decoding: Callable[[], None] | None = None,
-) -> Iterator[int | FileResult]:
-    """Decode the files ``found`` yields in ``workers`` processes, started once, as the scan goes.
-
-    Yields first the number of files found (once the scan is done: for the progress display), then
-    one result per file as chunks finish. ``while_decoding`` runs in this process once every file
-    is submitted (imports the writing needs, overlapped with the decoding). If a native decoder
-    crashes a worker process (the pool breaks), the unanswered files, and those the scan has not
-    reached yet, are retried one per task in a single worker, so only the file that crashes is rejected.
-    """
-    found = iter(found)
-    pending: dict[str, None] = {}
-    pool = _LazyPool(workers)
-    announced = False
-    try:
-        try:
-            futures = _submit_while_scanning(pool, found, pending, voi, key)
-            announced = True
-            yield len(pending)
-            if while_decoding is not None:
-                while_decoding()
-            for future in as_completed(futures):
-                for result in future.result():
-                    pending.pop(result[0], None)
-                    yield result
-            return
-        finally:
-            pool.shutdown()
-    except BrokenProcessPool:
-        pending.update(dict.fromkeys(found))  # the scan may have stopped half-way
-        if not announced:
-            yield len(pending)
-        log.warning("a decoding process died; retrying %d file(s) one at a time", len(pending))
-    while pending:
-        try:
-            with ProcessPoolExecutor(max_workers=1) as single:
-                futures = [single.submit(inspect_chunk, [p], voi, key) for p in pending]
-                # one file per task, in submission order: the first unanswered one crashed the pool
-                for future in futures:
-                    for result in future.result():
-                        pending.pop(result[0], None)
-                        yield result
-        except BrokenProcessPool:
-            culprit = next(iter(pending))
-            pending.pop(culprit)
-            yield culprit, None, "the pixel decoder crashed on this file (its worker process died)"
-
-
-def _import_for_writing() -> None:
-    """Import what writing the manifest needs (pandas, pyarrow), e.g. while the workers decode."""
-    import medssl.data.commit  # noqa: F401  (pandas, pyarrow, the manifest writer)
-    import medssl.data.splits  # noqa: F401
-
-
 def _decode(
-    source: DicomSource, workers: int, voi: bool, key: str | None,
+    source: DicomSource, workers: int, voi: bool, key: str | None, start_method: str | None,
 ) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
     """Decode every file of ``source`` -> (file rows, [(path, reason)] of rejected files, by path).
 
     Every file scanned gives exactly one of the two.
     """
+    imports: WritingImports | None = None
     if workers == 1:
         paths = sorted(source)
         results: Iterator[int | FileResult] = itertools.chain(
             [len(paths)], (r for p in paths for r in inspect_chunk([p], voi, key)))
     else:
-        results = _run_pool(source, workers, voi, key, while_decoding=_import_for_writing)
-    total = next(results)
+        context = worker_context(start_method)
+        # a thread may import only while no worker is forked from this process
+        imports = WritingImports() if context.get_start_method() == "forkserver" else None
+        results = run_pool(source, workers, voi, key, context)
+    total = next(results)  # the scan is done and every file handed out
+    if imports is not None:
+        imports.wait()
+    elif workers > 1:
+        import_for_writing()  # forked workers: now, while they decode
+    from medssl.progress import progress
+
     file_rows: list[dict[str, Any]] = []
     rejected: list[tuple[str, str]] = []
     for item in progress(results, total=int(total), desc="ingest dicom", unit="file"):  # type: ignore[arg-type]
@@ -287,16 +177,19 @@ def ingest_dicom(
     workers: int | None = None,
     voi: bool = False,
     split_seed: int = 0,
+    start_method: str | None = None,
 ) -> dict[str, int]:
     """Ingest ``src`` into ``out`` (manifest.parquet, errors.csv); returns counts for the summary line.
 
     ``workers``: processes decoding in parallel (default: all cores; 1 = in this process).
+    ``start_method``: how they start (``worker_context``): ``None`` forks them from this process;
+    ``"forkserver"`` starts sooner but re-runs ``__main__`` in each (the ``medssl`` command's choice).
     Every case gets a ``split`` drawn by patient (``split_seed``): no patient is in two splits.
     Raises ``DataError`` when ``src`` does not exist or no file yields an image.
     """
     source = DicomSource(src)
     workers = max(1, int(workers or os.cpu_count() or 1))
-    file_rows, rejected = _decode(source, workers, voi, key)
+    file_rows, rejected = _decode(source, workers, voi, key, start_method)
     n_files = len(file_rows) + len(rejected)
     import pandas as pd
 

@@ -13,8 +13,6 @@ import warnings
 from pathlib import Path
 from typing import Iterator
 
-import pydicom
-
 from medssl.errors import DataError
 
 
@@ -45,6 +43,8 @@ def dicomdir_references(dicomdir: Path) -> tuple[list[Path], list[tuple[str, str
 
     A file that is not a readable DICOMDIR lists nothing (ingest reports it on its own).
     """
+    import pydicom  # here only: ingest's main process otherwise never needs pydicom
+
     found: list[Path] = []
     missing: list[tuple[str, str]] = []
     try:
