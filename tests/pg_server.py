@@ -91,14 +91,19 @@ def start_server() -> Iterator[PgServer] | str:
 
 
 SERVER_TIME_ZONE = "Pacific/Chatham"  # UTC+12:45 (+13:45 in summer)
-SERVER_LOCALE = "en_US.UTF-8"  # a hospital server's usual collation (not the C byte order SQLite sorts by)
+SERVER_COLLATION = "en-US"  # a hospital server's usual collation (ignores case and punctuation at first), not bytes
 
 
-def _locale() -> list[str]:
-    """initdb options: ``SERVER_LOCALE`` where the machine has it (messages stay in C English), else none."""
+def _locale(initdb: Path) -> list[str]:
+    """initdb options for a server that sorts text by ``SERVER_COLLATION``, as SQLite never does: the
+    ICU provider (PostgreSQL 15+, no OS locale needed), else the OS locale en_US.UTF-8 where the
+    machine has it, else none. Messages stay in C English."""
+    help_text = subprocess.run([str(initdb), "--help"], capture_output=True, text=True).stdout
+    if "--locale-provider" in help_text:
+        return ["--locale=C", "--locale-provider=icu", f"--icu-locale={SERVER_COLLATION}"]
     found = subprocess.run(["locale", "-a"], capture_output=True, text=True).stdout.lower().split()
-    if SERVER_LOCALE.lower().replace("-", "") in {name.replace("-", "") for name in found}:
-        return [f"--locale={SERVER_LOCALE}", "--lc-messages=C"]
+    if "en_us.utf8" in found or "en_us.utf-8" in found:
+        return ["--locale=en_US.UTF-8", "--lc-messages=C"]
     return []
 
 
@@ -108,7 +113,7 @@ def _run(bin_dir: Path, prefix: list[str], user) -> Iterator[PgServer]:
         os.chown(root, user.pw_uid, user.pw_gid)
     data, port = root / "data", _free_port()
     subprocess.run([*prefix, str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
-                    "-E", "UTF8", *_locale(), "--no-sync"], check=True, capture_output=True)
+                    "-E", "UTF8", *_locale(bin_dir / "initdb"), "--no-sync"], check=True, capture_output=True)
     # a time zone far from UTC: the store keeps naive UTC times and must never depend on the server's
     options = (f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=100 "
                f"-c TimeZone={SERVER_TIME_ZONE}")

@@ -93,7 +93,7 @@ def test_accounts_hash_passwords_and_check_roles(engine, request) -> None:
     assert [a.name for a in list_users(engine)] == ["ana", "dr_lee"]
     add_user(engine, "Zed", "admin", "zed-password")
     add_user(engine, "dr-kim", "clinician", "kim-password")
-    # code-point order on both backends (an en_US PostgreSQL server sorted ana, dr-kim, dr_lee, Zed)
+    # code-point order on both backends (PostgreSQL with an en-US collation put Zed last)
     assert [a.name for a in list_users(engine)] == ["Zed", "ana", "dr-kim", "dr_lee"]
 
 
@@ -497,10 +497,10 @@ def test_tied_cases_are_queued_in_the_same_order_on_every_backend(engine, scores
     """Cases with the same score (duplicate images, identical transactions) are queued by case id.
     PostgreSQL sorted those ids by the server's collation (en_US: case and punctuation ignored at
     first), SQLite by code point, so paging and "save and next" walked tied cases in another order
-    on each backend. The test server uses en_US.UTF-8 where the machine has it (tests/pg_server.py)."""
+    on each backend. The test server sorts text by an en-US collation (tests/pg_server.py)."""
     df = pd.read_parquet(scores)
     top = df[df["flagged"]].sort_values("anomaly_score", ascending=False).index[:4]
-    tied_ids = ["b 0", "a_1", "B-1", "a-2"]  # code point order: B-1, a-2, a_1, b 0; en_US: a_1, a-2, b 0, B-1
+    tied_ids = ["b 0", "a_1", "B-1", "a-2"]  # code point order: B-1, a-2, a_1, b 0; en-US: a_1, a-2, b 0, B-1
     df.loc[top, "case_id"] = tied_ids
     df.loc[top, "patient_id"] = tied_ids
     df.loc[top, "anomaly_score"] = df["anomaly_score"].max() + 1.0
