@@ -347,15 +347,17 @@ def test_users_add_without_a_terminal_says_how_to_pass_the_password(url: str) ->
     assert piped.returncode == 0, piped.stderr
 
 
-@pytest.mark.parametrize("kind", ["unknown_kind", "not_a_store", "unreachable"])
+@pytest.mark.parametrize("kind", ["unknown_kind", "not_a_store", "unreachable", "missing_driver"])
 def test_unusable_db_urls_end_in_one_error_line(review_backend: str, request, tmp_path: Path, capsys, kind: str) -> None:
     not_db = tmp_path / "notes.txt"
     not_db.write_text("not a database\n" * 100)
     if review_backend == "sqlite":
         url, expected = {
-            "unknown_kind": ("garbage://host/db", "unknown database kind 'garbage'"),
+            "unknown_kind": ("garbage://dr_lee:s3cret@host/db", "unknown database kind 'garbage'"),
             "not_a_store": (f"sqlite:///{not_db}", "file is not a database"),
             "unreachable": (f"sqlite:///{not_db}/review.db", "cannot create the folder"),
+            # was a bare traceback (ModuleNotFoundError: pysqlcipher3)
+            "missing_driver": (f"sqlite+pysqlcipher:///{tmp_path / 'r.db'}", "use sqlite:///path/review.db"),
         }[kind]
     else:
         from pg_server import _free_port
@@ -365,10 +367,14 @@ def test_unusable_db_urls_end_in_one_error_line(review_backend: str, request, tm
             "unknown_kind": (server.url(role="nobody"), 'role "nobody" does not exist'),
             "not_a_store": (server.url(db="no_such_db"), 'database "no_such_db" does not exist'),
             "unreachable": (f"postgresql+psycopg://postgres@127.0.0.1:{_free_port()}/review", "Connection refused"),
+            # was "install it, e.g. pip install 'medssl[postgres]'", which installs psycopg, not psycopg2
+            "missing_driver": (f"postgresql+psycopg2://postgres:s3cret@127.0.0.1:{server.port}/postgres",
+                               "use postgresql+psycopg://"),
         }[kind]
     assert main(["users", "list", "--db", url]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("medssl: error: --db") and expected in err[0]
+    assert "s3cret" not in err[0]  # a password in the URL is never echoed
     assert not_db.read_text() == "not a database\n" * 100  # left as it was
 
 

@@ -65,6 +65,12 @@ def _sqlite_begin(conn: Any) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def _driver_missing(url: str, drivername: str, module: str | None, use: str) -> ConfigError:
+    """The one line for a URL whose database driver is not installed: which URL medssl supports instead."""
+    return ConfigError(f"--db {url!r}: the database driver for {drivername!r} is not installed ({module}); "
+                       f"the review store runs on SQLite or on PostgreSQL through psycopg: use {use}")
+
+
 def make_engine(url: str | None = None) -> Engine:
     """An engine for ``url`` (default: :func:`default_db_url`) with the tables created.
 
@@ -82,6 +88,7 @@ def make_engine(url: str | None = None) -> Engine:
             f"--db {url!r} is not a database URL; use e.g. sqlite:///review.db or "
             "postgresql+psycopg://user@host/dbname"
         ) from None
+    shown = parsed.render_as_string(hide_password=True)  # error lines never echo a password
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             folder = Path(parsed.database).expanduser().parent
@@ -95,22 +102,26 @@ def make_engine(url: str | None = None) -> Engine:
                 pass  # SQLite says so in the one error line below
             except OSError as exc:
                 raise ConfigError(f"--db {url!r}: cannot create the store file ({exc.strerror})") from None
-        engine = create_engine(
-            parsed, connect_args={"timeout": BUSY_TIMEOUT_S, "check_same_thread": False}
-        )
+        try:
+            engine = create_engine(
+                parsed, connect_args={"timeout": BUSY_TIMEOUT_S, "check_same_thread": False}
+            )
+        except ModuleNotFoundError as exc:
+            raise _driver_missing(shown, parsed.drivername, exc.name, "sqlite:///path/review.db") from None
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
     else:
         try:
             engine = create_engine(parsed, pool_pre_ping=True)
         except ModuleNotFoundError as exc:
-            raise ConfigError(
-                f"the database driver for {parsed.drivername!r} is not installed ({exc.name}); "
-                "install it, e.g. pip install 'medssl[postgres]'"
-            ) from None
+            if exc.name == "psycopg":
+                raise ConfigError(f"--db {shown!r}: the PostgreSQL driver psycopg is not installed; "
+                                  "pip install 'medssl[postgres]'") from None
+            raise _driver_missing(shown, parsed.drivername, exc.name,
+                                  "postgresql+psycopg://user@host/dbname (pip install 'medssl[postgres]')") from None
         except NoSuchModuleError:
             raise ConfigError(
-                f"--db {url!r}: unknown database kind {parsed.drivername!r}; use sqlite:///path/review.db "
+                f"--db {shown!r}: unknown database kind {parsed.drivername!r}; use sqlite:///path/review.db "
                 "or postgresql+psycopg://user@host/dbname"
             ) from None
     try:
