@@ -13,7 +13,9 @@ the decider's claim; an undo keeps (or takes) it.
 
 Every writer on one case first locks the case's row (:func:`case_row` with ``lock=True``: ``FOR
 UPDATE`` on PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` already serializes every writer), so a claim
-check and the write that depends on it are one atomic step.
+check and the write that depends on it are one atomic step. The lock order on PostgreSQL, which
+keeps writers from deadlocking: case rows first (several of them in case id order: sign-out,
+score import), then the hash chain's advisory lock (medssl.review.chain) when an event is appended.
 """
 
 from __future__ import annotations
