@@ -421,7 +421,7 @@ def _wait_for_lock_waiters(url: str, n: int) -> None:
     """Until ``n`` sessions of the store's PostgreSQL database wait for a lock (then a moment more).
     Autocommit: pg_stat_activity is read once per transaction."""
     with make_engine(url).connect().execution_options(isolation_level="AUTOCOMMIT") as watch:
-        for _ in range(200):
+        for _ in range(600):  # 30 s at most (a loaded machine)
             waiting = watch.execute(text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
                                          "AND datname = current_database()")).scalar_one()
             if waiting >= n:
