@@ -50,8 +50,8 @@ sys.addaudithook(_hook)
 """.format(heavy=HEAVY)
 
 # Runs `medssl ingest dicom $SRC --out OUT [extra]` as `python -c` (so the `medssl` command's own
-# worker start-up, the forkserver, is used). With WAIT, the folder walk pauses after the root
-# folder until some worker has read a file (at most 30 s) and prints whether one did.
+# worker start-up, the forkserver, is used). With WAIT, the folder walk pauses before it lists its
+# second folder until some worker has read a file (at most 30 s) and prints whether one did.
 DRIVER = """
 import json, os, sys, time
 out, wait, extra = sys.argv[1], sys.argv[2] == "1", sys.argv[3:]
@@ -61,18 +61,20 @@ log = os.environ["READS_LOG"]
 def workers_read():
     return os.path.exists(log) and any(json.loads(line)["worker"] for line in open(log))
 
-real_walk = os.walk
+real_scandir = os.scandir
+listed = []
 
-def walk(top, *a, **k):
-    for i, item in enumerate(real_walk(top, *a, **k)):
-        yield item
-        if wait and i == 0:
+def scandir(path=".", *a, **k):
+    if wait and str(path).startswith(os.environ["SRC"]):
+        listed.append(path)
+        if len(listed) == 2:  # the walk is about to list its second folder
             deadline = time.monotonic() + 30
             while not workers_read() and time.monotonic() < deadline:
                 time.sleep(0.02)
             print("OVERLAP", workers_read())
+    return real_scandir(path, *a, **k)
 
-os.walk = walk
+os.scandir = scandir
 from medssl.cli import main
 code = main(["-q", "ingest", "dicom", os.environ["SRC"], "--out", out, *extra])
 print("EXIT", code)

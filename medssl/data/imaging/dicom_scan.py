@@ -88,32 +88,51 @@ class DicomSource:
             )
         self.missing: list[tuple[str, str]] = []
 
-    def _walk(self) -> Iterator[Path]:
+    def _walk(self) -> Iterator[str]:
+        """Every file of the walk, resolved: ``os.walk``'s folders (sub-folders sorted, folder
+        symlinks not followed), one ``scandir`` per folder; a folder is resolved once, a file only
+        when it is a symlink itself. Yields absolute paths that exist as files."""
         if self.root.is_file():
-            yield self.root.resolve()
+            yield str(self.root.resolve())
             return
-        for folder, dirnames, filenames in os.walk(self.root):
-            dirnames.sort()
-            for name in filenames:
-                yield (Path(folder) / name).resolve()
+        stack = [str(self.root)]
+        while stack:
+            folder = stack.pop()
+            try:
+                with os.scandir(folder) as it:
+                    entries = list(it)
+            except OSError:  # unreadable or vanished folder: os.walk skips it too
+                continue
+            real = os.path.realpath(folder)
+            subfolders = []
+            for entry in entries:
+                try:
+                    if entry.is_dir():
+                        if not entry.is_symlink():
+                            subfolders.append(entry.path)
+                    elif entry.is_file():
+                        yield os.path.realpath(entry.path) if entry.is_symlink() else os.path.join(real, entry.name)
+                except OSError:
+                    continue
+            stack.extend(sorted(subfolders, reverse=True))  # popped in sorted order, depth first
 
     def __iter__(self) -> Iterator[str]:
-        seen: set[Path] = set()
-        dicomdirs: list[Path] = []
+        seen: set[str] = set()
+        dicomdirs: list[str] = []
         for path in self._walk():
-            if path in seen or not path.is_file():
+            if path in seen:
                 continue
             seen.add(path)
-            if _is_dicomdir_name(path):
+            if _is_dicomdir_name(Path(path)):
                 dicomdirs.append(path)
-            yield str(path)
+            yield path
         missing: dict[str, str] = {}
         for dicomdir in sorted(dicomdirs):
-            found, absent = dicomdir_references(dicomdir)
-            for path in found:
-                if path not in seen:
-                    seen.add(path)
-                    yield str(path)
+            found, absent = dicomdir_references(Path(dicomdir))
+            for ref in map(str, found):
+                if ref not in seen:
+                    seen.add(ref)
+                    yield ref
             for where, reason in absent:
                 missing.setdefault(where, reason)
         self.missing = sorted(missing.items())
