@@ -252,9 +252,9 @@ def compare(tmp: Path, corpus: str, n_files: int, rounds: int) -> tuple[dict, Pa
         **kept,
         "megabytes": round(sum(f.stat().st_size for f in files) / 1e6, 1),
         "corpus_build_s": round(build_s, 1),
+        # this benchmark's own processes lift the load average: "idle" is judged before it starts
         "load_average_1_5_15_start": [round(x, 2) for x in load_start],
         "load_average_1_5_15_end": [round(x, 2) for x in load_end],
-        "idle": load_start[0] < 0.5,
         "rounds": rounds,
         "baseline_s": [round(t, 3) for t in baseline],
         "ingest_s": [round(t, 3) for t in ingest],
@@ -293,7 +293,7 @@ def run(n_files: int, rounds: int, corpora: list[str], epoch_cases: int) -> dict
             # other jobs distort wall-clock ratios: compare runs at a low load only
             "load_average_1_5_15_before": [round(x, 2) for x in load_before],
             "load_average_1_5_15_after": [round(x, 2) for x in load_after],
-            "idle": load_before[0] < 0.5,
+            "idle": load_before[0] < 0.5,  # 1-minute load average before the start
             "cpu_of_descendants_counted": reaper,
         },
         "ingest_vs_pydicom_loop": results,

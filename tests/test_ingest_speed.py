@@ -25,7 +25,7 @@ HEAVY = ("pandas", "pyarrow", "sklearn", "scipy", "torch", "lightning", "monai",
 REAL = ("CT_small.dcm", "MR_small.dcm", "JPEG2000.dcm", "MR_small_RLE.dcm", "SC_rgb.dcm", "rtdose.dcm", "rtplan.dcm")
 
 # An audit hook, installed at start-up in every Python process of a run (as sitecustomize.py on
-# PYTHONPATH: the workers may come from a forkserver, a fresh interpreter): the first time a process
+# PYTHONPATH: it reaches workers however they are started): the first time a process
 # opens a file under $SRC it appends one JSON line to $READS_LOG: whether it is a worker (not the
 # main process) and the heavy modules it holds then. A worker that opens crash.dcm dies at once
 # (as on a native decoder crash).
@@ -49,9 +49,9 @@ def _hook(event, args):
 sys.addaudithook(_hook)
 """.format(heavy=HEAVY)
 
-# Runs `medssl ingest dicom $SRC --out OUT [extra]` as `python -c` (so the `medssl` command's own
-# worker start-up, the forkserver, is used). With WAIT, the folder walk pauses before it lists its
-# second folder until some worker has read a file (at most 30 s) and prints whether one did.
+# Runs `medssl ingest dicom $SRC --out OUT [extra]` in a new `python -c` process. With WAIT, the
+# folder walk pauses before it lists its second folder until some worker has read a file (at most
+# 30 s) and prints whether one did.
 DRIVER = """
 import json, os, sys, time
 out, wait, extra = sys.argv[1], sys.argv[2] == "1", sys.argv[3:]
@@ -197,8 +197,9 @@ def test_every_command_is_found_by_its_name_so_main_imports_only_its_module() ->
 
 
 def test_a_users_unguarded_script_calling_the_cli_runs_once(tmp_path: Path) -> None:
-    """A script without `if __name__ == "__main__"` that calls medssl.cli.main: its workers are forked
-    (a forkserver's workers would each run the script again, ingest included)."""
+    """A script without `if __name__ == "__main__"` that calls medssl.cli.main: the workers are forked
+    explicitly (with a forkserver or spawn, Python 3.14's default on Linux, each worker would run the
+    script again, ingest included: 12 runs here when tried)."""
     src = _source(tmp_path)
     script = tmp_path / "my_ingest.py"
     script.write_text(

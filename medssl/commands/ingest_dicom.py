@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 
 from medssl.commands.ingest_flags import int_range
 from medssl.data.limits import MAX_WORKERS
@@ -49,19 +48,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def _start_method() -> str | None:
-    """``"forkserver"`` when every decoding worker can safely re-run this process's ``__main__``
-    (``multiprocessing`` does that with a forkserver): the ``medssl`` entry script, ``python -m
-    medssl``, or ``python -c`` / an interactive session (nothing to re-run). Else ``None`` (the
-    workers are forked): a caller's own script may not be guarded by ``if __name__ == "__main__"``."""
-    entry = sys.modules.get("__main__")
-    spec = getattr(entry, "__spec__", None)
-    path = getattr(entry, "__file__", None)
-    if spec is not None:
-        return "forkserver" if spec.name == "medssl.__main__" else None
-    return "forkserver" if path is None or os.path.basename(path) == "medssl" else None
-
-
 def run(args: argparse.Namespace) -> int:
     """Ingest and print a one-line summary."""
     from medssl.data.imaging.dicom_ingest import ingest_dicom
@@ -70,8 +56,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--workers must be 1 or more, got {args.workers}")
     if args.pseudonymize_key is not None and not args.pseudonymize_key.strip():
         raise ConfigError("--pseudonymize-key is empty; give a secret text or leave the flag out")
-    summary = ingest_dicom(args.src, args.out, key=args.pseudonymize_key, workers=args.workers, voi=args.voi,
-                           start_method=_start_method())
+    summary = ingest_dicom(args.src, args.out, key=args.pseudonymize_key, workers=args.workers, voi=args.voi)
     print(
         f"{summary['cases']} cases ({summary['images']} images, {summary['patients']} patients) from "
         f"{summary['files']} files; {summary['rejected']} rejected -> {args.out}/errors.csv"

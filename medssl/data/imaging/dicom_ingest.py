@@ -8,15 +8,11 @@ Instance UID (the first path in sorted order wins), and writes the two files.
 Start-up counts on every run, so the work is laid out to keep both cores busy from the start
 (``medssl.data.imaging.dicom_workers``):
 
-- this process imports no pydicom (except to read a DICOMDIR) and no scikit-learn at all (an
-  unlabelled split needs numpy only, ``medssl.data.splits``); the workers never import pandas;
-- the ``medssl`` command starts the workers from a ``forkserver`` process started first thing,
-  which imports pydicom once for all of them while this process imports pandas/pyarrow (in a
-  thread) and walks the folder. Other callers (the Python API) fork the workers from their own
-  process (a forkserver re-runs the caller's ``__main__`` in each worker) and import pandas once
-  every file is handed out, while the workers decode;
-- decoding overlaps the scan: the first chunks go out as the walk finds files; once it is done,
-  the rest go out largest first.
+- before the workers fork, this process imports only what they need (pydicom, numpy); pandas and
+  pyarrow (the manifest) are imported once every file is handed out, while the workers decode;
+  scikit-learn is not imported at all (an unlabelled split needs numpy only, ``medssl.data.splits``);
+- the workers start on the first files the folder walk finds (decoding overlaps the scan); once
+  the walk is done, the rest go out largest first.
 """
 
 from __future__ import annotations
@@ -30,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
 from medssl.data.imaging.dicom_scan import DicomSource
-from medssl.data.imaging.dicom_workers import WritingImports, import_for_writing, run_pool, worker_context
+from medssl.data.imaging.dicom_workers import import_for_writing, run_pool, worker_context
 from medssl.data.imaging.pseudonym import patient_key
 from medssl.errors import ReaderError
 
@@ -65,7 +61,7 @@ def _quiet_pydicom() -> Iterator[None]:
 
 def inspect_dicom_file(path: str, voi: bool, key: str | None) -> FileResult:
     """Parse and decode ``path``; return its file-level manifest row, or the reason it is rejected."""
-    from medssl.data.imaging.dicom import (  # pydicom: the workers have it from the forkserver
+    from medssl.data.imaging.dicom import (  # pydicom: here, so that importing this module does not load it
         decoder_failed,
         dicom_meta,
         has_pixels,
@@ -113,27 +109,23 @@ def inspect_chunk(paths: list[str], voi: bool, key: str | None) -> list[FileResu
 
 
 def _decode(
-    source: DicomSource, workers: int, voi: bool, key: str | None, start_method: str | None,
+    source: DicomSource, workers: int, voi: bool, key: str | None,
 ) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
     """Decode every file of ``source`` -> (file rows, [(path, reason)] of rejected files, by path).
 
     Every file scanned gives exactly one of the two.
     """
-    imports: WritingImports | None = None
     if workers == 1:
         paths = sorted(source)
         results: Iterator[int | FileResult] = itertools.chain(
             [len(paths)], (r for p in paths for r in inspect_chunk([p], voi, key)))
     else:
-        context = worker_context(start_method)
-        # a thread may import only while no worker is forked from this process
-        imports = WritingImports() if context.get_start_method() == "forkserver" else None
-        results = run_pool(source, workers, voi, key, context)
+        import medssl.data.imaging.dicom  # noqa: F401  (pydicom, numpy: the forked workers inherit them)
+
+        results = run_pool(source, workers, voi, key, worker_context())
     total = next(results)  # the scan is done and every file handed out
-    if imports is not None:
-        imports.wait()
-    elif workers > 1:
-        import_for_writing()  # forked workers: now, while they decode
+    if workers > 1:
+        import_for_writing()  # while the workers decode
     from medssl.progress import progress
 
     file_rows: list[dict[str, Any]] = []
@@ -177,19 +169,16 @@ def ingest_dicom(
     workers: int | None = None,
     voi: bool = False,
     split_seed: int = 0,
-    start_method: str | None = None,
 ) -> dict[str, int]:
     """Ingest ``src`` into ``out`` (manifest.parquet, errors.csv); returns counts for the summary line.
 
     ``workers``: processes decoding in parallel (default: all cores; 1 = in this process).
-    ``start_method``: how they start (``worker_context``): ``None`` forks them from this process;
-    ``"forkserver"`` starts sooner but re-runs ``__main__`` in each (the ``medssl`` command's choice).
     Every case gets a ``split`` drawn by patient (``split_seed``): no patient is in two splits.
     Raises ``DataError`` when ``src`` does not exist or no file yields an image.
     """
     source = DicomSource(src)
     workers = max(1, int(workers or os.cpu_count() or 1))
-    file_rows, rejected = _decode(source, workers, voi, key, start_method)
+    file_rows, rejected = _decode(source, workers, voi, key)
     n_files = len(file_rows) + len(rejected)
     import pandas as pd
 
