@@ -97,9 +97,10 @@ def _setup_logging(quiet: bool) -> None:
     Lightning's loggers follow this level (``medssl.train.pretrain`` hands them to the root
     logger when it imports Lightning, which would otherwise set them to INFO).
     """
-    from medssl.progress import set_quiet
+    if quiet or "medssl.progress" in sys.modules:  # else it imports tqdm later, not quiet by default
+        from medssl.progress import set_quiet
 
-    set_quiet(quiet)
+        set_quiet(quiet)
     logging.basicConfig(
         level=logging.WARNING if quiet else logging.INFO,
         format="%(asctime)s %(levelname)s %(message)s",
