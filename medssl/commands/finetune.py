@@ -31,6 +31,10 @@ Modes:
   full    the encoder is trained too, gently (smaller learning rate), class-weighted,
           stopped early on a patient-level validation split
 
+In recipe mode the encoder stays frozen: its embeddings are kept in DATA_DIR/cache/embeddings/
+and the next fine-tune of the same checkpoint on the same data (another --label-fraction, seed or
+labels file) reads them instead of embedding every case again. Deleting that folder is safe.
+
 Semi-supervised (--unlabelled): the train-split cases outside the labelled subset are used too,
 without their labels (validation and test cases never are):
   spread    linear mode: the few labels are spread to them along the pretrained embeddings'

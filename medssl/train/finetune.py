@@ -35,6 +35,7 @@ from medssl.train.classifier import FitResult, fit_classifier
 from medssl.train.finetune_config import FinetuneConfig, resolve_mode
 from medssl.train.finetune_data import FinetuneData, load_data
 from medssl.train.labels import draw_labelled_subset
+from medssl.train.embedding_cache import EmbeddingCache
 from medssl.train.recipe_fit import fit_anomaly, fit_recipe_classifier
 
 log = logging.getLogger(__name__)
@@ -87,8 +88,9 @@ def finetune(
     train_rows = np.flatnonzero(data.train_pool())
     if mode == "recipe":
         encoder = build_encoder(src, data.checkpoint.states["encoder"]).eval()
-        scorer = fit_anomaly(anomaly, encoder, data, train_rows, config.scorer, config.scorer_k) if config.scorer else None
-        result: FitResult = fit_recipe_classifier(data, subset, config, few, anomaly, scorer[0] if scorer else None, encoder)
+        cache = EmbeddingCache.for_run(data_dir, encoder, src.get("preprocessing"), data.manifest["case_id"].tolist())
+        scorer = fit_anomaly(anomaly, encoder, data, train_rows, config.scorer, config.scorer_k, cache) if config.scorer else None
+        result: FitResult = fit_recipe_classifier(data, subset, config, few, anomaly, scorer[0] if scorer else None, encoder, cache)
     else:
         result = fit_classifier(data, subset, None, config.model_copy(update={"mode": mode}), run_dir=out)
         scorer = fit_anomaly(anomaly, result.encoder, data, train_rows, config.scorer, config.scorer_k) if config.scorer else None

@@ -24,6 +24,7 @@ from medssl.errors import ConfigError
 from medssl.metrics import classification_metrics
 from medssl.progress import progress
 from medssl.train.classifier import FitResult, class_ids, known_rows
+from medssl.train.embedding_cache import EmbeddingCache
 from medssl.train.finetune_config import FinetuneConfig
 from medssl.train.finetune_data import FinetuneData
 from medssl.train.labels import class_names
@@ -32,22 +33,40 @@ log = logging.getLogger(__name__)
 
 
 def recipe_batches(encoder: nn.Module, dataset: Any, rows: np.ndarray, fn: Callable[[torch.Tensor, torch.Tensor], np.ndarray],
-                   batch_size: int = 256, desc: str = "embedding") -> np.ndarray:
-    """``fn(x, emb)`` over ``dataset[rows]`` in batches, concatenated ``(len(rows), P)``."""
+                   batch_size: int = 256, desc: str = "embedding", cache: EmbeddingCache | None = None) -> np.ndarray:
+    """``fn(x, emb)`` over ``dataset[rows]`` in batches, concatenated ``(len(rows), P)``.
+
+    With ``cache`` (``rows`` index the manifest), embeddings a previous run computed are read from
+    it and the new ones are added to it; the encoder runs only on batches holding a new row."""
+    rows = np.asarray(rows, dtype=np.int64)
     loader = DataLoader(Subset(dataset, [int(r) for r in rows]), batch_size=batch_size, shuffle=False)
     fast = InferenceEncoder(encoder, torch.device("cpu"))
     out: list[np.ndarray] = []
+    reused = 0
     with torch.inference_mode():
-        for x in progress(loader, total=len(loader), desc=desc, unit="batch"):
-            out.append(np.asarray(fn(x, fast(x).float())))
+        for i, x in enumerate(progress(loader, total=len(loader), desc=desc, unit="batch")):
+            batch_rows = rows[i * batch_size: i * batch_size + len(x)]
+            if cache is not None and not cache.missing(batch_rows):
+                emb, reused = cache.get(batch_rows), reused + len(batch_rows)
+            else:
+                emb = fast(x).float()
+                if cache is not None:
+                    cache.put(batch_rows, emb)
+            out.append(np.asarray(fn(x, emb)))
+    if cache is not None:
+        if reused:
+            log.info("%s: embeddings of %d of %d cases read from %s", desc, reused, len(rows), cache.path)
+        cache.save()
     return np.concatenate(out) if out else np.zeros((0, 0))
 
 
 def fit_anomaly(
     recipe: AnomalyRecipe, encoder: nn.Module, data: FinetuneData, rows: np.ndarray, scorer: str | None, scorer_k: int,
+    cache: EmbeddingCache | None = None,
 ) -> tuple[Any, dict[str, Any]] | None:
     """The anomaly scorer fitted on the recipe features of ``rows`` (the train split), and its
-    ``{"name", "kwargs"}``; ``scorer`` overrides the recipe's scorer by name. ``None`` with fewer than 3 rows."""
+    ``{"name", "kwargs"}``; ``scorer`` overrides the recipe's scorer by name. ``None`` with fewer than 3 rows.
+    ``cache``: the encoder's embedding cache (``recipe_batches``)."""
     from medssl.anomaly import create_scorer
 
     if len(rows) < 3:
@@ -55,7 +74,7 @@ def fit_anomaly(
         return None
     prep = data.checkpoint.meta.get("preprocessing") or {}
     feats = recipe_batches(encoder, data.dataset, rows, lambda x, e: recipe.features(x, e, prep),
-                           desc="anomaly reference (train split)")
+                           desc="anomaly reference (train split)", cache=cache)
     name, kwargs = recipe.scorer_spec(len(rows), int(encoder.num_features), feats.shape[1], scorer, scorer_k)
     log.info("anomaly recipe %r: %s scorer fitted on %d train cases", recipe.name, name, len(rows))
     return create_scorer(name, **kwargs).fit(feats), {"name": name, "kwargs": kwargs}
@@ -63,7 +82,7 @@ def fit_anomaly(
 
 def fit_recipe_classifier(
     data: FinetuneData, subset: np.ndarray, config: FinetuneConfig, recipe: FewLabelRecipe, anomaly: AnomalyRecipe,
-    scorer: Any, encoder: nn.Module,
+    scorer: Any, encoder: nn.Module, cache: EmbeddingCache | None = None,
 ) -> FitResult:
     """The few-label recipe's head over ``recipe.features(x, emb, anomaly percentile)`` of the
     labelled ``subset``; metrics on the manifest's labelled val rows (none: ``metrics=None``)."""
@@ -81,7 +100,7 @@ def fit_recipe_classifier(
         return recipe.features(x, emb, pct, prep)
 
     rows = np.concatenate([subset, val_rows])
-    feats = recipe_batches(encoder, data.dataset, rows, features, desc="recipe features (labelled cases)")
+    feats = recipe_batches(encoder, data.dataset, rows, features, desc="recipe features (labelled cases)", cache=cache)
     y = class_ids(data.labels, subset, classes)
     extra = {"emb_dim": int(encoder.num_features)} if recipe.fit_reads_emb_dim else {}
     head = recipe.fit(feats[: len(subset)], y, data.patient_ids[subset], len(classes), config.seed, **extra)
