@@ -234,3 +234,12 @@ def test_ddp_two_cpu_processes_complete_a_step(small_data: Path, tmp_path: Path)
     meta = load_checkpoint(run / "checkpoint.pt").meta
     assert meta["global_step"] == 2 and meta["config"]["devices"] == 2
     assert _metrics(run)["step"].tolist() == [1, 2]
+
+
+def test_max_minutes_stops_the_run_with_a_checkpoint(small_data: Path, tmp_path: Path) -> None:
+    """A wall-clock budget ends a 1000-epoch run early, and the encoder is still written."""
+    assert main(["-q", "pretrain", "--data", str(small_data), "--out", str(tmp_path / "run"), "--epochs", "1000",
+                 "--batch-size", "16", "--accelerator", "cpu", "--max-minutes", "0.002"]) == 0
+    meta = load_checkpoint(tmp_path / "run" / "checkpoint.pt").meta
+    assert meta["config"]["max_minutes"] == 0.002
+    assert 1 <= meta["global_step"] < 1000 * (240 // 16)

@@ -47,6 +47,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--encoder", help="backbone, e.g. small_cnn or resnet18 (default: the data's usual one)")
     p.add_argument("--epochs", type=int, metavar="N", help="passes over the training cases")
     p.add_argument("--max-steps", type=int, metavar="N", help="stop after N optimizer steps (short trial runs)")
+    p.add_argument("--max-minutes", type=float, metavar="M",
+                   help="stop after M minutes of training, a checkpoint saved (a time budget; the learning-rate "
+                   "schedule still spans --epochs / --max-steps)")
     p.add_argument("--batch-size", type=int, metavar="B", help="cases per step on each device")
     p.add_argument("--lr", type=float, help="peak learning rate (after warm-up)")
     p.add_argument("--seed", type=int, metavar="S", help="random seed (same seed, same run)")
@@ -81,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
         encoder=args.encoder,
         epochs=args.epochs,
         max_steps=args.max_steps,
+        max_minutes=args.max_minutes,
         batch_size=args.batch_size,
         lr=args.lr,
         seed=args.seed,

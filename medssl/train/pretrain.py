@@ -15,6 +15,7 @@ import logging
 import re
 import shlex
 import warnings
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Callable
 
@@ -317,6 +318,7 @@ def pretrain(
     trainer = L.Trainer(
         max_epochs=cfg.epochs,
         max_steps=cfg.max_steps or -1,
+        max_time=timedelta(minutes=cfg.max_minutes) if cfg.max_minutes else None,
         accelerator=cfg.accelerator,
         devices=cfg.devices,
         num_nodes=cfg.num_nodes,

@@ -30,6 +30,7 @@ class PretrainConfig(StrictConfig):
 
     epochs: int = Field(10, ge=1)
     max_steps: int | None = Field(None, ge=1)  # stop after this many optimizer steps (overrides epochs)
+    max_minutes: float | None = Field(None, gt=0)  # wall-clock training budget; with epochs / max_steps, whichever ends first
     batch_size: int = Field(128, ge=2)  # per device; contrastive losses need >= 2
     optimizer: Literal["adamw", "sgd"] = "adamw"
     lr: float = Field(1e-3, gt=0)
