@@ -337,3 +337,15 @@ def test_readme_and_demo_help_give_the_same_measured_demo_time() -> None:
     found = re.search(r"`make demo` took ([^()]+?) \(measured (\d{4}-\d\d-\d\d)", readme)
     assert found, "README: no measured `make demo` time"
     assert f"took {found[1]} (measured {found[2]}" in help_text, help_text
+
+
+def test_a_closed_pipe_ends_the_listing_without_an_error_line() -> None:
+    """`medssl methods | head -1`: the reader leaves after one line; medssl stops quietly (no traceback,
+    no `medssl: error: [Errno 32] Broken pipe`) with the shell's SIGPIPE code."""
+    proc = subprocess.Popen([sys.executable, "-m", "medssl.cli", "methods"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # no reader left before medssl writes (what `head` does after its lines): every write fails
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141
+    assert "error" not in err.lower() and "Traceback" not in err

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from typing import NoReturn, Sequence
 
@@ -131,6 +132,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MedsslError as exc:
         print(f"medssl: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except BrokenPipeError:  # the reader went away (`medssl methods | head`): stop quietly, as `cat` does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes at exit
+        return 128 + 13  # the shell's code for a process ended by SIGPIPE
     except OSError as exc:  # e.g. "[Errno 20] Not a directory: 'PATH'": the path and the reason
         print(f"medssl: error: {exc}", file=sys.stderr)
         return 1
