@@ -74,6 +74,11 @@ class OrthancServer:
         with urllib.request.urlopen(f"{self.url}{route}", timeout=30) as response:
             return json.loads(response.read())
 
+    def refuse(self, text: str) -> None:
+        """From now on Orthanc answers HTTP 403 to every request whose URI contains ``text`` ("" = none):
+        its own Lua ``IncomingHttpRequestFilter`` (``FILTER_LUA``) reads this file on each request."""
+        (self.log.parent / "refused.txt").write_text(text)
+
     def requests_matching(self, text: str) -> int:
         """How many HTTP requests in Orthanc's log contain ``text`` (e.g. ``/instances/<SOP UID>``)."""
         return sum(1 for line in self.log.read_text(errors="replace").splitlines()
@@ -114,6 +119,18 @@ def _wait_until_up(server: OrthancServer, process: subprocess.Popen) -> None:
     raise RuntimeError(f"Orthanc did not answer within {START_TIMEOUT_S:.0f} s")
 
 
+# Orthanc's own request filter (Lua), so a test can make the PACS refuse chosen requests
+FILTER_LUA = """
+function IncomingHttpRequestFilter(method, uri, ip, username, httpHeaders)
+  local f = io.open("REFUSED_FILE", "r")
+  if f == nil then return true end
+  local text = f:read("*a")
+  f:close()
+  return text == "" or string.find(uri, text, 1, true) == nil
+end
+"""
+
+
 def _run(binary: str, plugin: str) -> Iterator[OrthancServer]:
     root = Path(tempfile.mkdtemp(prefix="medssl-orthanc-"))
     http_port, dicom_port = _free_port(), _free_port()
@@ -129,8 +146,10 @@ def _run(binary: str, plugin: str) -> Iterator[OrthancServer]:
         "Plugins": [plugin],
         "DicomWeb": {"Enable": True, "Root": "/dicom-web/", "EnableWado": False, "StudiesMetadata": "Full"},
         "StorageCompression": False,
+        "LuaScripts": [str(root / "filter.lua")],
         "HttpTimeout": 30,
     }
+    (root / "filter.lua").write_text(FILTER_LUA.replace("REFUSED_FILE", str(root / "refused.txt")))
     (root / "orthanc.json").write_text(json.dumps(config, indent=2))
     server = OrthancServer(http_port, root / "orthanc.log")
     with open(server.log, "wb") as log:

@@ -80,7 +80,7 @@ def test_by_study(orthanc, tmp_path: Path, capsys) -> None:
     assert ingest(orthanc, tmp_path / "d", "--study", CT_STUDY) == 0
     manifest = read_manifest(tmp_path / "d")
     assert list(manifest["case_id"]) == [CT_SOP] and list(manifest["modality"]) == ["CT"]
-    assert "1 instances matched (1 retrieved, 0 already here)" in capsys.readouterr().out
+    assert "1 instances matched (1 retrieved, 0 already here, 0 failed)" in capsys.readouterr().out
 
 
 def test_by_patient_pseudonymised_and_never_logged(orthanc, tmp_path: Path, capsys) -> None:
@@ -122,14 +122,35 @@ def test_rerun_retrieves_only_what_is_missing(orthanc, tmp_path: Path, capsys) -
     sops = sorted(set(first["sop_instance_uid"]))
     before = {s: server.requests_matching(f"/instances/{s}") for s in sops}
     assert ingest(orthanc, out, "--modality", "MR") == 0
-    assert "6 instances matched (0 retrieved, 6 already here)" in capsys.readouterr().out
+    assert "6 instances matched (0 retrieved, 6 already here, 0 failed)" in capsys.readouterr().out
     assert {s: server.requests_matching(f"/instances/{s}") for s in sops} == before
     pd.testing.assert_frame_equal(read_manifest(out).drop(columns="split"), first.drop(columns="split"))
     Path(first.loc[first["sop_instance_uid"] == sops[0], "path"].iloc[0]).unlink()
     assert ingest(orthanc, out, "--modality", "MR") == 0
-    assert "6 instances matched (1 retrieved, 5 already here)" in capsys.readouterr().out
+    assert "6 instances matched (1 retrieved, 5 already here, 0 failed)" in capsys.readouterr().out
     after = {s: server.requests_matching(f"/instances/{s}") for s in sops}
     assert after == {s: before[s] + (s == sops[0]) for s in sops}
+
+
+def test_an_instance_the_pacs_cannot_send_is_an_errors_row_and_the_rest_goes_on(orthanc, tmp_path: Path, capsys) -> None:
+    """Orthanc refuses (HTTP 403) the retrieval of one CT instance: the ingest keeps the rest, names the
+    instance in errors.csv, and gets it on a rerun once the PACS sends it again."""
+    server = orthanc[0]
+    out = tmp_path / "d"
+    server.refuse(f"/instances/{CT_SOP}")
+    try:
+        assert ingest(orthanc, out, "--since", "1900-01-01") == 0
+    finally:
+        server.refuse("")
+    assert "9 instances matched (8 retrieved, 0 already here, 1 failed)" in capsys.readouterr().out
+    manifest, errors = read_manifest(out), read_errors(out)
+    assert CT_SOP not in set(manifest["sop_instance_uid"]) and len(manifest) == 1 + 10 + 1 + 4
+    lost = errors[errors["path"].str.contains(CT_SOP, regex=False)]
+    assert len(lost) == 1 and "not retrieved" in lost["reason"].iloc[0] and "HTTP 403" in lost["reason"].iloc[0]
+    assert ingest(orthanc, out, "--since", "1900-01-01") == 0
+    assert "9 instances matched (1 retrieved, 8 already here, 0 failed)" in capsys.readouterr().out
+    assert CT_SOP in set(read_manifest(out)["sop_instance_uid"])
+    assert not read_errors(out)["path"].str.contains(CT_SOP, regex=False).any()
 
 
 def _one_line_error(capsys) -> str:

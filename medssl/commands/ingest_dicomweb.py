@@ -74,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
     )
     s = ingest_dicomweb(args.url, args.out, query, key=args.pseudonymize_key, workers=args.workers, voi=args.voi)
     print(
-        f"{s['matched']} instances matched ({s['retrieved']} retrieved, {s['already_here']} already here); "
+        f"{s['matched']} instances matched ({s['retrieved']} retrieved, {s['already_here']} already here, "
+        f"{s['failed']} failed); "
         f"{s['cases']} cases ({s['images']} images, {s['patients']} patients); {s['rejected']} rejected "
         f"-> {args.out}/errors.csv"
     )

@@ -23,7 +23,7 @@ import logging
 import os
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 from medssl.data.imaging.dicom_scan import DicomSource
 from medssl.data.imaging.dicom_workers import import_for_writing, run_pool, worker_context
@@ -169,11 +169,14 @@ def ingest_dicom(
     workers: int | None = None,
     voi: bool = False,
     split_seed: int = 0,
+    extra_errors: Sequence[tuple[str, str]] = (),
 ) -> dict[str, int]:
     """Ingest ``src`` into ``out`` (manifest.parquet, errors.csv); returns counts for the summary line.
 
     ``workers``: processes decoding in parallel (default: all cores; 1 = in this process).
     Every case gets a ``split`` drawn by patient (``split_seed``): no patient is in two splits.
+    ``extra_errors``: ``(path, reason)`` rows found before the scan (e.g. instances a PACS failed to
+    send), written to errors.csv with the rest.
     Raises ``DataError`` when ``src`` does not exist or no file yields an image.
     """
     source = DicomSource(src)
@@ -187,7 +190,7 @@ def ingest_dicom(
     from medssl.data.splits import assign_patient_splits
 
     errors = ErrorLog()
-    for path, reason in [*source.missing, *rejected]:
+    for path, reason in [*extra_errors, *source.missing, *rejected]:
         errors.add(path, reason)
     cases, n_images = _cases(file_rows, errors)
     out = Path(out)
