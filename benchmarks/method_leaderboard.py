@@ -34,6 +34,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
 RESULTS = REPO / "benchmarks" / "results"
+BASELINES = ("random_init", "supervised_scratch")
 
 
 @dataclass(frozen=True)
@@ -143,7 +144,16 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--fractions", default="0.01,0.1")
     parser.add_argument("--quick", action="store_true", help="5 steps, 1 seed, 10%% only: checks that every cell runs")
+    parser.add_argument("--from-csv", type=Path, help="rebuild the JSON, PNG and markdown table from this CSV")
     args = parser.parse_args()
+    if args.from_csv:
+        import pandas as pd
+
+        old = RESULTS / f"{args.from_csv.stem}.json"
+        meta = {k: v for k, v in json.loads(old.read_text()).items()
+                if k not in ("winners", "summary", "split", "winner_rule")} if old.is_file() else {}
+        report(pd.read_csv(args.from_csv), meta, args.from_csv.stem)
+        return
     if args.quick:
         args.steps, args.minutes, args.seeds, args.fractions = 5, None, 1, "0.1"
     import pandas as pd
@@ -183,28 +193,58 @@ def main() -> None:
                                  "pretrain_s": round(seconds, 1), "error": error})
                     print(f"{d.name:15s} {row_name:18s} {fraction:5.0%} seed {seed}: {d.metric} {value:.3f} "
                           f"(pretrain {steps_done} steps, {seconds:.0f} s; {time.perf_counter() - started:.0f} s in)", flush=True)
-    table = pd.DataFrame(rows)
+    name = "method_leaderboard" + ("_quick" if args.quick else "")
+    meta = {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "budget": {"pretrain_max_steps": args.steps, "pretrain_max_minutes": args.minutes, "batch_size": args.batch,
+                   "encoder": "each domain's default",
+                   "data": {d.name: {"src": str(d.src.relative_to(REPO.parent)), **{k: str(v) for k, v in d.ingest.items()}}
+                            for d in DOMAINS}},
+        "machine": {"cores": os.cpu_count(), "load_before": load_before, "load_after": os.getloadavg()[0]},
+        "seeds": args.seeds, "fractions": fractions, "seconds": round(time.perf_counter() - started),
+    }
+    report(pd.DataFrame(rows), meta, name)
+
+
+def report(table: Any, meta: dict[str, Any], name: str) -> None:
+    """Summary, winners, JSON, CSV, PNG and a markdown table (``name``.md) from the per-cell ``table``."""
     summary = (table.dropna(subset=["value"]).groupby(["domain", "method", "fraction"])["value"]
                .agg(["mean", "std", "count"]).reset_index())
     winners = {}
-    for dom, part in summary[~summary["method"].isin(["random_init", "supervised_scratch"])].groupby("domain"):
+    for dom, part in summary[~summary["method"].isin(BASELINES)].groupby("domain"):
         wide = part.pivot(index="method", columns="fraction", values="mean")
         winners[dom] = str(wide.sort_values(sorted(wide.columns), ascending=False).index[0])
-    name = "method_leaderboard" + ("_quick" if args.quick else "")
     RESULTS.mkdir(parents=True, exist_ok=True)
     table.to_csv(RESULTS / f"{name}.csv", index=False)
     (RESULTS / f"{name}.json").write_text(json.dumps({
-        "date": time.strftime("%Y-%m-%d"), "budget": {"pretrain_max_steps": args.steps, "pretrain_max_minutes": args.minutes,
-                                                        "batch_size": args.batch, "encoder": "each domain's default",
-                                                        "data": {d.name: {"src": str(d.src.relative_to(REPO.parent)), **{k: str(v) for k, v in d.ingest.items()}} for d in DOMAINS}},
-        "machine": {"cores": os.cpu_count(), "load_before": load_before},
-        "seeds": args.seeds, "fractions": fractions, "split": "val (metrics.json validation of medssl finetune)",
+        **meta, "split": "val (metrics.json validation of medssl finetune)",
         "winner_rule": "highest mean validation metric at the smallest fraction, ties by the next",
-        "winners": winners, "summary": summary.to_dict("records"), "seconds": round(time.perf_counter() - started),
+        "winners": winners, "summary": summary.to_dict("records"),
     }, indent=2))
     _plot(summary, RESULTS / f"{name}.png")
+    (RESULTS / f"{name}.md").write_text(_markdown(table, summary, winners))
     print(summary.to_string(index=False))
     print("winners:", winners)
+
+
+def _markdown(table: Any, summary: Any, winners: dict[str, str]) -> str:
+    """One row per (domain, method): mean +- std over seeds per fraction, steps, errors; winner in bold."""
+    fractions = sorted(summary["fraction"].unique())
+    head = "| domain | method | " + " | ".join(f"{f:.0%} labels" for f in fractions) + " | pretrain steps |"
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for dom, part in summary.groupby("domain", sort=False):
+        cells = table[table["domain"] == dom]
+        order = part[part["fraction"] == fractions[0]].sort_values("mean", ascending=False)["method"].tolist()
+        for method in order:
+            values = []
+            for f in fractions:
+                row = part[(part["method"] == method) & (part["fraction"] == f)]
+                values.append(f"{row['mean'].iloc[0]:.3f} ± {row['std'].iloc[0]:.3f}" if len(row) else "-")
+            steps = cells.loc[cells["method"] == method, "pretrain_steps"].dropna()
+            label = f"**{method}** (winner)" if winners.get(dom) == method else method
+            lines.append(f"| {dom} ({cells['metric'].iloc[0]}) | {label} | " + " | ".join(values)
+                         + f" | {int(steps.iloc[0]) if len(steps) else '-'} |")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
