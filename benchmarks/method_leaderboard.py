@@ -12,7 +12,8 @@ and the same pretraining budget (``--minutes`` of training or ``--steps`` optimi
    metrics.json (AUROC; macro-F1 for beat classes);
 4. two baseline rows with the same finetune calls: ``random_init`` (the encoder as initialised:
    pretraining for one step at a learning rate of 1e-12) and ``supervised_scratch`` (that
-   random encoder trained end to end on the same labels: ``medssl finetune --mode full``).
+   random encoder trained end to end on the same labels: ``medssl finetune --mode full``, its
+   default 30 epochs capped at the pretraining budget of ``--steps`` optimizer steps).
 
 The winner of a domain is the method with the highest mean validation metric at 1% (ties: at 10%).
 Writes benchmarks/results/method_leaderboard[_quick].{json,csv,png} and prints the table.
@@ -99,14 +100,32 @@ def pretrain(d: Domain, data: Path, run: Path, method: str, steps: int, minutes:
     return Path(ckpt), seconds, steps_done
 
 
-def finetune(ckpt: Path, data: Path, out: Path, fraction: float, seed: int, metric: str, mode: str | None) -> float:
-    """``medssl finetune`` with shipped defaults (or ``--mode``); the validation ``metric``."""
+def scratch_epochs(data: Path, fraction: float, steps: int, batch: int) -> int:
+    """``--epochs`` for ``supervised_scratch``: ``medssl finetune --mode full``'s default (30 epochs)
+    capped at the pretraining budget of ``steps`` optimizer steps (an epoch is ``max(10, n // batch)``
+    steps for ``n`` labelled cases, as in medssl/train/full.py)."""
+    import pandas as pd
+
+    from medssl.train.finetune_config import FinetuneConfig
+
+    cfg = FinetuneConfig()
+    m = pd.read_parquet(data / "manifest.parquet", columns=["split", "label"])
+    n = round(fraction * int(((m["split"] == "train") & m["label"].notna()).sum()))
+    per_epoch = max(cfg.min_steps_per_epoch, n // batch)
+    return max(1, min(cfg.epochs, steps // per_epoch))
+
+
+def finetune(ckpt: Path, data: Path, out: Path, fraction: float, seed: int, metric: str, mode: str | None,
+             epochs: int | None = None) -> float:
+    """``medssl finetune`` with shipped defaults (or ``--mode``, ``--epochs``); the validation ``metric``."""
     from medssl.cli import main as cli
 
     args = ["-q", "finetune", "--checkpoint", str(ckpt), "--data", str(data), "--out", str(out),
             "--label-fraction", str(fraction), "--seed", str(seed), "--overwrite"]
     if mode:
         args += ["--mode", mode]
+    if epochs:
+        args += ["--epochs", str(epochs)]
     code = cli(args)
     if code != 0:
         raise RuntimeError(f"medssl {' '.join(args)} exited {code}")
@@ -184,7 +203,8 @@ def main() -> None:
                 for seed in range(args.seeds):
                     out = args.work / d.name / f"ft_{row_name}_{fraction}_{seed}"
                     try:
-                        value = finetune(ckpt, data, out, fraction, seed, d.metric, mode)
+                        epochs = scratch_epochs(data, fraction, args.steps, args.batch) if mode == "full" else None
+                        value = finetune(ckpt, data, out, fraction, seed, d.metric, mode, epochs)
                         error = None
                     except Exception as exc:  # noqa: BLE001
                         value, error = float("nan"), f"{type(exc).__name__}: {exc}"

@@ -11,6 +11,7 @@ import torch
 from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
 from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
 from torch import nn
 
 from medssl.domains import linear_head
@@ -41,7 +42,8 @@ def linear_probe(emb: np.ndarray, y: np.ndarray, groups: np.ndarray, n_classes: 
         )
     else:
         clf = LogisticRegression(C=0.1, class_weight="balanced", max_iter=3000)
-    clf.fit(x, y)
+    with threadpool_limits(limits=1, user_api="blas"):  # many small solver steps: 2+ BLAS threads only contend
+        clf.fit(x, y)
     coef = clf.coef_ / scaler.scale_  # (1 or C, F) on raw embeddings
     return linear_head(coef, clf.intercept_ - coef @ scaler.mean_, n_classes)
 

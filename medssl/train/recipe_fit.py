@@ -15,6 +15,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 import torch
+from threadpoolctl import threadpool_limits
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
@@ -103,7 +104,8 @@ def fit_recipe_classifier(
     feats = recipe_batches(encoder, data.dataset, rows, features, desc="recipe features (labelled cases)", cache=cache)
     y = class_ids(data.labels, subset, classes)
     extra = {"emb_dim": int(encoder.num_features)} if recipe.fit_reads_emb_dim else {}
-    head = recipe.fit(feats[: len(subset)], y, data.patient_ids[subset], len(classes), config.seed, **extra)
+    with threadpool_limits(limits=1, user_api="blas"):  # many small solver steps: 2+ BLAS threads only contend
+        head = recipe.fit(feats[: len(subset)], y, data.patient_ids[subset], len(classes), config.seed, **extra)
     metrics = None
     if len(val_rows):
         with torch.no_grad():
