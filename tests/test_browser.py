@@ -19,6 +19,7 @@ import pandas as pd
 import pytest
 
 from medssl.review import add_user, case_events, case_state, make_engine
+from browser_steps import open_case_from_queue
 from review_scores import build_real_scores
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -79,8 +80,7 @@ def test_browser_sign_in_open_case_and_decide(shared_data: Path, tmp_path: Path)
         driver.find_element(By.CSS_SELECTOR, 'input[aria-label="Password"]').send_keys("lee-password")
         driver.find_element(By.XPATH, "//button[normalize-space(.)='Sign in']").click()
         wait.until(EC.presence_of_element_located((By.XPATH, "//h1[contains(., 'Review queue')]")))
-        wait.until(EC.element_to_be_clickable((By.XPATH, "(//button[normalize-space(.)='Open'])[1]"))).click()
-        wait.until(EC.presence_of_element_located((By.XPATH, f"//h1[contains(., 'Case {top}')]")))
+        open_case_from_queue(driver, wait, top)
         wait.until(EC.element_to_be_clickable((By.XPATH, "//label[contains(., 'Dismiss (false alarm)')]"))).click()
         driver.find_element(By.CSS_SELECTOR, 'textarea[aria-label="Note"]').send_keys("artefact, not a finding")
         # the label is the button's <p>; its keyboard shortcut hint follows it (issue 16)
@@ -164,8 +164,7 @@ def test_browser_fetches_nothing_a_score_file_names(shared_data: Path, tmp_path:
         driver.find_element(By.XPATH, "//button[normalize-space(.)='Sign in']").click()
         # the queue shows the patient id as its characters
         wait.until(EC.presence_of_element_located((By.XPATH, f"//*[contains(text(), '{patient}')]")))
-        wait.until(EC.element_to_be_clickable((By.XPATH, "(//button[normalize-space(.)='Open'])[1]"))).click()
-        wait.until(EC.presence_of_element_located((By.XPATH, f"//h1[contains(., 'Case {case_id}')]")))
+        open_case_from_queue(driver, wait, case_id)
         # the app puts an invisible WORD JOINER into "://" (apps/plain_text.py): compare without it
         visible = "translate(., '\u2060', '')"
         wait.until(EC.presence_of_element_located((By.XPATH, f"//*[contains({visible}, 'patient {patient}')]")))

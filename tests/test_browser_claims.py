@@ -21,6 +21,7 @@ from typing import Callable
 import pandas as pd
 import pytest
 
+from browser_steps import case_heading
 from medssl.review import active_claims, add_user, case_events, case_state, make_engine
 from review_scores import build_real_scores
 from test_browser import CHROMEDRIVER, CHROMIUM, _free_port, _wait_healthy
@@ -118,7 +119,7 @@ class Reviewer:
     def open_from_queue(self, case_id: str) -> None:
         key = "".join(c if c.isalnum() or c in "_-" else "-" for c in case_id)  # Streamlit's st-key-* class
         self.click(f"//div[contains(@class, 'st-key-open-{key}')]//button")
-        self.find(f"//h1[contains(., 'Case {case_id}')]")
+        self.find(case_heading(case_id))
 
     def button(self, label: str):
         """The button whose label is exactly ``label`` (a shortcut hint may follow the label)."""
@@ -126,6 +127,20 @@ class Reviewer:
 
     def is_disabled(self, label: str) -> bool:
         return self.button(label).get_attribute("disabled") is not None
+
+    def wait_buttons(self, disabled: bool, *labels: str) -> None:
+        """Wait until every button in ``labels`` is disabled (or enabled). A rerun draws the page
+        element by element, so a button may still be the previous run's for a moment."""
+        from selenium.common.exceptions import StaleElementReferenceException
+
+        def settled() -> bool:
+            try:
+                return all(self.is_disabled(label) == disabled for label in labels)
+            except StaleElementReferenceException:
+                return False
+
+        state = "disabled" if disabled else "enabled"
+        _eventually(settled, f"{', '.join(labels)} {state} for {self.name}")
 
     def quit(self) -> None:
         self.driver.quit()
@@ -161,12 +176,12 @@ def test_a_holds_the_case_b_cannot_decide_it_then_a_decides_and_b_takes_it_over(
     a.open_from_queue(case_id)
     _eventually(lambda: active_claims(engine).get(case_id) == "dr_lee", "A's claim")
     a.find("//*[contains(text(), 'You hold this case until')]")
-    assert not a.is_disabled("Save") and not a.is_disabled("Save and next")
+    a.wait_buttons(False, "Save", "Save and next")
     b.to_queue()
     b.find("//*[contains(text(), 'dr_lee')]")  # the queue's "claimed by" column
     b.open_from_queue(case_id)
     b.find("//*[contains(text(), 'Claimed by dr_lee until')]")
-    assert b.is_disabled("Save") and b.is_disabled("Save and next") and b.is_disabled("Undo last decision")
+    b.wait_buttons(True, "Save", "Save and next", "Undo last decision")
     b.find("//*[contains(text(), 'dr_lee holds this case')]")  # the caption saying why
     assert active_claims(engine)[case_id] == "dr_lee"  # B's opening took nothing
     b.driver.save_screenshot(str(shots / "b_read_only.png"))
@@ -232,7 +247,7 @@ def test_opening_a_similar_case_claims_it(app, reviewers) -> None:
     a.open_from_queue(start)
     _eventually(lambda: active_claims(engine).get(start) == "dr_lee", "A's claim on the case opened")
     a.click(f"//button[.//p[contains(., '{reviewed} ·')]]")
-    a.find(f"//h1[contains(., 'Case {reviewed}')]")
+    a.find(case_heading(reviewed))
     _eventually(lambda: active_claims(engine).get(reviewed) == "dr_lee", "the claim by opening a similar case")
     assert start not in active_claims(engine)  # the case left was released
     a.find("//*[contains(text(), 'You hold this case until')]")
@@ -254,7 +269,7 @@ def test_save_and_next_by_keyboard_while_typing_the_note(app, reviewers) -> None
     a.find("//input[contains(@aria-label, 'Class (for')]").send_keys("1")
     a.find("//textarea[@aria-label='Note']").send_keys("typed, then Alt+N")
     ActionChains(a.driver).key_down(Keys.ALT).send_keys("n").key_up(Keys.ALT).perform()
-    a.find(f"//h1[contains(., 'Case {flagged[9]}')]")
+    a.find(case_heading(flagged[9]))
     decision = [(e.action, e.reviewer, e.label, e.note) for e in case_events(engine, case_id) if e.action == "assign_class"]
     assert decision == [("assign_class", "dr_lee", "1", "typed, then Alt+N")]
     _eventually(lambda: active_claims(engine).get(flagged[9]) == "dr_lee", "the next case claimed")
@@ -276,10 +291,12 @@ def test_a_claim_running_out_shows_on_the_open_page(app, reviewers) -> None:
     engine = make_engine(url)
     case_id = flagged[9]  # A holds it since the keyboard test (save and next opened it)
     assert active_claims(engine).get(case_id) == "dr_lee"
-    a.find(f"//h1[contains(., 'Case {case_id}')]")
-    assert not a.is_disabled("Save")
+    a.find(case_heading(case_id))
+    a.wait_buttons(False, "Save")
     with engine.begin() as conn:
         conn.execute(update(Claim).where(Claim.case_id == case_id).values(expires_at=utcnow() + dt.timedelta(seconds=2)))
     a.find("//*[contains(text(), 'Deciding and undoing are disabled: nobody holds this case')]")
-    assert a.is_disabled("Save") and a.is_disabled("Undo last decision")
-    assert not a.driver.find_elements("xpath", "//*[contains(text(), 'You hold this case')]")
+    a.wait_buttons(True, "Save", "Undo last decision")
+    # the banner drawn before the claim ran out goes once the rerun has finished drawing
+    _eventually(lambda: not a.driver.find_elements("xpath", "//*[contains(text(), 'You hold this case')]"),
+                "the old 'You hold this case' banner gone")

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from browser_steps import case_heading
 from medssl.cli import main
 from medssl.data import read_manifest
 from medssl.review import add_user, import_scores, make_engine
@@ -188,4 +189,4 @@ def open_patient_case(driver, wait, page_text, case_id: str, patient: str) -> No
     if not buttons:  # the row whose first cell is the case id
         buttons = driver.find_elements(By.XPATH, f"//div[@data-testid='stHorizontalBlock'][.//*[normalize-space(text())='{case_id}']]//button[normalize-space(.)='Open']")
     buttons[0].click()
-    wait.until(EC.presence_of_element_located((By.XPATH, f"//h1[contains(., 'Case {case_id}')]")))
+    wait.until(EC.presence_of_element_located((By.XPATH, case_heading(case_id))))

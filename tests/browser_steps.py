@@ -1,0 +1,28 @@
+"""Steps shared by the real-browser tests (headless Chromium against ``medssl app``)."""
+
+from __future__ import annotations
+
+
+def case_heading(case_id: str) -> str:
+    """XPath of the case page's title for exactly ``case_id`` ("Case val:1" must not match "Case val:14")."""
+    return f"//h1[normalize-space(.)='Case {case_id}']"
+
+
+def open_button(case_id: str) -> str:
+    """XPath of the queue row's Open button for ``case_id`` (Streamlit's ``st-key-open-<id>`` class)."""
+    key = "".join(c if c.isalnum() or c in "_-" else "-" for c in case_id)
+    return f"//div[contains(concat(' ', normalize-space(@class), ' '), ' st-key-open-{key} ')]//button"
+
+
+def open_case_from_queue(driver, wait, case_id: str) -> None:
+    """Click ``case_id``'s Open button on the queue page and wait for that case's page.
+
+    The click is a DOM click on the row's own button, not a mouse click at its screen position: a
+    rerun that shifts the rows between finding the button and clicking it would otherwise open the
+    neighbouring case."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+
+    button = wait.until(EC.element_to_be_clickable((By.XPATH, open_button(case_id))))
+    driver.execute_script("arguments[0].click();", button)
+    wait.until(EC.presence_of_element_located((By.XPATH, case_heading(case_id))))
