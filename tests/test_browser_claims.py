@@ -91,8 +91,8 @@ class Reviewer:
 
         self.driver.get(self.base)
         self.wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, 'input[aria-label="Name"]'))).send_keys(self.name)
-        self.driver.find_element(By.CSS_SELECTOR, 'input[aria-label="Password"]').send_keys(self.password)
-        self.driver.find_element(By.XPATH, "//button[normalize-space(.)='Sign in']").click()
+        self.wait.until(EC.element_to_be_clickable((By.CSS_SELECTOR, 'input[aria-label="Password"]'))).send_keys(self.password)
+        self.wait.until(EC.element_to_be_clickable((By.XPATH, "//button[normalize-space(.)='Sign in']"))).click()
         self.wait.until(EC.presence_of_element_located((By.XPATH, "//h1[contains(., 'Review queue')]")))
 
     def find(self, xpath: str, clickable: bool = False):

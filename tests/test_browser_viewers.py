@@ -98,8 +98,8 @@ def test_each_case_viewer_in_a_real_browser(tmp_path: Path, ehr: Scored, signals
         wait = WebDriverWait(driver, 120)
         driver.get(f"http://127.0.0.1:{port}/")
         wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, 'input[aria-label="Name"]'))).send_keys("dr_lee")
-        driver.find_element(By.CSS_SELECTOR, 'input[aria-label="Password"]').send_keys("lee-password")
-        driver.find_element(By.XPATH, "//button[normalize-space(.)='Sign in']").click()
+        wait.until(EC.element_to_be_clickable((By.CSS_SELECTOR, 'input[aria-label="Password"]'))).send_keys("lee-password")
+        wait.until(EC.element_to_be_clickable((By.XPATH, "//button[normalize-space(.)='Sign in']"))).click()
 
         def page_text() -> str:
             return driver.find_element(By.TAG_NAME, "body").text

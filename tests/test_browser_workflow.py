@@ -78,9 +78,9 @@ class Browser:
 
     def submit(self, name: str, password: str) -> None:
         self.sign_in_page()
-        self.driver.find_element(self.By.CSS_SELECTOR, 'input[aria-label="Name"]').send_keys(name)
-        self.driver.find_element(self.By.CSS_SELECTOR, 'input[aria-label="Password"]').send_keys(password)
-        self.driver.find_element(self.By.XPATH, "//button[normalize-space(.)='Sign in']").click()
+        self.wait.until(self.EC.element_to_be_clickable((self.By.CSS_SELECTOR, 'input[aria-label="Name"]'))).send_keys(name)
+        self.wait.until(self.EC.element_to_be_clickable((self.By.CSS_SELECTOR, 'input[aria-label="Password"]'))).send_keys(password)
+        self.wait.until(self.EC.element_to_be_clickable((self.By.XPATH, "//button[normalize-space(.)='Sign in']"))).click()
 
     def alert(self) -> str:
         """The text of the sign-in page's error box once it is shown."""
