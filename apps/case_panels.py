@@ -39,7 +39,8 @@ def _dataset(data_dir: str, domain: str, version: int) -> Any:
 
 
 @st.cache_resource(show_spinner=False)  # one shared matrix (never mutated): nearest_cases keeps its faiss index
-def _embeddings(path: str) -> tuple[list[str], Any]:
+def embeddings(path: str) -> tuple[list[str], Any]:
+    """``(case_ids, matrix (N, D))`` of an embeddings file, read once per app process."""
     return read_embeddings(path)
 
 
@@ -304,12 +305,12 @@ PANELS: dict[type, Callable[[Any], None]] = {
 }
 
 
-def show_similar(case_id: str, embeddings: str | None, states: dict[str, Any]) -> None:
+def show_similar(case_id: str, embeddings_file: str | None, states: dict[str, Any]) -> None:
     """The closest already-reviewed cases by embedding, with their decisions."""
-    if embeddings is None:
+    if embeddings_file is None:
         st.caption("Needs an embeddings file: start the app with `--embeddings` (from `medssl score --embeddings`).")
         return
-    ids, matrix = _embeddings(embeddings)
+    ids, matrix = embeddings(embeddings_file)
     reviewed = {c for c, s in states.items() if s.status != "open"}
     near = nearest_cases(case_id, ids, matrix, reviewed, k=5)
     if near.empty:

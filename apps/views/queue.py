@@ -5,15 +5,17 @@ The filters (domain, status, patient, page size, page) are kept in ``st.session_
 widgets, so they are still set after opening a case and coming back.
 """
 
+import pandas as pd
 import streamlit as st
 
-from app_state import engine, leave_case, open_case, require_account
+from app_state import embeddings_path, engine, leave_case, open_case, require_account
+from case_panels import embeddings
 from medssl.review import (
-    STATUSES, decisions_parquet, decisions_table, decisions_to_labels, domain_counts, list_queue, row_text,
+    STATUSES, decisions_parquet, decisions_table, decisions_to_labels, domain_counts, list_queue, rerank_cases, row_text,
 )
 
 FILTERS = "queue_filters"
-DEFAULTS = {"domain": "all", "status": "all", "patient": "", "page_size": 25, "page": 1}
+DEFAULTS = {"domain": "all", "status": "all", "patient": "", "page_size": 25, "page": 1, "rerank": False}
 
 require_account()
 leave_case()  # back from a case: release the claim this session held on it (app_state.leave_case)
@@ -39,27 +41,46 @@ status = c2.selectbox("Status", ["all", *STATUSES], key="queue_status")
 patient = c3.text_input("Patient id", key="queue_patient", help="show only this patient's cases (exact id)")
 page_size = c4.selectbox("Cases per page", [10, 25, 50], key="queue_page_size")
 page_no = c5.number_input("Page", min_value=1, step=1, key="queue_page")
+emb_path = embeddings_path()
+rerank = st.toggle("Re-rank by decisions", key="queue_rerank", disabled=emb_path is None,
+                   help="confirmed cases pull the cases that look like them up the queue, dismissed ones (false "
+                   "alarms) push their look-alikes down; unflagged cases can enter. Needs `medssl app --embeddings`"
+                   if emb_path is None else "confirmed cases pull the cases that look like them up the queue, "
+                   "dismissed ones (false alarms) push their look-alikes down; unflagged cases can enter")
 st.session_state[FILTERS] = {"domain": domain, "status": status, "patient": patient, "page_size": page_size,
-                             "page": int(page_no)}
+                             "page": int(page_no), "rerank": rerank}
+reranked = None
+if rerank and emb_path is not None:
+    result = rerank_cases(eng, *embeddings(emb_path))
+    reranked = result.table.set_index("case_id")["reranked"]
+    st.caption(f"Re-ranked by {result.n_confirmed} confirmed and {result.n_dismissed} dismissed decision(s) "
+               "(medssl.review.rerank): the Re-ranked column is the domain percentile / 100, plus up to 1 for a "
+               "case like a confirmed one, minus up to 1 for a case like a dismissed one.")
 page = list_queue(eng, domain=None if domain == "all" else domain, status=None if status == "all" else status,
-                  patient=patient.strip() or None, page=int(page_no), page_size=int(page_size))
+                  patient=patient.strip() or None, page=int(page_no), page_size=int(page_size), reranked=reranked)
 st.caption(f"{page.total} flagged case(s) · page {page.page} of {page.n_pages}")
 
 if page.rows.empty:
     st.info("No flagged case matches these filters.")
 else:
     widths = [1.8, 1.8, 1.3, 1.3, 0.9, 0.9, 1.1, 1.5, 2.0, 1.4]
-    header = st.columns(widths)
     titles = ["Case", "Patient", "Domain", "Predicted", "Prob.", "Score", "Pct in domain", "Status",
               "Claimed by", ""]
+    if reranked is not None:
+        widths.insert(6, 1.0)
+        titles.insert(6, "Re-ranked")
+    header = st.columns(widths)
     for col, title in zip(header, titles):
         col.markdown(f"**{title}**")
     for row in page.rows.itertuples(index=False):
         text = row_text(row)  # None and NaN read the same (medssl.review.queue_rows)
         cols = st.columns(widths)
         # values from data as plain text (plain_text.py), never Markdown
-        for col, value in zip(cols, [text.case_id, text.patient_id, text.domain, text.predicted, text.probability,
-                                     text.score, text.percentile, text.status, text.claimed]):
+        values = [text.case_id, text.patient_id, text.domain, text.predicted, text.probability, text.score,
+                  text.percentile, text.status, text.claimed]
+        if reranked is not None:
+            values.insert(6, "" if pd.isna(row.reranked) else f"{row.reranked:.3f}")
+        for col, value in zip(cols, values):
             col.text(value)
         if cols[-1].button("Open", key=f"open-{text.case_id}"):
             open_case(text.case_id)  # claims it when free; else the case page opens read-only and says who holds it

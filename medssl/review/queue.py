@@ -157,7 +157,7 @@ QUEUE_COLUMNS = ("case_id", "patient_id", "domain", "score", "percentile", "doma
 
 def list_queue(engine: Engine, *, domain: str | None = None, status: str | None = None,
                patient: str | None = None, flagged_only: bool = True, page: int = 1,
-               page_size: int = 25) -> QueuePage:
+               page_size: int = 25, reranked: pd.Series | None = None) -> QueuePage:
     """Cases, most anomalous first *within their domain*, filtered and paged (``page`` from 1).
 
     ``domain_percentile`` (0-100] is the share of the domain's imported cases (flagged or not)
@@ -168,7 +168,10 @@ def list_queue(engine: Engine, *, domain: str | None = None, status: str | None 
     order, the same on every backend).
 
     ``status`` is one of open / confirmed / dismissed / labelled (derived from the events);
-    ``patient`` matches the patient id exactly. Rows hold ``QUEUE_COLUMNS``; ``label``,
+    ``patient`` matches the patient id exactly. ``reranked`` (case_id -> score, from
+    :func:`medssl.review.rerank.rerank_cases`) orders the queue by that score instead, best first,
+    adds a ``reranked`` column and lets unflagged cases with a score in (feedback can raise them).
+    Rows hold ``QUEUE_COLUMNS``; ``label``,
     ``claimed_by`` and ``claimed_until`` (naive UTC) are object columns holding ``None`` when empty
     (read them with :func:`medssl.review.queue_rows.row_text`, which also accepts NaN).
     """
@@ -181,19 +184,25 @@ def list_queue(engine: Engine, *, domain: str | None = None, status: str | None 
         (func.cume_dist(type_=Float).over(partition_by=Case.domain, order_by=Case.score) * 100.0).label("domain_percentile"),
         Case.predicted_label, Case.predicted_proba, Case.model_id, Case.flagged,
     ).subquery()  # the rank is taken over every case of the domain, before any filter
-    query = select(*[ranked.c[c] for c in QUEUE_COLUMNS[:9]])
-    if flagged_only:
+    query = select(*[ranked.c[c] for c in QUEUE_COLUMNS[:9]], ranked.c.flagged)
+    if flagged_only and reranked is None:
         query = query.where(ranked.c.flagged.is_(True))
     if domain:
         query = query.where(ranked.c.domain == domain)
     if patient:
         query = query.where(false() if has_nul(patient) else ranked.c.patient_id == patient)  # NUL: no id has one
     with engine.connect() as conn:
-        df = pd.DataFrame(conn.execute(query).all(), columns=list(QUEUE_COLUMNS[:9]))
+        df = pd.DataFrame(conn.execute(query).all(), columns=[*QUEUE_COLUMNS[:9], "flagged"])
     # ordered here, not by the database: ties are broken by case id in code-point order on every
     # backend (PostgreSQL would sort text by the server's collation, e.g. en_US ignoring case and punctuation)
-    df = df.sort_values(["domain_percentile", "score", "case_id"], ascending=[False, False, True], kind="stable",
-                        ignore_index=True)
+    order = ["domain_percentile", "score", "case_id"]
+    if reranked is not None:
+        df["reranked"] = df["case_id"].map(reranked).astype(float)
+        if flagged_only:
+            df = df[df["flagged"].astype(bool) | df["reranked"].notna()]
+        order = ["reranked", *order]
+    df = df.drop(columns="flagged").sort_values(order, ascending=[False] * (len(order) - 1) + [True], kind="stable",
+                                                na_position="last", ignore_index=True)
     states = case_states(engine, None)
     claims = active_claims_detail(engine)
     df["status"] = [states[c].status if c in states else "open" for c in df["case_id"]]
