@@ -149,6 +149,16 @@ def test_a_confirmed_case_pulls_its_look_alikes_up_and_a_dismissed_one_pushes_th
     np.testing.assert_allclose(fb.score[:30], 0.5, atol=1e-6)  # unlike the dismissed case: anomaly order kept
 
 
+def test_a_reason_names_the_decided_case_that_moved_it() -> None:
+    from medssl.review.rerank import reason
+
+    assert reason("open", "c17", 0.834, None, 0.0) == "like confirmed c17 (+0.83)"
+    assert reason("open", "c17", 0.2, "c3", 0.5) == "like confirmed c17 (+0.20); like dismissed c3 (-0.50)"
+    assert reason("open", "c17", 0.01, "c3", 0.02) == ""  # moved too little to say
+    assert reason("labelled", None, 0.0, None, 0.0) == ""
+    assert reason("dismissed", "c17", 0.9, "c3", 1.0) == "decided: dismissed"
+
+
 def test_without_decisions_the_order_is_the_anomaly_order() -> None:
     rng = np.random.default_rng(1)
     percentile = rng.uniform(0, 100, size=50)

@@ -42,13 +42,19 @@ def test_confirming_a_case_pulls_its_look_alikes_up_the_queue(store: str, real_s
     shown_order = _queue_order(at)
     assert shown_order == expected[:len(shown_order)]  # page 1 of the re-ranked queue, best first
     by_score = scores.sort_values("anomaly_score", ascending=False)["case_id"].tolist()
-    assert by_score[-1] == confirmed and expected.index(confirmed) < len(by_score) - 1  # it moved up
+    assert by_score[-1] == confirmed and expected[-1] == confirmed  # its own decision does not move it
     assert "**Re-ranked**" in [m.value for m in at.markdown]
     assert any("1 confirmed and 0 dismissed" in shown(c.value) for c in at.caption)
     # the undecided case that looks most like the confirmed one moved up against the anomaly order
     table = rerank_cases(engine, ids, matrix).table
     look_alike = table[table["case_id"] != confirmed].sort_values("pull", ascending=False)["case_id"].iloc[0]
     assert look_alike not in plain
+    why = table.set_index("case_id")["reason"]
+    assert why[look_alike].startswith(f"like confirmed {confirmed} (+") and why[confirmed] == "decided: confirmed"
+    shown_texts = [t.value for t in at.text]
+    assert "**Why re-ranked**" in [m.value for m in at.markdown]
+    reasons_on_page = [why[c] for c in shown_order if why[c]]
+    assert reasons_on_page and reasons_on_page == [t for t in shown_texts if t.startswith(("like ", "decided: "))]
     assert expected.index(look_alike) < by_score.index(look_alike), (look_alike, expected, by_score)
 
 

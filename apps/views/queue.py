@@ -53,12 +53,14 @@ reranked = None
 if rerank and emb_path is not None:
     result = rerank_cases(eng, *embeddings(emb_path))
     reranked = result.table.set_index("case_id")["reranked"]
+    reasons = dict(zip(result.table["case_id"], result.table["reason"]))
     st.caption(f"Re-ranked by {result.n_confirmed} confirmed and {result.n_dismissed} dismissed decision(s) "
                "(medssl.review.rerank): the Re-ranked column is the domain percentile / 100, plus up to 1 for a "
                "case like a confirmed one, minus up to 1 for a case like a dismissed one.")
 page = list_queue(eng, domain=None if domain == "all" else domain, status=None if status == "all" else status,
                   patient=patient.strip() or None, page=int(page_no), page_size=int(page_size), reranked=reranked)
-st.caption(f"{page.total} flagged case(s) · page {page.page} of {page.n_pages}")
+what = "case(s), flagged or not, re-ranked" if reranked is not None else "flagged case(s)"
+st.caption(f"{page.total} {what} · page {page.page} of {page.n_pages}")
 
 if page.rows.empty:
     st.info("No flagged case matches these filters.")
@@ -67,8 +69,8 @@ else:
     titles = ["Case", "Patient", "Domain", "Predicted", "Prob.", "Score", "Pct in domain", "Status",
               "Claimed by", ""]
     if reranked is not None:
-        widths.insert(6, 1.0)
-        titles.insert(6, "Re-ranked")
+        widths[6:6] = [1.0, 2.2]
+        titles[6:6] = ["Re-ranked", "Why re-ranked"]
     header = st.columns(widths)
     for col, title in zip(header, titles):
         col.markdown(f"**{title}**")
@@ -79,7 +81,7 @@ else:
         values = [text.case_id, text.patient_id, text.domain, text.predicted, text.probability, text.score,
                   text.percentile, text.status, text.claimed]
         if reranked is not None:
-            values.insert(6, "" if pd.isna(row.reranked) else f"{row.reranked:.3f}")
+            values[6:6] = ["" if pd.isna(row.reranked) else f"{row.reranked:.3f}", reasons.get(text.case_id, "")]
         for col, value in zip(cols, values):
             col.text(value)
         if cols[-1].button("Open", key=f"open-{text.case_id}"):

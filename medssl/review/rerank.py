@@ -43,6 +43,7 @@ SCALE_NEIGHBOUR = 10  # the kernel widths are quantiles of the distance to the 1
 PULL_QUANTILE, PUSH_QUANTILE = 0.3, 0.8  # chosen on the development data (see above)
 SCALE_SAMPLE = 5000  # sigma is estimated on at most this many cases (seeded sample)
 DECISION_VALUE = {"confirmed": 1.0, "dismissed": 0.0}  # labelled (assign_class) cases carry no direction
+SAYS_MIN = 0.05  # a pull or push below this is left out of a case's reason
 
 
 def kernel_scales(z: np.ndarray, quantiles: tuple[float, ...], seed: int = 0) -> tuple[float, ...]:
@@ -71,7 +72,8 @@ def _closest(z: np.ndarray, anchors: np.ndarray, sigma: float) -> tuple[np.ndarr
 
 @dataclass(frozen=True)
 class Feedback:
-    """Per case ``(N,)``: ``score = percentile / 100 + pull - push``; ``pull`` / ``push`` the kernel
+    """Per case ``(N,)``: ``score = percentile / 100 + pull - push`` (a decided case keeps
+    ``percentile / 100``: its own decision does not move it); ``pull`` / ``push`` the kernel
     (in [0, 1]) to the closest confirmed / dismissed case, whose row in the decided cases of that
     kind is ``near_confirmed`` / ``near_dismissed`` (-1 when there is none)."""
 
@@ -95,14 +97,16 @@ def feedback_scores(matrix: np.ndarray, percentile: np.ndarray, decisions: np.nd
     pull_width, push_width = kernel_scales(z, (PULL_QUANTILE, PUSH_QUANTILE), seed)
     pull, near_c = _closest(z, z[decisions == 1.0], pull_width)
     push, near_d = _closest(z, z[decisions == 0.0], push_width)
-    return Feedback(percentile / 100.0 + pull - push, pull, push, near_c, near_d)
+    score = np.where(np.isnan(decisions), percentile / 100.0 + pull - push, percentile / 100.0)
+    return Feedback(score, pull, push, near_c, near_d)
 
 
 @dataclass(frozen=True)
 class Reranking:
     """``table``: one row per re-ranked case, best first: case_id, domain, domain_percentile,
     reranked (the score), status, like_confirmed / like_dismissed (the closest decided case of each
-    kind, or None, and its kernel ``pull`` / ``push``). Counts of the decisions used."""
+    kind, or None, and its kernel ``pull`` / ``push``), reason (one line, e.g. "like confirmed c17
+    (+0.83)"; empty when no decision moved the case). Counts of the decisions used."""
 
     table: pd.DataFrame
     n_confirmed: int
@@ -133,6 +137,21 @@ def rerank_cases(engine: Engine, case_ids: list[str], matrix: np.ndarray) -> Rer
     for kind, value, near in (("confirmed", 1.0, fb.near_confirmed), ("dismissed", 0.0, fb.near_dismissed)):
         ids = cases["case_id"].to_numpy()[decisions == value]
         cases[f"like_{kind}"] = pd.Series([ids[j] if j >= 0 else None for j in near], dtype=object)
+    cases["reason"] = [reason(r.status, r.like_confirmed, r.pull, r.like_dismissed, r.push)
+                       for r in cases.itertuples(index=False)]
     table = cases.sort_values(["reranked", "domain_percentile", "case_id"], ascending=[False, False, True],
                               kind="stable", ignore_index=True)
     return Reranking(table=table, n_confirmed=int((decisions == 1.0).sum()), n_dismissed=int((decisions == 0.0).sum()))
+
+
+def reason(status: str, like_confirmed: str | None, pull: float, like_dismissed: str | None, push: float) -> str:
+    """Why a case moved, in one line: "like confirmed A (+0.83); like dismissed B (-0.12)"; a decided
+    case says its decision; "" when no decision moved it by ``SAYS_MIN`` or more."""
+    if status in DECISION_VALUE:
+        return f"decided: {status}"
+    parts = []
+    if like_confirmed is not None and pull >= SAYS_MIN:
+        parts.append(f"like confirmed {like_confirmed} (+{pull:.2f})")
+    if like_dismissed is not None and push >= SAYS_MIN:
+        parts.append(f"like dismissed {like_dismissed} (-{push:.2f})")
+    return "; ".join(parts)
