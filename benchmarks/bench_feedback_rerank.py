@@ -21,6 +21,7 @@ import json
 import os
 import platform
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -40,8 +41,6 @@ DECISIONS = (10, 20, 50)
 
 def cli(*argv: object) -> None:
     """One ``medssl`` process, as a user runs it."""
-    import subprocess
-
     cmd = [sys.executable, "-m", "medssl", "-q", *map(str, argv)]
     subprocess.run(cmd, check=True, cwd=ROOT)
 

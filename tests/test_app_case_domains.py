@@ -27,6 +27,7 @@ from medssl.review import add_user, case_view, import_scores, make_engine
 from medssl.data.ehr.long_csv import PLAUSIBLE_RANGES
 from medssl.domains.ehr_variables import variable_info
 from app_text import shown as rendered
+from wfdb_cut import cut_record
 
 APP = str(Path(__file__).resolve().parents[1] / "apps" / "Home.py")
 TIMEOUT = 60
@@ -72,16 +73,10 @@ def ehr(shared_data: Path, tmp_path_factory) -> Scored:
 
 @pytest.fixture(scope="module")
 def signals(shared_data: Path, tmp_path_factory) -> Scored:
-    import wfdb
-
     root = tmp_path_factory.mktemp("signals")
     src = root / "mitdb"
     src.mkdir()
-    record, n = str(shared_data / "signals" / "mitdb_ds1" / "101"), ECG_SECONDS * 360
-    wfdb.rdrecord(record, sampto=n, physical=False).wrsamp(write_dir=str(src))  # the same samples, cut
-    ann = wfdb.rdann(record, "atr", sampto=n)
-    wfdb.wrann("101", "atr", ann.sample, ann.symbol, subtype=ann.subtype, chan=ann.chan, num=ann.num,
-               aux_note=ann.aux_note, fs=ann.fs, write_dir=str(src))
+    cut_record(shared_data / "signals" / "mitdb_ds1" / "101", ECG_SECONDS, src)  # the same samples, cut
     _cli("ingest", "signals", src, "--format", "wfdb", "--out", root / "data")
     _pretrain_and_score(root / "data", root / "scores.parquet", 16)
     return Scored(src, root / "data", root / "scores.parquet")

@@ -25,6 +25,7 @@ from medssl.review import (
     ReviewError, add_user, feedback_scores, import_scores, list_queue, make_engine, record_decision, rerank_cases,
 )
 from medssl.review.embeddings import read_embeddings
+from wfdb_cut import cut_record
 
 ECG_RECORDS = ("106", "209", "223")  # V beats (106, 223) and S beats (209, 223) beside normal ones
 ECG_SECONDS = 600
@@ -62,18 +63,11 @@ def ulb(shared_data: Path, tmp_path_factory) -> Scored:
 @pytest.fixture(scope="module")
 def ecg(shared_data: Path, tmp_path_factory) -> Scored:
     """The first 10 minutes of three MIT-BIH records, one case per beat (AAMI class as reference)."""
-    import wfdb
-
     root = tmp_path_factory.mktemp("ecg")
     src = root / "mitdb"
     src.mkdir()
-    n = ECG_SECONDS * 360
     for name in ECG_RECORDS:
-        record = str(shared_data / "signals" / "mitdb_ds1" / name)
-        wfdb.rdrecord(record, sampto=n, physical=False).wrsamp(write_dir=str(src))
-        ann = wfdb.rdann(record, "atr", sampto=n)
-        wfdb.wrann(name, "atr", ann.sample, ann.symbol, subtype=ann.subtype, chan=ann.chan, num=ann.num,
-                   aux_note=ann.aux_note, fs=ann.fs, write_dir=str(src))
+        cut_record(shared_data / "signals" / "mitdb_ds1" / name, ECG_SECONDS, src)
     _cli("ingest", "signals", src, "--format", "wfdb", "--out", root / "data")
     return _pretrain_and_score(root / "data", 5, 64)
 

@@ -6,7 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from streamlit.testing.v1 import AppTest
+
+from medssl.errors import DataError
 
 from medssl.review import make_engine, record_decision, rerank_cases
 from medssl.review.embeddings import read_embeddings
@@ -79,3 +82,28 @@ def test_the_store_lists_the_reranked_queue_with_unflagged_cases(store: str, rea
     assert page.rows["reranked"].is_monotonic_decreasing
     plain = list_queue(engine, page_size=1000)
     assert "reranked" not in plain.rows and plain.total == int(scores["flagged"].sum())
+
+
+def test_an_embeddings_file_of_other_cases_is_an_error_on_the_page_and_the_plain_queue_stays(
+        store: str, real_scores: Path, tmp_path: Path, monkeypatch) -> None:
+    foreign = tmp_path / "other_embeddings.parquet"
+    pd.DataFrame({"case_id": ["elsewhere:1", "elsewhere:2"], "embedding": [[0.0, 1.0], [1.0, 0.0]]}).to_parquet(foreign)
+    monkeypatch.setenv("MEDSSL_EMBEDDINGS", str(foreign))
+    at = _signed_in("dr_lee", "lee-password")
+    plain = _queue_order(at)
+    _toggle(at).set_value(True).run()
+    assert not at.exception, at.exception
+    assert [shown(e.value) for e in at.error] == [
+        "Cannot re-rank: no case in the embeddings file is in the review store: were both written by the "
+        "same `medssl score` run?"]
+    assert _queue_order(at) == plain
+
+
+def test_embeddings_with_nan_or_ragged_rows_are_one_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "emb.parquet"
+    pd.DataFrame({"case_id": ["a", "b"], "embedding": [[0.0, float("nan")], [1.0, 0.0]]}).to_parquet(path)
+    with pytest.raises(DataError, match="1 of 2 embeddings hold NaN or infinite values"):
+        read_embeddings(path)
+    pd.DataFrame({"case_id": ["a", "b"], "embedding": [[0.0, 1.0, 2.0], [1.0, 0.0]]}).to_parquet(path)
+    with pytest.raises(DataError, match="not one fixed-length vector of numbers per case"):
+        read_embeddings(path)

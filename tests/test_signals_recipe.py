@@ -108,19 +108,14 @@ seed: 0
 def beats(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """The first 10 minutes of five DS1 records, ingested (record 223 held out as test), and a
     2-step pretrained checkpoint."""
-    import wfdb
-
     from medssl.cli import main
+    from wfdb_cut import cut_record
 
     root = tmp_path_factory.mktemp("rr")
     src = root / "mitdb"
     src.mkdir()
     for name in RECORDS:
-        record = str(shared_data / "signals" / "mitdb_ds1" / name)
-        wfdb.rdrecord(record, sampto=SECONDS * 360, physical=False).wrsamp(write_dir=str(src))
-        ann = wfdb.rdann(record, "atr", sampto=SECONDS * 360)
-        wfdb.wrann(name, "atr", ann.sample, ann.symbol, subtype=ann.subtype, chan=ann.chan, num=ann.num,
-                   aux_note=ann.aux_note, fs=ann.fs, write_dir=str(src))
+        cut_record(shared_data / "signals" / "mitdb_ds1" / name, SECONDS, src)
     data = root / "data"
     assert main(["-q", "ingest", "signals", str(src), "--format", "wfdb", "--out", str(data),
                  "--val-fraction", "0", "--test-fraction", "0.2", "--seed", "0"]) == 0

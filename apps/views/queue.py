@@ -10,9 +10,12 @@ import streamlit as st
 
 from app_state import embeddings_path, engine, leave_case, open_case, require_account
 from case_panels import embeddings
+from medssl.errors import DataError
 from medssl.review import (
-    STATUSES, decisions_parquet, decisions_table, decisions_to_labels, domain_counts, list_queue, rerank_cases, row_text,
+    STATUSES, ReviewError, decisions_parquet, decisions_table, decisions_to_labels, domain_counts, list_queue,
+    rerank_cases, row_text,
 )
+from plain_text import md
 
 FILTERS = "queue_filters"
 DEFAULTS = {"domain": "all", "status": "all", "patient": "", "page_size": 25, "page": 1, "rerank": False}
@@ -42,16 +45,19 @@ patient = c3.text_input("Patient id", key="queue_patient", help="show only this 
 page_size = c4.selectbox("Cases per page", [10, 25, 50], key="queue_page_size")
 page_no = c5.number_input("Page", min_value=1, step=1, key="queue_page")
 emb_path = embeddings_path()
+rerank_help = ("confirmed cases pull the cases that look like them up the queue, dismissed ones (false alarms) "
+               "push their look-alikes down; unflagged cases can enter")
 rerank = st.toggle("Re-rank by decisions", key="queue_rerank", disabled=emb_path is None,
-                   help="confirmed cases pull the cases that look like them up the queue, dismissed ones (false "
-                   "alarms) push their look-alikes down; unflagged cases can enter. Needs `medssl app --embeddings`"
-                   if emb_path is None else "confirmed cases pull the cases that look like them up the queue, "
-                   "dismissed ones (false alarms) push their look-alikes down; unflagged cases can enter")
+                   help=rerank_help + (". Needs `medssl app --embeddings`" if emb_path is None else ""))
 st.session_state[FILTERS] = {"domain": domain, "status": status, "patient": patient, "page_size": page_size,
                              "page": int(page_no), "rerank": rerank}
 reranked = None
-if rerank and emb_path is not None:
-    result = rerank_cases(eng, *embeddings(emb_path))
+try:
+    result = rerank_cases(eng, *embeddings(emb_path)) if rerank and emb_path is not None else None
+except (DataError, ReviewError) as exc:  # a foreign or damaged embeddings file: say so, keep the plain queue
+    st.error(f"Cannot re-rank: {md(exc)}")
+    result = None
+if result is not None:
     reranked = result.table.set_index("case_id")["reranked"]
     reasons = dict(zip(result.table["case_id"], result.table["reason"]))
     st.caption(f"Re-ranked by {result.n_confirmed} confirmed and {result.n_dismissed} dismissed decision(s) "

@@ -26,7 +26,15 @@ def read_embeddings(path: str | Path) -> tuple[list[str], np.ndarray]:
         raise DataError(f"{path} is not an embeddings file with case_id and embedding columns ({exc})") from None
     if df.empty:
         raise DataError(f"{path} holds no embeddings")
-    matrix = np.stack([np.asarray(v, dtype=np.float32) for v in df["embedding"]])
+    try:
+        matrix = np.stack([np.asarray(v, dtype=np.float32) for v in df["embedding"]])
+    except (ValueError, TypeError) as exc:  # rows of different lengths, or values that are not numbers
+        raise DataError(f"{path}: the embeddings are not one fixed-length vector of numbers per case ({exc}); "
+                        "write the file again with `medssl score ... --embeddings`") from None
+    bad = ~np.isfinite(matrix).all(axis=1)
+    if bad.any():
+        raise DataError(f"{path}: {int(bad.sum())} of {len(matrix)} embeddings hold NaN or infinite values; "
+                        "write the file again with `medssl score ... --embeddings`")
     return df["case_id"].astype(str).tolist(), matrix
 
 
