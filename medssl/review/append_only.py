@@ -69,6 +69,7 @@ APP_ROLE_PRIVILEGES: dict[str, str] = {
     "users": "SELECT, INSERT, UPDATE",            # accounts; UPDATE re-hashes a password on sign-in
     "login_attempts": "SELECT, INSERT",           # the login throttle
     "registered_models": "SELECT, INSERT",
+    "label_requests": "SELECT, INSERT",           # "Label next": requests are added, never changed
     "session_secrets": "SELECT, INSERT",          # the sign-in token key (created on first use)
     "revoked_sessions": "SELECT, INSERT",         # sign-out revokes its token
 }

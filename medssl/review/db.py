@@ -78,6 +78,7 @@ def make_engine(url: str | None = None) -> Engine:
     only, 0600) or ``postgresql+psycopg://user@host/db``
     (needs the ``postgres`` extra). A malformed, unknown or unusable URL raises ``ConfigError``.
     """
+    import medssl.review.label_requests  # noqa: F401  defines the label_requests table on Base
     from medssl.review.models import create_tables
 
     url = url or default_db_url()
