@@ -28,6 +28,20 @@ def test_demo_runs_the_loop_on_the_bundled_sample(tmp_path, capsys) -> None:
     assert int(imaging["flagged"].sum()) == 20
     assert count_cases(engine) == 520 + 1000
     assert list_queue(engine).total == 40  # 20 flagged per domain
+    # the app the demo serves gets the imaging domain's embeddings, checkpoint and DATA_DIR (issue 18):
+    # with them, Label next and Register -> rescore work on the demo's store
+    from medssl.commands.demo import app_defaults
+    from medssl.review.embeddings import read_embeddings
+    from medssl.review.label_next import label_next
+    from medssl.review.rescore import rescore
+
+    img = out / "imaging"
+    assert app_defaults(img) == ["--embeddings", str(img / "embeddings.parquet"),
+                                 "--checkpoint", str(img / "pretrain" / "checkpoint.pt"), "--data", str(img / "data")]
+    picks = label_next(engine, 10, read_embeddings(img / "embeddings.parquet"), domain="imaging")
+    assert len(picks) == 10 and picks["predicted_proba"].notna().all()
+    done = rescore(engine, img / "finetune" / "model.pt", img / "data", out_dir=tmp_path / "rescored")
+    assert done.n_imported == 520 and count_cases(engine) == 520 + 1000
     # a second demo into the same folder starts its runs afresh instead of skipping every domain
     capsys.readouterr()
     assert main(["demo", "--no-serve", "--out", str(out), "--epochs", "1", "--domains", "imaging"]) == 0

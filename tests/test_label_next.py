@@ -152,3 +152,12 @@ def test_pick_label_next_needs_a_positive_count() -> None:
                           "n_classes": [2]})
     with pytest.raises(ReviewError, match="at least 1"):
         pick_label_next(frame, 0)
+
+
+def test_medssl_app_refuses_a_missing_checkpoint(tmp_path: Path, capsys) -> None:
+    from medssl.cli import main
+
+    code = main(["app", "--db", f"sqlite:///{tmp_path / 'review.db'}", "--import-only",
+                 "--checkpoint", str(tmp_path / "none.pt")])
+    assert code != 0
+    assert f"--checkpoint {tmp_path / 'none.pt'} does not exist; pass the checkpoint.pt" in capsys.readouterr().err

@@ -1,5 +1,6 @@
 """Data scientists: fine-tune a pretrained encoder with the review decisions (or a labels CSV),
-see the metrics, and register the new model for scoring."""
+see the metrics beside the supervised baseline (and the label-efficiency curve), register the new
+model and rescore the queue with it, and send the cases to label next to the review queue."""
 
 import json
 import os
@@ -9,10 +10,11 @@ import pandas as pd
 import streamlit as st
 
 from app_state import engine, require_account
+from finetune_panels import label_next_section, register_and_rescore, show_curve, show_metrics
 from plain_text import md
 from medssl.errors import MedsslError
 from medssl.review import decisions_to_labels
-from medssl.review.model_registry import register_model, registered_models
+from medssl.review.model_registry import registered_models
 
 acc = require_account(data_science=True)
 eng = engine()
@@ -99,18 +101,16 @@ if model_path:
     metrics_file = Path(model_path).parent / "metrics.json"
     if metrics_file.is_file():
         metrics = json.loads(metrics_file.read_text())
-        point = metrics.get("validation") or metrics.get("metrics") or {}
-        shown = [k for k in ("auroc", "auprc", "accuracy", "balanced_accuracy", "macro_f1") if k in point]
-        st.caption(f"Validation metrics on {point.get('n', '?')} cases, trained with "
-                   f"{metrics.get('n_labelled', '?')} labels ({metrics.get('mode', mode)})")
-        for col, name in zip(st.columns(max(1, len(shown))), shown):
-            col.metric(name.replace("_", " "), f"{point[name]:.3f}")
+        show_metrics(metrics, mode)
         with st.expander("All metrics"):
             st.json(metrics)
+    show_curve(Path(model_path).parent, checkpoint, data_dir)
     st.text(f"Model file: {model_path}")
-    if st.button("Register this model for scoring"):
-        model_id = register_model(eng, model_path, acc.name)
-        st.success(f"Registered model {md(model_id)}: score with `medssl score --model` {md(model_path)}")
+    if st.button("Register this model for scoring", help="then score DATA_DIR with it and put the new scores and "
+                 "predictions into the review queue (decisions already recorded stay)"):
+        register_and_rescore(eng, model_path, data_dir, acc.name)
+
+label_next_section(eng, acc.name)
 
 st.subheader("Registered models")
 models = registered_models(eng)

@@ -15,10 +15,12 @@ from medssl.review import (
     STATUSES, ReviewError, decisions_parquet, decisions_table, decisions_to_labels, domain_counts, list_queue,
     rerank_cases, row_text,
 )
+from medssl.review.label_requests import label_next_queue
 from plain_text import md
 
 FILTERS = "queue_filters"
-DEFAULTS = {"domain": "all", "status": "all", "patient": "", "page_size": 25, "page": 1, "rerank": False}
+DEFAULTS = {"domain": "all", "status": "all", "patient": "", "page_size": 25, "page": 1, "rerank": False,
+            "label_next": False}
 
 require_account()
 leave_case()  # back from a case: release the claim this session held on it (app_state.leave_case)
@@ -47,13 +49,17 @@ page_no = c5.number_input("Page", min_value=1, step=1, key="queue_page")
 emb_path = embeddings_path()
 rerank_help = ("confirmed cases pull the cases that look like them up the queue, dismissed ones (false alarms) "
                "push their look-alikes down; unflagged cases can enter")
-rerank = st.toggle("Re-rank by decisions", key="queue_rerank", disabled=emb_path is None,
+t1, t2 = st.columns(2)
+rerank = t1.toggle("Re-rank by decisions", key="queue_rerank", disabled=emb_path is None,
                    help=rerank_help + (". Needs `medssl app --embeddings`" if emb_path is None else ""))
+label_next = t2.toggle("Label next", key="queue_label_next",
+                       help="only the cases a data scientist asked to have labelled first (Fine-tune page, "
+                       "'Label next'), still undecided, in the order asked; flagged or not")
 st.session_state[FILTERS] = {"domain": domain, "status": status, "patient": patient, "page_size": page_size,
-                             "page": int(page_no), "rerank": rerank}
+                             "page": int(page_no), "rerank": rerank, "label_next": label_next}
 reranked = None
 try:
-    result = rerank_cases(eng, *embeddings(emb_path)) if rerank and emb_path is not None else None
+    result = rerank_cases(eng, *embeddings(emb_path)) if rerank and emb_path is not None and not label_next else None
 except (DataError, ReviewError) as exc:  # a foreign or damaged embeddings file: say so, keep the plain queue
     st.error(f"Cannot re-rank: {md(exc)}")
     result = None
@@ -63,13 +69,22 @@ if result is not None:
     st.caption(f"Re-ranked by {result.n_confirmed} confirmed and {result.n_dismissed} dismissed decision(s) "
                "(medssl.review.rerank): the Re-ranked column is the domain percentile / 100, plus up to 1 for a "
                "case like a confirmed one, minus up to 1 for a case like a dismissed one.")
-page = list_queue(eng, domain=None if domain == "all" else domain, status=None if status == "all" else status,
-                  patient=patient.strip() or None, page=int(page_no), page_size=int(page_size), reranked=reranked)
-what = "case(s), flagged or not, re-ranked" if reranked is not None else "flagged case(s)"
+if label_next:
+    page = label_next_queue(eng, domain=None if domain == "all" else domain, patient=patient.strip() or None,
+                            page=int(page_no), page_size=int(page_size))
+    what = "case(s) to label next, still undecided, in the order asked (the status filter does not apply)"
+else:
+    page = list_queue(eng, domain=None if domain == "all" else domain, status=None if status == "all" else status,
+                      patient=patient.strip() or None, page=int(page_no), page_size=int(page_size), reranked=reranked)
+    what = "case(s), flagged or not, re-ranked" if reranked is not None else "flagged case(s)"
 st.caption(f"{page.total} {what} · page {page.page} of {page.n_pages}")
+if not page.rows.empty:  # which model's scores and predictions these are (a rescore changes it)
+    models = page.rows["model_id"].astype(str).value_counts()
+    st.caption("Scored by model " + ", ".join(f"{md(m[:12])} ({n} on this page)" for m, n in models.items()))
 
 if page.rows.empty:
-    st.info("No flagged case matches these filters.")
+    st.info("No case is waiting to be labelled: a data scientist sends some from the Fine-tune page ('Label next')."
+            if label_next else "No flagged case matches these filters.")
 else:
     widths = [1.8, 1.8, 1.3, 1.3, 0.9, 0.9, 1.1, 1.5, 2.0, 1.4]
     titles = ["Case", "Patient", "Domain", "Predicted", "Prob.", "Score", "Pct in domain", "Status",
@@ -77,6 +92,9 @@ else:
     if reranked is not None:
         widths[6:6] = [1.0, 2.2]
         titles[6:6] = ["Re-ranked", "Why re-ranked"]
+    if label_next:
+        widths[6:6] = [1.4]
+        titles[6:6] = ["Requested by"]
     header = st.columns(widths)
     for col, title in zip(header, titles):
         col.markdown(f"**{title}**")
@@ -88,6 +106,8 @@ else:
                   text.percentile, text.status, text.claimed]
         if reranked is not None:
             values[6:6] = ["" if pd.isna(row.reranked) else f"{row.reranked:.3f}", reasons.get(text.case_id, "")]
+        if label_next:
+            values[6:6] = [str(row.requested_by)]
         for col, value in zip(cols, values):
             col.text(value)
         if cols[-1].button("Open", key=f"open-{text.case_id}"):

@@ -1,4 +1,5 @@
-"""``medssl app [--db URL] [--scores SCORES_PARQUET] [--port P]``: the review app (Streamlit).
+"""``medssl app [--db URL] [--scores SCORES_PARQUET] [--data DATA_DIR] [--embeddings EMB] [--checkpoint CKPT]
+[--port P]``: the review app (Streamlit).
 
 PostgreSQL: the app connects as an *app role* that owns nothing and holds only the grants of
 ``medssl audit grants`` (SELECT/INSERT on review_events, no UPDATE/DELETE/TRUNCATE, no ALTER), while
@@ -22,6 +23,8 @@ log = logging.getLogger(__name__)
 
 APP_ENTRY = Path(__file__).resolve().parents[2] / "apps" / "Home.py"
 EMBEDDINGS_ENV = "MEDSSL_EMBEDDINGS"
+CHECKPOINT_ENV = "MEDSSL_CHECKPOINT"  # the Fine-tune page's default checkpoint
+DATA_DIR_ENV = "MEDSSL_DATA_DIR"  # the Fine-tune page's default DATA_DIR
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -46,7 +49,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "(re-adding the same file changes nothing)")
     parser.add_argument("--data", type=Path, default=None,
                         help="DATA_DIR the scores were computed from, so the app can show each case "
-                        "(default: the folder the score file names, or the folder it sits in)")
+                        "(default: the folder the score file names, or the folder it sits in); also the "
+                        "Fine-tune page's default DATA_DIR (fine-tune, Register -> rescore)")
+    parser.add_argument("--checkpoint", type=Path, default=None,
+                        help="the Fine-tune page's default checkpoint (checkpoint.pt from `medssl pretrain` "
+                        "or a model.pt)")
     parser.add_argument("--embeddings", type=Path, default=None,
                         help="embeddings file from `medssl score --embeddings`: enables 'similar "
                         "reviewed cases' and the embedding map")
@@ -92,6 +99,9 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--data {args.data} is not a folder; pass the DATA_DIR the scores were computed from")
     if args.embeddings is not None and not args.embeddings.is_file():
         raise ConfigError(f"--embeddings {args.embeddings} does not exist; pass the file `medssl score --embeddings` wrote")
+    if args.checkpoint is not None and not args.checkpoint.is_file():
+        raise ConfigError(f"--checkpoint {args.checkpoint} does not exist; pass the checkpoint.pt `medssl pretrain` "
+                          "wrote (or a model.pt)")
     if not args.import_only:
         check_port_free(args.host, args.port)
     engine = make_engine(review_store_url(args.db))
@@ -108,6 +118,10 @@ def run(args: argparse.Namespace) -> int:
     env["MEDSSL_DB"] = engine.url.render_as_string(hide_password=False)
     if args.embeddings is not None:
         env[EMBEDDINGS_ENV] = str(args.embeddings.resolve())
+    if args.checkpoint is not None:
+        env[CHECKPOINT_ENV] = str(args.checkpoint.resolve())
+    if args.data is not None:
+        env[DATA_DIR_ENV] = str(args.data.resolve())
     cmd = [
         sys.executable, "-m", "streamlit", "run", str(APP_ENTRY),
         "--server.address", args.host, "--server.port", str(args.port),

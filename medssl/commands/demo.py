@@ -119,6 +119,19 @@ def _run_domain(d: DemoDomain, out: Path) -> Path | None:
     return scores
 
 
+def app_defaults(domain_dir: Path) -> list[str]:
+    """The ``medssl app`` flags for one demo domain's folder: its embeddings (similar cases, the
+    map, re-ranking, Label next), and its pretrained checkpoint and DATA_DIR as the Fine-tune page's
+    defaults (fine-tune, Register -> rescore)."""
+    flags: list[str] = []
+    for flag, path in (("--embeddings", domain_dir / "embeddings.parquet"),
+                       ("--checkpoint", domain_dir / "pretrain" / "checkpoint.pt"),
+                       ("--data", domain_dir / "data")):
+        if path.exists():
+            flags += [flag, str(path)]
+    return flags
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the demo pipeline, create the demo reviewer, and serve the app (unless --no-serve)."""
     from medssl.review import add_user, import_scores, list_users, make_engine
@@ -162,9 +175,5 @@ def run(args: argparse.Namespace) -> int:
     print("=" * 70, flush=True)
     if args.no_serve:
         return 1 if failed else 0
-    app_args = ["app", "--db", db_url, "--port", str(args.port)]
-    first = next(iter(done.values()))
-    emb = first.parent / "embeddings.parquet"
-    if emb.is_file():
-        app_args += ["--embeddings", str(emb)]
+    app_args = ["app", "--db", db_url, "--port", str(args.port), *app_defaults(next(iter(done.values())).parent)]
     return _medssl(app_args)

@@ -14,7 +14,10 @@ What ``medssl finetune`` runs:
    a recipe of its own (``recipe``: e.g. transactions, a cross-validated logistic regression on
    raw columns + anomaly percentile, ``medssl.train.recipe_fit``) or the classic modes on the
    embeddings (``medssl.train.classifier``): ``linear`` probe, ``knn`` vote, ``full`` fine-tuning;
-5. write ``model.pt`` (``medssl.models.model_file``), ``metrics.json`` and ``config.yaml`` into RUN_DIR.
+5. measure the plain supervised baseline on the same labels and validation rows
+   (``medssl.train.baseline``: logistic regression on the standardised raw inputs);
+6. write ``model.pt`` (``medssl.models.model_file``), ``metrics.json`` (with ``baseline``) and
+   ``config.yaml`` into RUN_DIR.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from medssl.outputs import refuse_inputs, refuse_run_replacement
 from medssl.domains import anomaly_recipe, default_label_unit, few_label_recipe
 from medssl.errors import ConfigError
 from medssl.models import build_encoder, model_checkpoint, resolve_device
+from medssl.train.baseline import supervised_baseline
 from medssl.train.classifier import FitResult, fit_classifier
 from medssl.train.finetune_config import FinetuneConfig, resolve_mode
 from medssl.train.finetune_data import FinetuneData, load_data
@@ -115,6 +119,8 @@ def finetune(
         "validation": result.train_log["validation"],  # rows behind "metrics" (and early stopping in full mode)
         "config": config.model_dump(mode="json"),
     }
+    # the plain supervised baseline on the same labels and validation rows (not for a held-out validation)
+    baseline = supervised_baseline(data, subset, result.classes, config.seed) if result.train_log.get("validation") == "val" else None
     ckpt = model_checkpoint(result.encoder, result.head, meta, result.knn,
                             scorer[0] if scorer else None, scorer[1] if scorer else None)
     out.mkdir(parents=True, exist_ok=True)
@@ -122,7 +128,8 @@ def finetune(
     write_json(
         {"validation": result.metrics, "n_labelled": int(len(subset)), "label_unit": label_unit,
          "classes": result.classes, "mode": mode, "recipes": meta["recipes"], "training": result.train_log,
-         **({"selection": meta["selection"]} if "selection" in meta else {})},
+         **({"selection": meta["selection"]} if "selection" in meta else {}),
+         **({"baseline": baseline} if baseline is not None else {})},
         out / "metrics.json",
     )
     save_config(config, out / "config.yaml")
