@@ -320,3 +320,17 @@ def show_similar(case_id: str, embeddings_file: str | None, states: dict[str, An
         s = states[r.case_id]
         if st.button(f"{md(r.case_id)} · {s.status} {md(s.label or '')} · distance {r.distance:.3f}", key=f"near-{r.case_id}"):
             open_case(r.case_id)
+
+
+def show_explanation(case: dict[str, Any]) -> None:
+    """Why the case was flagged (the score file's ``explanation``, from ``medssl score``)."""
+    text = case.get("explanation")
+    if not isinstance(text, str) or not text:
+        if case.get("flagged"):
+            st.caption("Why flagged: this score file has no explanation (scored with `--no-explain`, or by an "
+                       "older medssl); score again to get one.")
+        return
+    st.markdown("**Why flagged**")
+    st.write(md(text))
+    st.caption("Each part of the case (a column, variable, time window or image region) was set to its typical "
+               "value in turn and the case re-scored; the parts that lower the anomaly percentile most come first.")

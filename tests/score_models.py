@@ -26,7 +26,7 @@ ENCODER = {"name": "small_cnn", "kwargs": {"in_channels": 1, "width": 8}}
 PREPROCESSING = {"size": 28}
 SCORE_COLUMNS = [
     "case_id", "patient_id", "domain", "anomaly_score", "anomaly_percentile", "flagged",
-    "predicted_label", "predicted_proba", "model_id", "scored_at",
+    "predicted_label", "predicted_proba", "model_id", "scored_at", "explanation",
 ]
 
 

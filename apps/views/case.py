@@ -54,6 +54,7 @@ with right:
     if case["predicted_label"] is not None:
         proba = "" if case["predicted_proba"] is None else f" (p = {case['predicted_proba']:.2f})"
         st.write(f"Model's predicted class: **{md(case['predicted_label'])}**{proba}")
+    case_panels.show_explanation(case)
     state = case_state(eng, case_id)
     st.write(f"Status: **{state.status}**" + (f", label **{md(state.label)}**" if state.label else ""))
 

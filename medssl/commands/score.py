@@ -72,6 +72,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--runtime", choices=("torch", "onnx"), default="torch",
                    help="torch: run the model file (default); onnx: run MODEL = model.onnx from `medssl export "
                    "onnx` in onnxruntime on the CPU (local engine)")
+    p.add_argument("--no-explain", dest="explain", action="store_false",
+                   help="skip the 'why flagged' explanation of each flagged case (by default each flagged case is "
+                   "re-scored with one part at a time (a column, variable, time window or image region) set to its "
+                   "typical value, and the parts that make it unusual are named in the explanation column)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="where the model runs: auto = a GPU when there is one (default)")
     p.set_defaults(func=run)
@@ -87,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
         flag_top=args.flag_top, flag_percentile=args.flag_percentile, embeddings_out=args.embeddings,
         resume=args.resume, chunk_size=args.chunk_size, batch_size=args.batch_size,
         num_workers=args.num_workers, reference_split=args.reference_split, device=args.device,
-        scorer=args.scorer, overwrite=args.overwrite, runtime=args.runtime,
+        scorer=args.scorer, overwrite=args.overwrite, runtime=args.runtime, explain=args.explain,
     )
     print(
         f"scored {summary.n_scored} cases ({summary.n_flagged} flagged, {summary.n_errors} not scored) "

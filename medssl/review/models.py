@@ -1,7 +1,8 @@
 """Tables of the review store.
 
 - ``users``: reviewer accounts (argon2 password hashes only, never a clear password).
-- ``cases``: one row per scored case (the latest score imported for it).
+- ``cases``: one row per scored case (the latest score imported for it, with its "why flagged"
+  ``explanation`` when the score file has one).
 - ``review_events``: the append-only audit trail, hash-chained (medssl.review.chain). Database
   triggers (medssl.review.append_only) refuse UPDATE, DELETE, REPLACE/UPSERT and TRUNCATE; an undo
   is a new event pointing at the one it undoes.
@@ -53,6 +54,7 @@ class Case(Base):
     predicted_proba: Mapped[float | None] = mapped_column(Float)
     model_id: Mapped[str] = mapped_column(String(64), nullable=False)
     scored_at: Mapped[str | None] = mapped_column(String(64))
+    explanation: Mapped[str | None] = mapped_column(Text)  # why it was flagged (medssl.scoring.explain)
     imported_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, nullable=False)
 
 
@@ -156,4 +158,27 @@ def create_tables(engine: Engine) -> None:
 
     with _schema_lock(engine):
         Base.metadata.create_all(engine)
+        _add_case_columns(engine)
         install_guards(engine)
+
+
+def _add_case_columns(engine: Engine) -> None:
+    """Add the ``cases`` columns a store made by an older medssl lacks (``explanation``)."""
+    from sqlalchemy import inspect
+    from sqlalchemy.exc import DBAPIError
+
+    from medssl.errors import ConfigError
+
+    with engine.connect() as conn:
+        if "explanation" in {c["name"] for c in inspect(conn).get_columns("cases")}:
+            return
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("ALTER TABLE cases ADD COLUMN explanation TEXT")
+    except DBAPIError as exc:
+        if getattr(exc.orig, "sqlstate", None) != "42501":  # insufficient_privilege
+            raise
+        raise ConfigError(
+            f"the review store {engine.url.render_as_string(hide_password=True)} was made by an older medssl and needs "
+            "a new column (cases.explanation), which only the tables' owner may add: run `medssl audit verify --db "
+            "URL_OF_THE_OWNER_ROLE` once, then use the app role again") from None

@@ -90,7 +90,8 @@ def import_scores(engine: Engine, scores_path: str | Path, data_dir: str | Path 
             "score": float(r.anomaly_score), "percentile": float(r.anomaly_percentile),
             "flagged": bool(r.flagged), "predicted_label": _opt_str(r.predicted_label),
             "predicted_proba": _opt_float(r.predicted_proba), "model_id": str(r.model_id),
-            "scored_at": _opt_str(r.scored_at), "imported_at": now,
+            "scored_at": _opt_str(r.scored_at), "explanation": _opt_str(getattr(r, "explanation", None)),
+            "imported_at": now,
         }
         for r in df.itertuples(index=False)
     ]

@@ -8,9 +8,10 @@
 4. Commit: stream the parts into SCORES_PARQUET atomically, set ``flagged`` over all of them.
 
 Output columns: ``case_id, patient_id, domain, anomaly_score, anomaly_percentile, flagged,
-predicted_label, predicted_proba, model_id, scored_at``; ``predicted_proba`` is the probability of
+predicted_label, predicted_proba, model_id, scored_at, explanation``; ``predicted_proba`` is the probability of
 ``predicted_label`` (both null without a head); ``scored_at`` is when the case's chunk was scored
-(UTC). Cases that fail to decode go to
+(UTC); ``explanation`` is why a flagged case was flagged (``medssl.scoring.explain``; null for
+unflagged cases and with ``explain=False``). Cases that fail to decode go to
 ``SCORES.errors.csv`` (``case_id, path, reason``) and the job completes.
 """
 
@@ -42,6 +43,8 @@ from medssl.scoring.parts import (
     commit,
     errors_path_for,
     open_parts,
+    part_flags,
+    part_path,
     parts_dir_for,
     utc_now,
     write_part,
@@ -209,6 +212,7 @@ def score(
     scorer: str | None = None,
     overwrite: bool = False,
     runtime: str = "torch",
+    explain: bool = True,
 ) -> ScoreSummary:
     """Score every case of DATA_DIR with the model file; write SCORES_PARQUET (see module doc).
 
@@ -220,6 +224,9 @@ def score(
 
     ``runtime="onnx"``: ``model_path`` is a ``model.onnx`` from ``medssl export onnx``, run in
     onnxruntime on the CPU (local engine only).
+
+    ``explain``: write an ``explanation`` for every flagged case (occlusion re-scoring: each
+    flagged case costs one model call per explanation unit of its domain).
     """
     _check_runtime(runtime, Path(model_path), engine)
     if engine not in ENGINES:
@@ -290,6 +297,11 @@ def score(
         start = first[c]
         frame, errors = _part_frame(manifest.iloc[start:start + chunk_size], start, res)
         write_part(parts, c, frame, res.embeddings, errors)
+    if explain:
+        from medssl.scoring.explain import explain_flagged
+
+        files = [part_path(parts, c) for c, _, _ in chunks]
+        explain_flagged(model, data_dir, manifest, files, part_flags(files, rule), reference_split)
     n_scored, n_flagged, n_errors = commit(parts, len(chunks), out, model.model_id, rule, emb_out, extra_errors, data_dir)
     log.info("wrote %s: %d cases scored, %d flagged (%s), %d could not be scored (see %s)", out, n_scored,
              n_flagged, rule.describe(), n_errors, out.with_suffix(".errors.csv").name)

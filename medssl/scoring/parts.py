@@ -6,6 +6,7 @@ Layout beside ``OUT`` (e.g. ``scores.parquet``)::
     scores.parquet.parts/scorer.pt              scorer fitted at scoring time (if the model had none)
     scores.parquet.parts/part-00000.parquet     one per chunk; written to a temp name, then renamed
     scores.parquet.parts/part-00000.errors.csv  cases of that chunk that failed to decode (if any)
+    scores.parquet.parts/explain-00000.parquet  "why flagged" of that chunk's flagged cases (after all parts)
 
 A part file exists only once its chunk is complete (the rename is the commit of the chunk), so
 after a kill ``--resume`` recomputes exactly the chunks without a part: no duplicates, no gaps.
@@ -31,7 +32,7 @@ from medssl.errors import DataError
 
 SCORE_COLUMNS = (
     "case_id", "patient_id", "domain", "anomaly_score", "anomaly_percentile", "flagged",
-    "predicted_label", "predicted_proba", "model_id", "scored_at",
+    "predicted_label", "predicted_proba", "model_id", "scored_at", "explanation",
 )
 ERROR_COLUMNS = ("case_id", "path", "reason")
 JOB_FILE = "job.json"
@@ -70,12 +71,29 @@ def part_path(parts: Path, chunk: int) -> Path:
     return parts / f"part-{chunk:05d}.parquet"
 
 
+EXPLAIN_SCHEMA = pa.schema([("row", pa.int64()), ("explanation", pa.string())])
+
+
+def explain_path(parts: Path, chunk: int) -> Path:
+    """The "why flagged" texts of a chunk (``medssl.scoring.explain``): ``row, explanation``."""
+    return parts / f"explain-{chunk:05d}.parquet"
+
+
+def read_explanations(parts: Path, chunk: int) -> dict[int, str]:
+    """``{row: explanation}`` of one chunk (empty when none was written)."""
+    path = explain_path(parts, chunk)
+    if not path.is_file():
+        return {}
+    t = pq.read_table(path)
+    return dict(zip(t.column("row").to_pylist(), t.column("explanation").to_pylist()))
+
+
 def clear_parts(parts: Path) -> None:
     """Remove a parts folder and only the files this module writes into it."""
     if not parts.is_dir():
         return
     for p in parts.iterdir():
-        if (p.name == JOB_FILE or p.name == "scorer.pt" or p.name.startswith(("part-", ".part-"))
+        if (p.name == JOB_FILE or p.name == "scorer.pt" or p.name.startswith(("part-", ".part-", "explain-"))
                 or (p.name.startswith(".") and p.name.endswith(".tmp"))):
             p.unlink()
     try:
@@ -143,7 +161,7 @@ def write_part(parts: Path, chunk: int, frame: pd.DataFrame, embeddings: np.ndar
     return path
 
 
-def _flags(parts_files: list[Path], rule: FlagRule) -> list[np.ndarray]:
+def part_flags(parts_files: list[Path], rule: FlagRule) -> list[np.ndarray]:
     """``flagged`` per part, computed across all parts (top-K needs every score)."""
     col = "anomaly_score" if rule.top_k is not None else "anomaly_percentile"
     values = [pq.read_table(p, columns=[col]).column(0).to_numpy(zero_copy_only=False) for p in parts_files]
@@ -181,16 +199,18 @@ def commit(
             f"no case could be scored: all {len(all_errors)} inputs failed{first}; every reason is in "
             f"{errors_path_for(out)}. {out} was not written"
         )
-    flags = _flags(files, rule)
+    flags = part_flags(files, rule)
     n_scored = n_flagged = 0
     writers: dict[str, pq.ParquetWriter] = {}
 
     def write_all(tmp_scores: str, tmp_emb: str | None) -> None:
         nonlocal n_scored, n_flagged
         try:
-            for path, flagged in zip(files, flags):
+            for chunk, (path, flagged) in enumerate(zip(files, flags)):
                 t = pq.read_table(path, columns=None if tmp_emb is not None else PART_SCHEMA.names)
                 t = t.append_column("flagged", pa.array(flagged, type=pa.bool_()))
+                why = read_explanations(parts, chunk)
+                t = t.append_column("explanation", pa.array([why.get(r) for r in t.column("row").to_pylist()], pa.string()))
                 t = t.append_column("model_id", pa.array([model_id] * t.num_rows, type=pa.string()))
                 scores = t.select(list(SCORE_COLUMNS))
                 if "scores" not in writers:
