@@ -18,6 +18,7 @@ from plain_text import md
 from medssl.data import read_manifest
 from medssl.errors import MedsslError
 from medssl.review import case_view
+from medssl.review.case_view import region_box
 from medssl.review.embeddings import nearest_cases, read_embeddings
 
 
@@ -72,11 +73,16 @@ def show_case(case: dict[str, Any]) -> None:
     except MedsslError as exc:
         st.error(f"The case could not be read: {md(exc)}")
         return
-    PANELS[type(view)](view)
+    if isinstance(view, case_view.ImageView):
+        _image(view, region_box(case.get("explanation")))
+    else:
+        PANELS[type(view)](view)
 
 
-def _image(view: case_view.ImageView) -> None:
-    """The frame through a window/level (a preset of the modality, or the sliders), zoom and pan."""
+def _image(view: case_view.ImageView, box: tuple[float, float, float, float] | None = None) -> None:
+    """The frame through a window/level (a preset of the modality, or the sliders), zoom and pan;
+    ``box`` (row0, row1, col0, col1 as fractions of the image) outlines the region named first in
+    the case's "why flagged"."""
     import plotly.express as px
 
     frames = view.frames
@@ -110,12 +116,17 @@ def _image(view: case_view.ImageView) -> None:
     grey = case_view.window_level(frames[frame], level, window)
     fig = px.imshow(grey, binary_string=True)
     fig.update_layout(margin=dict(l=0, r=0, t=0, b=0), dragmode="pan", height=min(640, max(320, grey.shape[0])))
+    if box is not None:
+        h, w = grey.shape[:2]
+        fig.add_shape(type="rect", x0=box[2] * w - 0.5, x1=box[3] * w - 0.5, y0=box[0] * h - 0.5, y1=box[1] * h - 0.5,
+                      line=dict(color="#ff3b30", width=2))
     fig.update_xaxes(showticklabels=False)
     fig.update_yaxes(showticklabels=False)
     st.plotly_chart(fig, config={"scrollZoom": True, "displaylogo": False})
     unit = " HU" if view.modality.upper() == "CT" else ""
     st.caption(f"frame {frame + 1} of {len(frames)} · {view.modality or 'image'} · window {window:.4g}{unit} / level "
-               f"{level:.4g}{unit} · scroll to zoom, drag to pan, double-click to reset")
+               f"{level:.4g}{unit} · scroll to zoom, drag to pan, double-click to reset"
+               + (" · red box: the region named first under Why flagged" if box is not None else ""))
 
 
 def _apply_preset(window: tuple[float, float], lo: float, hi: float, span: float) -> None:

@@ -230,3 +230,28 @@ def test_no_explain_leaves_the_column_empty(transactions: Planted, tmp_path: Pat
          "--flag-top", 80, "--device", "cpu", "--no-explain")
     scores = pd.read_parquet(tmp_path / "s.parquet")
     assert scores["flagged"].sum() == 80 and scores["explanation"].isna().all()
+
+
+def test_the_case_page_outlines_the_image_region_named_first(imaging: Planted, tmp_path: Path, monkeypatch) -> None:
+    import json
+
+    from streamlit.testing.v1 import AppTest
+
+    from medssl.review import add_user, import_scores, make_engine
+
+    url = f"sqlite:///{tmp_path / 'review.db'}"
+    engine = make_engine(url)
+    add_user(engine, "dr_lee", "clinician", "lee-password")
+    import_scores(engine, _scores_file(imaging, tmp_path / "scores.parquet"), imaging.data_dir)
+    monkeypatch.setenv("MEDSSL_DB", url)
+    monkeypatch.delenv("MEDSSL_EMBEDDINGS", raising=False)
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.text_input[0].input("dr_lee")
+    at.text_input[1].input("lee-password")
+    at.button[0].click().run()
+    at.session_state["case_id"] = imaging.planted[0]
+    at.switch_page("views/case.py").run()
+    assert not at.exception, at.exception
+    (chart,) = at.get("plotly_chart")
+    (shape,) = json.loads(chart.proto.spec)["layout"]["shapes"]
+    assert (shape["x0"], shape["x1"], shape["y0"], shape["y1"]) == (-0.5, 6.5, -0.5, 6.5)  # pixels 0-6 of 28

@@ -21,6 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import re
+
 import numpy as np
 
 WINDOWS = 8
@@ -82,6 +84,19 @@ def _vertical(r: float) -> str:
 
 def _horizontal(c: float) -> str:
     return "left" if c < 1 / 3 else ("right" if c > 2 / 3 else "centre")
+
+
+_REGION = re.compile(r"^Most unusual: [a-z ]*region \(rows (\d+)-(\d+), columns (\d+)-(\d+) of (\d+)x(\d+)\)")
+
+
+def region_box(explanation: Any) -> tuple[float, float, float, float] | None:
+    """``(row0, row1, col0, col1)`` as fractions of the image (ends exclusive) of the region an
+    imaging explanation names first; ``None`` for any other text (or no text)."""
+    found = _REGION.match(explanation) if isinstance(explanation, str) else None
+    if not found:
+        return None
+    r0, r1, c0, c1, h, w = (int(g) for g in found.groups())
+    return r0 / h, (r1 + 1) / h, c0 / w, (c1 + 1) / w
 
 
 def _image_units(shape: tuple[int, ...]) -> list[ExplainUnit]:

@@ -34,6 +34,7 @@ from medssl.domains.case_views import (
 )
 from medssl.domains.ecg_view import EcgView
 from medssl.domains.ehr import ehr_observations
+from medssl.domains.explain_units import region_box  # noqa: F401  (the case page outlines the region)
 from medssl.domains.image_view import auto_window, window_presets
 from medssl.domains.vitals_view import VitalsView
 from medssl.domains.imaging import image_frames
