@@ -57,8 +57,8 @@ def show_metrics(metrics: dict[str, Any], mode: str) -> None:
 def show_curve(run_dir: Path, checkpoint: str, data_dir: str) -> None:
     """The label-efficiency curve (AUROC against the share of labels) when ``medssl label-efficiency``
     wrote one into the run folder or the checkpoint's folder; else the command that draws it."""
-    found = next((p for p in (run_dir / "label_efficiency.csv", Path(checkpoint).parent / "label_efficiency.csv")
-                  if p.is_file()), None) if checkpoint else None
+    places = [run_dir, *([Path(checkpoint).parent] if checkpoint else [])]
+    found = next((p / "label_efficiency.csv" for p in places if (p / "label_efficiency.csv").is_file()), None)
     if found is None:
         st.caption("Label-efficiency curve: none yet. Draw it with `medssl label-efficiency --checkpoint "
                    f"{md(checkpoint or 'CKPT')} --data {md(data_dir or 'DATA_DIR')} --out {md(run_dir)}`; "

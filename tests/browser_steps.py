@@ -26,3 +26,31 @@ def open_case_from_queue(driver, wait, case_id: str) -> None:
     button = wait.until(EC.element_to_be_clickable((By.XPATH, open_button(case_id))))
     driver.execute_script("arguments[0].click();", button)
     wait.until(EC.presence_of_element_located((By.XPATH, case_heading(case_id))))
+
+
+def dom_click(driver, wait, xpath: str):
+    """Wait until the element at ``xpath`` is clickable, then click it through the DOM (a rerun that
+    moves the page between finding and clicking cannot send the click elsewhere); returns it."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+
+    element = wait.until(EC.element_to_be_clickable((By.XPATH, xpath)))
+    driver.execute_script("arguments[0].click();", element)
+    return element
+
+
+def button_labelled(label: str) -> str:
+    """XPath of the button whose label is exactly ``label`` (a keyboard shortcut hint may follow it)."""
+    return f"//button[.//p[normalize-space(.)=\"{label}\"]]"
+
+
+def dom_check(driver, wait, label: str) -> None:
+    """Click the radio option, checkbox or toggle whose label is exactly ``label``: wait until its
+    label is clickable, then click its (visually hidden) input through the DOM; a DOM click on
+    the label itself does not reach Streamlit's toggle."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+
+    xpath = f"//label[.//p[normalize-space(.)=\"{label}\"]]"
+    wait.until(EC.element_to_be_clickable((By.XPATH, xpath)))
+    driver.execute_script("arguments[0].click();", driver.find_element(By.XPATH, xpath + "//input"))

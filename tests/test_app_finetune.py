@@ -222,6 +222,16 @@ def test_register_and_rescore_errors_are_on_the_page(pretrained, data_scientist:
     errors = _page_errors(at)
     assert errors == [f"Rescoring failed: DATA_DIR {tmp_path} holds no manifest.parquet; give the folder "
                       "`medssl ingest --out` wrote"], errors
+    # a label-efficiency curve written into the run folder shows beside the metrics
+    from medssl.eval.label_efficiency import run_label_efficiency
+
+    table = run_label_efficiency(checkpoint, data_dir, tmp_path / "ft", fractions=[0.05, 1.0], seeds=[0],
+                                 modes=["linear"], supervised=False)
+    at.run()
+    assert not at.exception and not _page_errors(at), _page_errors(at)
+    assert "**Label efficiency** (validation AUROC, mean over seeds)" in [m.value for m in at.markdown]
+    assert f"From {tmp_path / 'ft' / 'label_efficiency.csv'} (medssl label-efficiency)." in [shown(c.value) for c in at.caption]
+    assert sorted(table["fraction"]) == [0.05, 1.0]
 
 
 def test_label_next_errors_are_on_the_page(shared_data: Path, tmp_path: Path, monkeypatch) -> None:
