@@ -255,3 +255,31 @@ def test_the_case_page_outlines_the_image_region_named_first(imaging: Planted, t
     (chart,) = at.get("plotly_chart")
     (shape,) = json.loads(chart.proto.spec)["layout"]["shapes"]
     assert (shape["x0"], shape["x1"], shape["y0"], shape["y1"]) == (-0.5, 6.5, -0.5, 6.5)  # pixels 0-6 of 28
+
+
+@pytest.mark.slow
+def test_a_run_killed_while_explaining_resumes_without_explaining_a_chunk_twice(signals: Planted, tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    argv = [sys.executable, "-m", "medssl", "score", "--model", str(signals.model), "--data", str(signals.data_dir),
+            "--flag-top", "150", "--chunk-size", "100", "--device", "cpu"]
+    _cli(*argv[3:], "--out", tmp_path / "clean.parquet")
+    out = tmp_path / "killed.parquet"
+    parts = tmp_path / "killed.parquet.parts"
+    job = subprocess.Popen([*argv, "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while job.poll() is None and not list(parts.glob("explain-*.parquet")):
+        time.sleep(0.02)
+    os.kill(job.pid, signal.SIGKILL)
+    job.wait()
+    assert not out.exists(), "the job finished before it could be killed while explaining"
+    explained_before = len(list(parts.glob("explain-*.parquet")))
+    resumed = subprocess.run([*argv, "--out", str(out), "--resume"], capture_output=True, text=True, check=True)
+    clean, again = pd.read_parquet(tmp_path / "clean.parquet"), pd.read_parquet(out)
+    assert again["explanation"].tolist() == clean["explanation"].tolist()
+    n_flagged = int(clean["flagged"].sum())
+    told = re.search(r"explaining (\d+) flagged cases", resumed.stderr)
+    assert told and int(told.group(1)) < n_flagged, (explained_before, resumed.stderr[-2000:])

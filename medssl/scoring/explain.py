@@ -138,16 +138,22 @@ def explanation_text(units: list[ExplainUnit], occ: Occlusion, i: int, nearest: 
 
 
 class _Nearest:
-    """The nearest unflagged case (cosine on embeddings) among up to ``NEIGHBOUR_SAMPLE`` of them."""
+    """The nearest unflagged case (cosine on embeddings) among a seeded sample of at most about
+    ``NEIGHBOUR_SAMPLE`` of them, read part by part (memory stays bounded on large jobs)."""
 
-    def __init__(self, ids: np.ndarray, emb: np.ndarray, seed: int = 0) -> None:
+    def __init__(self, parts_files: list[Path], flags: list[np.ndarray], seed: int = 0) -> None:
         from medssl.anomaly.neighbours import NeighbourIndex
 
-        if len(ids) > NEIGHBOUR_SAMPLE:
-            keep = np.sort(np.random.default_rng(seed).choice(len(ids), NEIGHBOUR_SAMPLE, replace=False))
-            ids, emb = ids[keep], emb[keep]
-        self.ids = ids
-        self.index = NeighbourIndex(_unit(emb)) if len(ids) else None
+        rate = min(1.0, NEIGHBOUR_SAMPLE / max(1, int(sum(int((~f).sum()) for f in flags))))
+        rng = np.random.default_rng(seed)
+        ids, embs = [], []
+        for path, flagged in zip(parts_files, flags):
+            _, case_ids, emb = _part_embeddings(path)
+            keep = ~flagged & (rng.random(len(flagged)) < rate)
+            ids.append(case_ids[keep])
+            embs.append(_unit(emb[keep]))
+        self.ids = np.concatenate(ids) if ids else np.zeros(0, str)
+        self.index = NeighbourIndex(np.concatenate(embs)) if len(self.ids) else None
 
     def __call__(self, emb: np.ndarray) -> list[str | None]:
         if self.index is None:
@@ -194,14 +200,12 @@ def explain_flagged(model: Model, data_dir: Path, manifest: pd.DataFrame, parts_
     if typical is None or not units:
         log.info("no explanations: the %r model's items have no parts medssl knows how to occlude", model.domain)
         return 0
-    unflagged = [(_part_embeddings(p), ~f) for p, f in zip(parts_files, flags)]
-    nearest = _Nearest(np.concatenate([ids[keep] for (_, ids, _), keep in unflagged]),
-                       np.concatenate([emb[keep] for (_, _, emb), keep in unflagged]))
+    nearest = _Nearest(parts_files, flags)
     n_done = 0
     total = int(sum(int(flags[c].sum()) for c in todo))
     log.info("explaining %d flagged cases: %d %ss each set to typical and re-scored", total, len(units), units[0].kind)
     for c in progress(todo, total=len(todo), desc="explaining flagged cases", unit="chunk"):
-        (rows, _, emb), _ = unflagged[c]
+        rows, _, emb = _part_embeddings(parts_files[c])
         pick = np.flatnonzero(flags[c])
         x, ok = _decode(model, data_dir, manifest.iloc[rows[pick]])
         texts = []
