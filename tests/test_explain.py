@@ -140,7 +140,7 @@ def test_a_planted_transaction_column_is_named_first(transactions: Planted) -> N
 
 def test_a_planted_icu_variable_is_named_first(ehr: Planted) -> None:
     for text in _explanations(ehr):
-        assert _first_unit(text) == "HR", text
+        assert _first_unit(text) == "HR (Heart rate)", text
 
 
 def test_a_planted_ecg_window_is_named_first(signals: Planted) -> None:

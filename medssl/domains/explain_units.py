@@ -9,7 +9,7 @@ score most are what the case is flagged for. Units per domain:
   indicator), named as in the data; with entity history, one more for the entity's earlier
   transactions;
 - ehr: one per variable (its values and its observed-mask over all time steps), static
-  variables included;
+  variables included, named "HR (Heart rate)" where the variable table knows the name;
 - signals: ``WINDOWS`` equal time windows over the recorded leads, and each side feature (the
   RR-interval channels) on its own;
 - imaging: a ``GRID`` x ``GRID`` grid of image regions (all channels);
@@ -62,10 +62,19 @@ def _transaction_units(prep: dict[str, Any], shape: tuple[int, ...]) -> list[Exp
     return units
 
 
+def _readable(variable: str) -> str:
+    """``"HR (heart rate)"``: the raw name with its readable one where the variable table knows it."""
+    from medssl.domains.ehr_variables import variable_info
+
+    long = variable_info(variable).name
+    return variable if long == variable else f"{variable} ({long})"
+
+
 def _ehr_units(prep: dict[str, Any], shape: tuple[int, ...]) -> list[ExplainUnit]:
     names = list(prep["variables"]) + list(prep["static_names"])
     c = len(names)
-    return [ExplainUnit(name, "variable", _mask(shape, ([v, c + v], slice(None)))) for v, name in enumerate(names)]
+    return [ExplainUnit(_readable(name), "variable", _mask(shape, ([v, c + v], slice(None))))
+            for v, name in enumerate(names)]
 
 
 def _signal_units(prep: dict[str, Any], shape: tuple[int, ...]) -> list[ExplainUnit]:
