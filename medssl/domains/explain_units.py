@@ -63,7 +63,7 @@ def _transaction_units(prep: dict[str, Any], shape: tuple[int, ...]) -> list[Exp
 
 
 def _readable(variable: str) -> str:
-    """``"HR (heart rate)"``: the raw name with its readable one where the variable table knows it."""
+    """``"HR (Heart rate)"``: the raw name with its readable one where the variable table knows it."""
     from medssl.domains.ehr_variables import variable_info
 
     long = variable_info(variable).name
