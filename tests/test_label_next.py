@@ -45,9 +45,11 @@ def _planted(tmp_path: Path, with_proba: bool = True) -> tuple[Path, Path]:
 
 
 @pytest.fixture()
-def store(tmp_path: Path):
+def store(tmp_path: Path, new_review_db):
+    """The planted cases in a review store (SQLite, and PostgreSQL where the tests have a server) and
+    their embeddings ``(case_ids, X)``."""
     scores, emb = _planted(tmp_path)
-    engine = make_engine(f"sqlite:///{tmp_path / 'review.db'}")
+    engine = make_engine(new_review_db("review"))
     import_scores(engine, scores, tmp_path / "data")
     from medssl.review.embeddings import read_embeddings
 
