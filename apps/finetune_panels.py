@@ -135,7 +135,8 @@ def label_next_section(eng: Engine, reviewer: str) -> None:
     emb_text = st.text_input("Embeddings file (from `medssl score --embeddings`; empty: uncertainty only)",
                              key=EMBEDDINGS_KEY)
     c1, c2 = st.columns(2)
-    domain = c1.selectbox("Domain", domains, key="label_next_domain")
+    domain = c1.selectbox("Domain", ["all", *domains], key="label_next_domain",
+                          help="all: with an embeddings file, the cases it holds; without, every domain")
     n = int(c2.number_input("Cases to label", min_value=1, max_value=500, value=10, step=1, key="label_next_n"))
     if st.button("Pick cases to label next"):
         try:
@@ -146,7 +147,7 @@ def label_next_section(eng: Engine, reviewer: str) -> None:
                     raise MedsslError(f"embeddings file {path} does not exist; give the file `medssl score --embeddings` "
                                       "wrote, or leave the field empty to rank by uncertainty only")
                 emb = _read_embeddings(str(path), os.path.getmtime(path))
-            st.session_state[PICKS] = label_next(eng, n, emb, domain=domain)
+            st.session_state[PICKS] = label_next(eng, n, emb, domain=None if domain == "all" else domain)
         except Exception as exc:  # noqa: BLE001 - said on the page
             st.session_state.pop(PICKS, None)
             st.error(f"Cannot pick cases: {md(_failure(exc))}")

@@ -163,3 +163,20 @@ def test_medssl_app_refuses_a_missing_checkpoint(tmp_path: Path, capsys) -> None
                  "--checkpoint", str(tmp_path / "none.pt")])
     assert code != 0
     assert f"--checkpoint {tmp_path / 'none.pt'} does not exist; pass the checkpoint.pt" in capsys.readouterr().err
+
+
+def test_an_embeddings_file_limits_the_picks_to_its_own_cases(store, tmp_path: Path) -> None:
+    """A store holding two domains, embeddings of one (as `medssl demo` serves the app): every pick
+    is a case of that file; without the file both domains compete on uncertainty alone."""
+    engine, emb = store
+    other = pd.read_parquet(tmp_path / "data" / "scores.parquet")
+    other["case_id"] = "tx-" + other["case_id"]
+    other["domain"] = "transactions"
+    other["predicted_proba"] = 0.5  # more uncertain than every imaging case
+    (tmp_path / "tx").mkdir()
+    other.to_parquet(tmp_path / "tx" / "scores.parquet", index=False)
+    import_scores(engine, tmp_path / "tx" / "scores.parquet", tmp_path / "tx")
+    picks = label_next(engine, 4, emb)
+    assert set(picks["domain"]) == {"imaging"} and len(picks) == 4
+    plain = label_next(engine, 4, None)  # the coin tosses of both domains (a0 is one too), case id order
+    assert plain["case_id"].tolist() == ["a0", "tx-a0", "tx-a1", "tx-a2"]

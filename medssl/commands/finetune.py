@@ -55,7 +55,9 @@ Whether they help depends on the data: measure it on yours with `medssl label-ef
 on PneumoniaMNIST).
 
 Writes RUN_DIR/model.pt (encoder + classifier + anomaly scorer; use it with `medssl evaluate`
-and `medssl score`), RUN_DIR/metrics.json (validation metrics) and RUN_DIR/config.yaml.
+and `medssl score`), RUN_DIR/metrics.json (validation metrics, and "baseline": a logistic regression
+on the standardised raw inputs trained on the same labels and measured on the same val cases) and
+RUN_DIR/config.yaml.
 Full mode also writes its training log, RUN_DIR/logs/csv/metrics.csv (train loss per step and
 epoch, validation AUROC and loss per epoch; --logger adds TensorBoard or MLflow), and draws it
 as RUN_DIR/training_curves.png. Linear, knn and recipe modes have no training loop to log: one
