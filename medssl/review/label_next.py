@@ -41,16 +41,19 @@ def uncertainty(proba: np.ndarray, n_classes: np.ndarray) -> np.ndarray:
     return np.clip(1.0 - (p - 1.0 / k) / (1.0 - 1.0 / k), 0.0, 1.0)
 
 
-def standardise(matrix: np.ndarray) -> np.ndarray:
-    """``(N, D)`` columns scaled to mean 0, std 1 (a constant column stays 0)."""
-    x = np.asarray(matrix, dtype=np.float64)
-    std = x.std(axis=0)
-    return (x - x.mean(axis=0)) / np.where(std > 0, std, 1.0)
+def standardise(matrix: np.ndarray, rows: Sequence[int] | None = None) -> np.ndarray:
+    """``matrix`` ``(N, D)`` (or its ``rows``) with every column scaled by the whole matrix's mean
+    and std to mean 0, std 1 (a constant column stays 0): ``(N or len(rows), D)`` float64."""
+    mean = matrix.mean(axis=0, dtype=np.float64)
+    std = matrix.std(axis=0, dtype=np.float64)
+    x = np.asarray(matrix if rows is None else matrix[np.asarray(rows, dtype=np.int64)], dtype=np.float64)
+    return (x - mean) / np.where(std > 0, std, 1.0)
 
 
 def _min_dist(points: np.ndarray, centers: np.ndarray, chunk: int = 1024) -> np.ndarray:
     """``(N,)`` Euclidean distance of each of ``points`` ``(N, D)`` to its nearest of ``centers`` ``(M, D)``."""
     out = np.full(len(points), np.inf)
+    chunk = max(1, min(chunk, 4_000_000 // max(1, len(points))))  # at most ~4M distances (32 MB) at a time
     for start in range(0, len(centers), chunk):
         c = centers[start:start + chunk]
         d2 = (points ** 2).sum(1)[:, None] - 2.0 * points @ c.T + (c ** 2).sum(1)[None, :]
@@ -66,9 +69,10 @@ def farthest_first(points: np.ndarray, n: int, centers: np.ndarray | None = None
     dist = _min_dist(points, centers) if centers is not None and len(centers) else np.full(len(points), np.inf)
     picked: list[int] = []
     gaps: list[float] = []
+    taken = np.zeros(len(points), dtype=bool)
     for _ in range(n):
-        free = np.where(np.isin(np.arange(len(points)), picked), -1.0, dist)
-        i = int(np.argmax(free))  # first maximum: the earlier (more uncertain) row wins ties
+        i = int(np.argmax(np.where(taken, -1.0, dist)))  # first maximum: the earlier (more uncertain) row wins ties
+        taken[i] = True
         picked.append(i)
         gaps.append(float(dist[i]))
         dist = np.minimum(dist, np.sqrt(((points - points[i]) ** 2).sum(axis=1)))
@@ -94,7 +98,6 @@ def pick_label_next(candidates: pd.DataFrame, n: int, embeddings: tuple[Sequence
         if df.empty:
             raise ReviewError("the embeddings file holds none of the undecided cases; pass the file "
                               "`medssl score --embeddings` wrote for the scores in the review store")
-        scaled = standardise(matrix)
     has_proba = bool(df["uncertainty"].notna().any())
     # most uncertain first (no probability: last), case id breaks ties; the pool is the head of that order
     df = df.sort_values(["uncertainty", "case_id"], ascending=[False, True], na_position="last", kind="stable",
@@ -107,12 +110,12 @@ def pick_label_next(candidates: pd.DataFrame, n: int, embeddings: tuple[Sequence
     else:
         pool = df.head(max(n, n * pool_factor)) if has_proba else df
         if not has_proba:  # no uncertainty to start from: start at the most typical case (nearest the pool mean)
-            pts = scaled[[index[c] for c in pool["case_id"]]]
+            pts = standardise(matrix, [index[c] for c in pool["case_id"]])
             first = int(np.argmin(((pts - pts.mean(axis=0)) ** 2).sum(axis=1)))
             pool = pool.iloc[[first, *[i for i in range(len(pool)) if i != first]]].reset_index(drop=True)
         rows = [index[c] for c in pool["case_id"]]
         centres = [index[c] for c in decided if c in index]
-        picked, gaps = farthest_first(scaled[rows], n, scaled[centres] if centres else None)
+        picked, gaps = farthest_first(standardise(matrix, rows), n, standardise(matrix, centres) if centres else None)
         pool = pool.iloc[picked]
     out = pool.reset_index(drop=True)
     out["distance"] = gaps
