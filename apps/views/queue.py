@@ -92,9 +92,9 @@ else:
     if reranked is not None:
         widths[6:6] = [1.0, 2.2]
         titles[6:6] = ["Re-ranked", "Why re-ranked"]
-    if label_next:
-        widths[6:6] = [1.4]
-        titles[6:6] = ["Requested by"]
+    if label_next:  # who asked for the label, before who holds the case now
+        widths[-2:-2] = [1.4]
+        titles[-2:-2] = ["Requested by"]
     header = st.columns(widths)
     for col, title in zip(header, titles):
         col.markdown(f"**{title}**")
@@ -107,7 +107,7 @@ else:
         if reranked is not None:
             values[6:6] = ["" if pd.isna(row.reranked) else f"{row.reranked:.3f}", reasons.get(text.case_id, "")]
         if label_next:
-            values[6:6] = [str(row.requested_by)]
+            values[-1:-1] = [str(row.requested_by)]
         for col, value in zip(cols, values):
             col.text(value)
         if cols[-1].button("Open", key=f"open-{text.case_id}"):
