@@ -6,7 +6,6 @@ import json
 import os
 from pathlib import Path
 
-import pandas as pd
 import streamlit as st
 
 from app_state import engine, require_account
