@@ -145,8 +145,8 @@ def test_a_planted_icu_variable_is_named_first(ehr: Planted) -> None:
 
 def test_a_planted_ecg_window_is_named_first(signals: Planted) -> None:
     for text in _explanations(signals):
-        first = re.fullmatch(r"samples (\d+)-(\d+) of (\d+)", _first_unit(text))
-        assert first and int(first.group(1)) == 0, text  # the window holding the planted step
+        first = re.fullmatch(r"samples (\d+)-(\d+) of (\d+) \(-250 to -\d+ ms from the beat\)", _first_unit(text))
+        assert first and int(first.group(1)) == 0, text  # the window holding the planted step (beat at 0.25 s)
 
 
 def test_a_planted_image_region_is_named_first(imaging: Planted) -> None:

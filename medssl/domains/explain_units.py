@@ -10,8 +10,8 @@ score most are what the case is flagged for. Units per domain:
   transactions;
 - ehr: one per variable (its values and its observed-mask over all time steps), static
   variables included, named "HR (Heart rate)" where the variable table knows the name;
-- signals: ``WINDOWS`` equal time windows over the recorded leads, and each side feature (the
-  RR-interval channels) on its own;
+- signals: ``WINDOWS`` equal time windows over the recorded leads (in ms from the beat for WFDB
+  beats), and each side feature (the RR-interval channels) on its own, named as a clinician reads it;
 - imaging: a ``GRID`` x ``GRID`` grid of image regions (all channels);
 - any other domain with flat items ``(F,)``: one unit per position.
 """
@@ -77,13 +77,37 @@ def _ehr_units(prep: dict[str, Any], shape: tuple[int, ...]) -> list[ExplainUnit
             for v, name in enumerate(names)]
 
 
-def _signal_units(prep: dict[str, Any], shape: tuple[int, ...]) -> list[ExplainUnit]:
+RR_NAMES = {  # medssl.data.signals.rr_features, as a clinician reads them
+    "rr_prev": "RR interval before the beat", "rr_next": "RR interval after the beat",
+    "rr_local": "mean of the last 10 RR intervals", "rr_record": "the record's mean RR interval",
+    "rr_prev_ratio": "RR before / the record's mean", "rr_next_ratio": "RR after / the record's mean",
+    "rr_local_ratio": "recent RR / the record's mean", "rr_prev_next": "RR before / RR after",
+}
+
+
+def _window_name(a: int, b: int, length: int, fs: float | None) -> str:
+    """``samples a-(b-1) of length``, with milliseconds from the beat (WFDB beat windows of the
+    default geometry) or seconds into the window when the sampling rate ``fs`` is known."""
+    name = f"samples {a}-{b - 1} of {length}"
+    if not fs:
+        return name
+    from medssl.data.signals.wfdb_beats import BeatWindow
+
+    before, after = BeatWindow().samples(fs)
+    if before + after == length:
+        return f"{name} ({(a - before) / fs * 1000:+.0f} to {(b - before) / fs * 1000:+.0f} ms from the beat)"
+    return f"{name} ({a / fs:.2f}-{b / fs:.2f} s into the window)"
+
+
+def _signal_units(prep: dict[str, Any], shape: tuple[int, ...], fs: float | None) -> list[ExplainUnit]:
     leads, length = int(prep["channels"]), int(prep["length"])
     edges = np.linspace(0, length, min(WINDOWS, length) + 1).round().astype(int)
-    units = [ExplainUnit(f"samples {a}-{b - 1} of {length}", "window", _mask(shape, (slice(0, leads), slice(a, b))))
+    units = [ExplainUnit(_window_name(a, b, length, fs), "window", _mask(shape, (slice(0, leads), slice(a, b))))
              for a, b in zip(edges[:-1], edges[1:])]
     for k, name in enumerate(prep.get("side_features") or []):
-        units.append(ExplainUnit(str(name), "side feature", _mask(shape, (leads + k, slice(None)))))
+        long = RR_NAMES.get(str(name))
+        units.append(ExplainUnit(f"{long} ({name})" if long else str(name), "side feature",
+                                 _mask(shape, (leads + k, slice(None)))))
     return units
 
 
@@ -131,16 +155,18 @@ def occlusion_fill(domain: str, x: np.ndarray, typical: np.ndarray) -> np.ndarra
     return np.broadcast_to(typical[None], x.shape)
 
 
-def explain_units(domain: str, preprocessing: dict[str, Any], input_shape: tuple[int, ...]) -> list[ExplainUnit]:
+def explain_units(domain: str, preprocessing: dict[str, Any], input_shape: tuple[int, ...],
+                  fs: float | None = None) -> list[ExplainUnit]:
     """The explanation units of an item of ``input_shape`` (see the module docstring); ``[]`` when
-    the domain's items have no named parts medssl knows how to occlude."""
+    the domain's items have no named parts medssl knows how to occlude. ``fs``: the signals'
+    sampling rate in Hz, when every case has the same (time windows are then named in time too)."""
     shape = tuple(int(s) for s in input_shape)
     if domain == "transactions" and "n_numeric" in preprocessing:
         return _transaction_units(preprocessing, shape)
     if domain == "ehr" and "variables" in preprocessing:
         return _ehr_units(preprocessing, shape)
     if domain == "signals" and "channels" in preprocessing and len(shape) == 2:
-        return _signal_units(preprocessing, shape)
+        return _signal_units(preprocessing, shape, fs)
     if domain == "imaging" and len(shape) == 3:
         return _image_units(shape)
     if len(shape) == 1:

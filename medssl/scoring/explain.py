@@ -196,7 +196,9 @@ def explain_flagged(model: Model, data_dir: Path, manifest: pd.DataFrame, parts_
     if not todo:
         return 0
     typical = typical_item(model, data_dir, manifest, reference_split)
-    units = [] if typical is None else explain_units(model.domain, model.preprocessing or {}, tuple(typical.shape))
+    fs = manifest["fs"].dropna().unique() if "fs" in manifest.columns else []
+    units = [] if typical is None else explain_units(model.domain, model.preprocessing or {}, tuple(typical.shape),
+                                                     float(fs[0]) if len(fs) == 1 else None)
     if typical is None or not units:
         log.info("no explanations: the %r model's items have no parts medssl knows how to occlude", model.domain)
         return 0
