@@ -1,7 +1,7 @@
 """Issue 18 in a real browser (headless Chromium against `medssl app --checkpoint --data --embeddings`):
 a data scientist signs in, fine-tunes on the Fine-tune page, registers the model (the page rescores
 the queue: the queue shows the new model id), asks for the cases to label next, and the queue's
-"Label next" filter lists them. Needs Debian's chromium + chromium-driver and selenium (see
+"Label next" filter lists them; the rescored top case shows why it was flagged. Needs Debian's chromium + chromium-driver and selenium (see
 tests/test_browser.py)."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from browser_steps import button_labelled, dom_check, dom_click, open_button
+from browser_steps import button_labelled, dom_check, dom_click, open_button, open_case_from_queue
 from medssl.review import add_user, case_events, import_scores, make_engine, record_decision
 from test_browser import CHROMEDRIVER, CHROMIUM, _free_port, _wait_healthy
 
@@ -107,6 +107,20 @@ def test_browser_fine_tune_register_rescore_and_label_next(shared_data: Path, tm
         for case_id in requested:
             wait.until(EC.presence_of_element_located((By.XPATH, open_button(case_id))))
         assert driver.save_screenshot(str(tmp_path / "label_next.png"))
+
+        # the rescored queue's top case says why it was flagged, and its image outlines the region
+        rescored = pd.read_parquet(model.parent / "scores.parquet")
+        top = rescored[rescored["flagged"]].sort_values("anomaly_percentile", ascending=False, kind="stable").iloc[0]
+        assert str(top["explanation"]).startswith(("Most unusual: ", "No single part explains it"))
+        dom_check(driver, wait, "Label next")
+        open_case_from_queue(driver, wait, str(top["case_id"]))
+        wait.until(EC.presence_of_element_located((By.XPATH, "//strong[normalize-space(.)='Why flagged']")))
+        shown = wait.until(EC.presence_of_element_located(
+            (By.XPATH, "//*[@data-testid='stMarkdownContainer'][starts-with(normalize-space(.), 'Most unusual') "
+                       "or starts-with(normalize-space(.), 'No single part')]")))
+        assert shown.text == top["explanation"]
+        if str(top["explanation"]).startswith("Most unusual: "):  # a region is named: the image outlines it
+            wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, ".shapelayer path")))
     finally:
         if driver is not None:
             driver.quit()

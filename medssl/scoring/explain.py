@@ -8,7 +8,8 @@ how much ``u`` makes the case unusual *to this model's own scorer*. The explanat
 units with the largest drops, the anomaly percentile each leaves, and the nearest unflagged case
 (cosine distance of the embeddings), e.g.::
 
-    Most unusual: V14 (percentile 99.9 -> 41.7 when set to typical); V4 (-> 97.0). Nearest unflagged case: 1234.
+    Most unusual: V14 (percentile 99.9, falls to 41.7 when set to typical); V4 (falls to 97.0).
+    All 2 set to typical: percentile 30.2. Nearest unflagged case: 1234.
 
 Runs after every chunk is scored and before the commit (the flags must be known): each chunk's
 explanations are a file ``explain-<chunk>.parquet`` in the parts folder, written atomically, so a
@@ -125,9 +126,9 @@ def explanation_text(units: list[ExplainUnit], occ: Occlusion, i: int, nearest: 
     order = [int(u) for u in occ.top[i] if u >= 0]
     before = occ.percentile[i]
     if order:
-        parts = [f"{units[order[0]].name} (percentile {before:.1f} -> {occ.percentile_without[i, order[0]]:.1f} "
+        parts = [f"{units[order[0]].name} (percentile {before:.1f}, falls to {occ.percentile_without[i, order[0]]:.1f} "
                  "when set to typical)"]
-        parts += [f"{units[u].name} (-> {occ.percentile_without[i, u]:.1f})" for u in order[1:]]
+        parts += [f"{units[u].name} (falls to {occ.percentile_without[i, u]:.1f})" for u in order[1:]]
         text = "Most unusual: " + "; ".join(parts) + "."
         if len(order) > 1:
             text += f" All {len(order)} set to typical: percentile {occ.percentile_without_top[i]:.1f}."
