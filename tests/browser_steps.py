@@ -2,6 +2,26 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+
+
+def headless_chromium(profile: Path, window: str = "1400,1000"):
+    """Debian's Chromium, headless, driven by its chromedriver: its own profile folder ``profile``,
+    no background network, a ``window`` ("width,height") large enough for the app's pages."""
+    from selenium import webdriver
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage", f"--window-size={window}", f"--user-data-dir={profile}"):
+        options.add_argument(flag)
+    return webdriver.Chrome(service=webdriver.ChromeService(executable_path=CHROMEDRIVER), options=options)
+
 
 def case_heading(case_id: str) -> str:
     """XPath of the case page's title for exactly ``case_id`` ("Case val:1" must not match "Case val:14")."""

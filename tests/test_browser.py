@@ -7,7 +7,6 @@ the store, and saves a screenshot. Needs Debian's chromium + chromium-driver and
 
 from __future__ import annotations
 
-import shutil
 import socket
 import subprocess
 import sys
@@ -19,11 +18,9 @@ import pandas as pd
 import pytest
 
 from medssl.review import add_user, case_events, case_state, make_engine
-from browser_steps import open_case_from_queue
+from browser_steps import CHROMEDRIVER, CHROMIUM, headless_chromium, open_case_from_queue
 from review_scores import build_real_scores
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 
 pytestmark = pytest.mark.skipif(
     not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()),
@@ -51,7 +48,7 @@ def _wait_healthy(port: int, proc: subprocess.Popen, seconds: float = 120) -> No
 
 @pytest.mark.slow
 def test_browser_sign_in_open_case_and_decide(shared_data: Path, tmp_path: Path) -> None:
-    webdriver = pytest.importorskip("selenium.webdriver", reason="pip install selenium")
+    pytest.importorskip("selenium.webdriver", reason="pip install selenium")
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as EC
     from selenium.webdriver.support.ui import WebDriverWait
@@ -64,16 +61,10 @@ def test_browser_sign_in_open_case_and_decide(shared_data: Path, tmp_path: Path)
     port = _free_port()
     app = subprocess.Popen([sys.executable, "-m", "medssl", "app", "--db", url, "--scores", str(scores),
                             "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", "--window-size=1400,1000", f"--user-data-dir={tmp_path / 'chromium'}"):
-        options.add_argument(flag)
     driver = None
     try:
         _wait_healthy(port, app)
-        driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=CHROMEDRIVER), options=options)
+        driver = headless_chromium(tmp_path / "chromium")
         wait = WebDriverWait(driver, 90)
         driver.get(f"http://127.0.0.1:{port}/")
         wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, 'input[aria-label="Name"]'))).send_keys("dr_lee")

@@ -21,7 +21,7 @@ from typing import Callable
 import pandas as pd
 import pytest
 
-from browser_steps import case_heading
+from browser_steps import case_heading, headless_chromium
 from medssl.review import active_claims, add_user, case_events, case_state, make_engine
 from review_scores import build_real_scores
 from test_browser import CHROMEDRIVER, CHROMIUM, _free_port, _wait_healthy
@@ -72,16 +72,9 @@ class Reviewer:
     """One browser session (its own Chromium profile) signed in as one reviewer."""
 
     def __init__(self, base: str, name: str, password: str, profile: Path) -> None:
-        from selenium import webdriver
         from selenium.webdriver.support.ui import WebDriverWait
 
-        options = webdriver.ChromeOptions()
-        options.binary_location = CHROMIUM
-        for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                     "--disable-dev-shm-usage", "--window-size=1400,1000", f"--user-data-dir={profile}"):
-            options.add_argument(flag)
-        self.driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=CHROMEDRIVER), options=options)
+        self.driver = headless_chromium(profile)
         self.wait = WebDriverWait(self.driver, WAIT)
         self.base, self.name, self.password = base, name, password
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from browser_steps import button_labelled, dom_check, dom_click, open_button, open_case_from_queue
+from browser_steps import button_labelled, dom_check, dom_click, headless_chromium, open_button, open_case_from_queue
 from medssl.review import add_user, case_events, import_scores, make_engine, record_decision
 from test_browser import CHROMEDRIVER, CHROMIUM, _free_port, _wait_healthy
 
@@ -27,7 +27,7 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.mark.slow
 def test_browser_fine_tune_register_rescore_and_label_next(shared_data: Path, tmp_path: Path) -> None:
-    webdriver = pytest.importorskip("selenium.webdriver", reason="pip install selenium")
+    pytest.importorskip("selenium.webdriver", reason="pip install selenium")
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as EC
     from selenium.webdriver.support.ui import WebDriverWait
@@ -60,17 +60,11 @@ def test_browser_fine_tune_register_rescore_and_label_next(shared_data: Path, tm
                             "--checkpoint", str(checkpoint), "--data", str(data),
                             "--embeddings", str(first / "embeddings.parquet")],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", "--window-size=1400,1000", f"--user-data-dir={tmp_path / 'chromium'}"):
-        options.add_argument(flag)
     driver = None
     model = checkpoint.parent / "finetune-app" / "model.pt"  # the page's default output folder
     try:
         _wait_healthy(port, app)
-        driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=CHROMEDRIVER), options=options)
+        driver = headless_chromium(tmp_path / "chromium")
         wait = WebDriverWait(driver, 240)
         driver.get(f"http://127.0.0.1:{port}/")
         wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, 'input[aria-label="Name"]'))).send_keys("ana")

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from browser_steps import case_heading
+from browser_steps import case_heading, headless_chromium
 from medssl.cli import main
 from medssl.data import read_manifest
 from medssl.review import add_user, import_scores, make_engine
@@ -62,7 +62,7 @@ def _ct_scores(tmp_path: Path) -> tuple[Path, Path, str]:
 
 @pytest.mark.slow
 def test_each_case_viewer_in_a_real_browser(tmp_path: Path, ehr: Scored, signals: Scored, ulb: Scored) -> None:
-    webdriver = pytest.importorskip("selenium.webdriver", reason="pip install selenium")
+    pytest.importorskip("selenium.webdriver", reason="pip install selenium")
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as EC
     from selenium.webdriver.support.ui import WebDriverWait
@@ -84,17 +84,11 @@ def test_each_case_viewer_in_a_real_browser(tmp_path: Path, ehr: Scored, signals
     port = _free_port()
     app = subprocess.Popen([sys.executable, "-m", "medssl", "app", "--db", url, "--port", str(port)],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", "--window-size=1500,2600", f"--user-data-dir={tmp_path / 'chromium'}"):
-        options.add_argument(flag)
     driver = None
     shots: dict[str, Path] = {}
     try:
         _wait_healthy(port, app)
-        driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=CHROMEDRIVER), options=options)
+        driver = headless_chromium(tmp_path / "chromium", "1500,2600")
         wait = WebDriverWait(driver, 120)
         driver.get(f"http://127.0.0.1:{port}/")
         wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, 'input[aria-label="Name"]'))).send_keys("dr_lee")

@@ -21,6 +21,7 @@ import pytest
 from medssl.review import add_user, case_events, issue_token, list_queue, make_engine
 from medssl.review.models import utcnow
 from review_scores import build_real_scores
+from browser_steps import headless_chromium
 from test_browser import CHROMEDRIVER, CHROMIUM, _free_port, _wait_healthy
 
 pytestmark = [
@@ -36,7 +37,7 @@ class Browser:
     """One app server and one headless Chromium for the module."""
 
     def __init__(self, root: Path, shared_data: Path) -> None:
-        webdriver = pytest.importorskip("selenium.webdriver", reason="pip install selenium")
+        pytest.importorskip("selenium.webdriver", reason="pip install selenium")
         from selenium.webdriver.common.by import By
         from selenium.webdriver.support import expected_conditions as EC
         from selenium.webdriver.support.ui import WebDriverWait
@@ -52,15 +53,9 @@ class Browser:
         self.base = f"http://127.0.0.1:{self.port}/"
         self.app = subprocess.Popen([sys.executable, "-m", "medssl", "app", "--db", self.url, "--scores", str(scores),
                                      "--port", str(self.port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        options = webdriver.ChromeOptions()
-        options.binary_location = CHROMIUM
-        for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                     "--disable-dev-shm-usage", "--window-size=1400,1000", f"--user-data-dir={root / 'chromium'}"):
-            options.add_argument(flag)
         self.driver = None
         _wait_healthy(self.port, self.app)
-        self.driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=CHROMEDRIVER), options=options)
+        self.driver = headless_chromium(root / "chromium")
         self.wait = WebDriverWait(self.driver, 90)
 
     def close(self) -> None:

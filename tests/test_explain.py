@@ -171,27 +171,33 @@ def _scores_file(p: Planted, path: Path, drop_explanation: bool = False) -> Path
     return path
 
 
-def test_the_case_page_says_why_a_case_was_flagged(transactions: Planted, new_review_db, tmp_path: Path,
-                                                    monkeypatch) -> None:
+def _case_page(p: Planted, case_id: str, url: str, tmp_path: Path, monkeypatch):
+    """The case page of ``case_id`` (AppTest), seen by a clinician, with ``p``'s scores imported into ``url``."""
     from streamlit.testing.v1 import AppTest
 
-    from app_text import shown
     from medssl.review import add_user, import_scores, make_engine
 
-    url = new_review_db("review")
     engine = make_engine(url)
     add_user(engine, "dr_lee", "clinician", "lee-password")
-    import_scores(engine, _scores_file(transactions, tmp_path / "scores.parquet"))
+    import_scores(engine, _scores_file(p, tmp_path / "scores.parquet"), p.data_dir)
     monkeypatch.setenv("MEDSSL_DB", url)
     monkeypatch.delenv("MEDSSL_EMBEDDINGS", raising=False)
     at = AppTest.from_file(APP, default_timeout=60).run()
     at.text_input[0].input("dr_lee")
     at.text_input[1].input("lee-password")
     at.button[0].click().run()
-    case_id = transactions.planted[0]
     at.session_state["case_id"] = case_id
     at.switch_page("views/case.py").run()
     assert not at.exception, at.exception
+    return at
+
+
+def test_the_case_page_says_why_a_case_was_flagged(transactions: Planted, new_review_db, tmp_path: Path,
+                                                    monkeypatch) -> None:
+    from app_text import shown
+
+    case_id = transactions.planted[0]
+    at = _case_page(transactions, case_id, new_review_db("review"), tmp_path, monkeypatch)
     texts = [shown(m.value) for m in at.markdown]
     expected = transactions.scores.set_index("case_id").loc[case_id, "explanation"]
     assert "Why flagged" in texts and expected in texts, texts
@@ -235,23 +241,7 @@ def test_no_explain_leaves_the_column_empty(transactions: Planted, tmp_path: Pat
 def test_the_case_page_outlines_the_image_region_named_first(imaging: Planted, tmp_path: Path, monkeypatch) -> None:
     import json
 
-    from streamlit.testing.v1 import AppTest
-
-    from medssl.review import add_user, import_scores, make_engine
-
-    url = f"sqlite:///{tmp_path / 'review.db'}"
-    engine = make_engine(url)
-    add_user(engine, "dr_lee", "clinician", "lee-password")
-    import_scores(engine, _scores_file(imaging, tmp_path / "scores.parquet"), imaging.data_dir)
-    monkeypatch.setenv("MEDSSL_DB", url)
-    monkeypatch.delenv("MEDSSL_EMBEDDINGS", raising=False)
-    at = AppTest.from_file(APP, default_timeout=60).run()
-    at.text_input[0].input("dr_lee")
-    at.text_input[1].input("lee-password")
-    at.button[0].click().run()
-    at.session_state["case_id"] = imaging.planted[0]
-    at.switch_page("views/case.py").run()
-    assert not at.exception, at.exception
+    at = _case_page(imaging, imaging.planted[0], f"sqlite:///{tmp_path / 'review.db'}", tmp_path, monkeypatch)
     (chart,) = at.get("plotly_chart")
     (shape,) = json.loads(chart.proto.spec)["layout"]["shapes"]
     assert (shape["x0"], shape["x1"], shape["y0"], shape["y1"]) == (-0.5, 6.5, -0.5, 6.5)  # pixels 0-6 of 28

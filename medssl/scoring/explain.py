@@ -101,7 +101,7 @@ def occlude(model: Model, x: torch.Tensor, typical: torch.Tensor, units: list[Ex
     """Re-score each case of ``x`` ``(B, *input_shape)`` once per unit, that unit set to its fill
     (``occlusion_fill``: the ``typical`` item, or an image's own median grey)."""
     masks = torch.from_numpy(np.stack([u.mask for u in units]))  # (U, *input_shape)
-    fill = torch.from_numpy(np.ascontiguousarray(occlusion_fill(model.domain, x.numpy(), typical.numpy()))).float()
+    fill = torch.from_numpy(np.array(occlusion_fill(model.domain, x.numpy(), typical.numpy()), dtype=np.float32))
     score, pct = _score(model, x)
     per_call = max(1, OCCLUDED_PER_CALL // len(units))
     s_without, p_without = [], []
