@@ -43,10 +43,9 @@ def _cli(*argv: object) -> None:
     assert main(["-q", *map(str, argv)]) == 0, argv
 
 
-def _pretrain_and_score(data_dir: Path, steps: int, batch_size: int) -> Scored:
+def _pretrain_and_score(data_dir: Path, steps: int, *options: object) -> Scored:
     run, scores, emb = data_dir.parent / "run", data_dir.parent / "scores.parquet", data_dir.parent / "emb.parquet"
-    _cli("pretrain", "--data", data_dir, "--out", run, "--max-steps", steps, "--batch-size", batch_size,
-         "--accelerator", "cpu", "--seed", 0)
+    _cli("pretrain", "--data", data_dir, "--out", run, "--max-steps", steps, *options, "--accelerator", "cpu", "--seed", 0)
     _cli("score", "--model", run / "checkpoint.pt", "--data", data_dir, "--out", scores, "--embeddings", emb,
          "--device", "cpu")
     return Scored(data_dir, scores, emb)
@@ -54,10 +53,11 @@ def _pretrain_and_score(data_dir: Path, steps: int, batch_size: int) -> Scored:
 
 @pytest.fixture(scope="module")
 def ulb(shared_data: Path, tmp_path_factory) -> Scored:
-    """All 3,704 ULB rows (246 frauds): no card id, one transaction per case."""
+    """All 3,704 ULB rows (246 frauds): no card id, one transaction per case; the transactions preset,
+    100 pretraining steps (as benchmarks/bench_feedback_rerank.py)."""
     root = tmp_path_factory.mktemp("ulb")
     _cli("ingest", "transactions", shared_data / "transactions" / "ulb_creditcard_a.csv", "--out", root / "data")
-    return _pretrain_and_score(root / "data", 20, 256)
+    return _pretrain_and_score(root / "data", 100, "--config", Path(__file__).resolve().parents[1] / "configs" / "transactions.yaml")
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +69,7 @@ def ecg(shared_data: Path, tmp_path_factory) -> Scored:
     for name in ECG_RECORDS:
         cut_record(shared_data / "signals" / "mitdb_ds1" / name, ECG_SECONDS, src)
     _cli("ingest", "signals", src, "--format", "wfdb", "--out", root / "data")
-    return _pretrain_and_score(root / "data", 5, 64)
+    return _pretrain_and_score(root / "data", 5, "--batch-size", 64)
 
 
 def _review_top(scored: Scored, db: Path, is_finding) -> tuple[object, pd.DataFrame]:
@@ -114,13 +114,13 @@ def test_ten_decisions_lift_the_remaining_ecg_findings_above_the_anomaly_order(e
 
 
 @pytest.mark.slow
-def test_ten_decisions_on_ulb_transactions_cost_the_anomaly_order_nothing(ulb: Scored, tmp_path: Path) -> None:
-    """ULB (finding = fraud): the queue's top 10 are all frauds, so there is no false alarm to learn from; the
-    re-ranked order must stay as good as the anomaly order (within 0.01 AUPRC). It does not rise: see the README."""
+def test_ten_decisions_lift_the_remaining_ulb_frauds_above_the_anomaly_order(ulb: Scored, tmp_path: Path) -> None:
+    """ULB (finding = fraud), with the transactions preset: the queue's top 10 are all frauds; confirming
+    them pulls the frauds that look like them up (0.869 -> 0.881 here and in the benchmark)."""
     plain, reranked, info = _auprc_gain(ulb, tmp_path / "review.db", lambda labels: labels == "1")
     print(f"ULB remaining AUPRC: anomaly order {plain:.3f}, re-ranked {reranked:.3f}, {info}")
     assert info["confirmed"] + info["dismissed"] == DECISIONS
-    assert reranked >= plain - 0.01, (plain, reranked, info)
+    assert reranked > plain + 0.005, (plain, reranked, info)
 
 
 def test_a_confirmed_case_pulls_its_look_alikes_up_and_a_dismissed_one_pushes_them_down() -> None:
