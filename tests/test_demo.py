@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from medssl.cli import main
-from medssl.review import authenticate, count_cases, list_queue, make_engine
+from medssl.review import authenticate, count_cases, get_case, list_queue, make_engine
 
 
 @pytest.mark.slow
@@ -26,6 +26,11 @@ def test_demo_runs_the_loop_on_the_bundled_sample(tmp_path, capsys) -> None:
     # the demo names PneumoniaMNIST's classes at ingest, so the queue and case page say "pneumonia", not "1"
     assert set(imaging["predicted_label"]) <= {"normal", "pneumonia"} and "pneumonia" in set(imaging["predicted_label"])
     assert int(imaging["flagged"].sum()) == 20
+    # every flagged case says why (issue 18): a region of the X-ray, a column of the transaction
+    for domain in ("imaging", "transactions"):
+        scores = pd.read_parquet(out / domain / "scores.parquet")
+        assert scores.loc[scores["flagged"], "explanation"].str.match(r"Most unusual: |No single part").all(), domain
+    assert get_case(engine, imaging.loc[imaging["flagged"], "case_id"].iloc[0])["explanation"]
     assert count_cases(engine) == 520 + 1000
     assert list_queue(engine).total == 40  # 20 flagged per domain
     # the app the demo serves gets the imaging domain's embeddings, checkpoint and DATA_DIR (issue 18):
