@@ -6,11 +6,13 @@ decides the queue's top K cases by their reference label (confirm a finding, dis
 their reference labels in the plain anomaly order and in the re-ranked order (the re-ranking sees
 the decisions only, never the reference labels).
 
-Data: ULB credit-card transactions (all 3,704 rows of ../shared/data, finding = fraud) and MIT-BIH
+Data: ULB credit-card transactions (all 3,704 rows of ../shared/data, finding = fraud), MIT-BIH
 DS1 (the first ``--ecg-minutes`` of each of the 22 records, one case per beat, finding = any AAMI
-class but N). Writes benchmarks/results/bench_feedback_rerank.json.
+class but N), PhysioNet 2012 set A (3,996 ICU stays, finding = in-hospital death) and
+PneumoniaMNIST train+val (finding = pneumonia, the majority class: re-ranking there is a check that
+it does no harm rather than a search for rare findings). Writes benchmarks/results/bench_feedback_rerank.json.
 
-Usage: ``.venv/bin/python benchmarks/bench_feedback_rerank.py [--steps 100] [--ecg-minutes 10]``
+Usage: ``.venv/bin/python benchmarks/bench_feedback_rerank.py [--steps 100] [--ecg-minutes 10] [--domains ulb,mitbih,...]``
 """
 
 from __future__ import annotations
@@ -102,24 +104,42 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("/tmp/bench_feedback_rerank"))
     ap.add_argument("--steps", type=int, default=100, help="pretraining steps per domain (default 100)")
     ap.add_argument("--ecg-minutes", type=float, default=10.0)
+    ap.add_argument("--domains", default="ulb,mitbih,physionet2012,pneumoniamnist",
+                    help="comma-separated: ulb, mitbih, physionet2012, pneumoniamnist (default all)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "bench_feedback_rerank.json")
     args = ap.parse_args()
     shutil.rmtree(args.work, ignore_errors=True)  # a fresh product path each run (pretrain refuses an existing run)
     args.work.mkdir(parents=True)
     results = {}
     load_start = os.getloadavg()
+    wanted = set(args.domains.split(","))
 
-    print("ULB transactions")
-    ulb = args.work / "ulb"
-    cli("ingest", "transactions", SHARED / "transactions" / "ulb_creditcard_a.csv", "--out", ulb / "data")
-    results["ulb_transactions"] = measure(ulb, ulb / "data", "transactions.yaml", args.steps, lambda s: s == "1")
+    if "ulb" in wanted:
+        print("ULB transactions")
+        ulb = args.work / "ulb"
+        cli("ingest", "transactions", SHARED / "transactions" / "ulb_creditcard_a.csv", "--out", ulb / "data")
+        results["ulb_transactions"] = measure(ulb, ulb / "data", "transactions.yaml", args.steps, lambda s: s == "1")
 
-    print("MIT-BIH DS1 beats")
-    ecg = args.work / "mitbih"
-    cut_ecg(ecg / "src", args.ecg_minutes)
-    cli("ingest", "signals", ecg / "src", "--format", "wfdb", "--out", ecg / "data")
-    results["mitbih_beats"] = measure(ecg, ecg / "data", "mitdb.yaml", args.steps, lambda s: s != "N")
-    results["mitbih_beats"]["ecg_minutes_per_record"] = args.ecg_minutes
+    if "mitbih" in wanted:
+        print("MIT-BIH DS1 beats")
+        ecg = args.work / "mitbih"
+        cut_ecg(ecg / "src", args.ecg_minutes)
+        cli("ingest", "signals", ecg / "src", "--format", "wfdb", "--out", ecg / "data")
+        results["mitbih_beats"] = measure(ecg, ecg / "data", "mitdb.yaml", args.steps, lambda s: s != "N")
+        results["mitbih_beats"]["ecg_minutes_per_record"] = args.ecg_minutes
+
+    if "physionet2012" in wanted:
+        print("PhysioNet 2012 ICU stays (finding = in-hospital death)")
+        icu = args.work / "physionet2012"
+        cli("ingest", "ehr", SHARED / "ehr" / "physionet2012" / "set-a", "--format", "physionet2012", "--outcomes",
+            SHARED / "ehr" / "physionet2012" / "Outcomes-a.txt", "--out", icu / "data")
+        results["physionet2012_stays"] = measure(icu, icu / "data", "physionet2012.yaml", args.steps, lambda s: s == "1")
+
+    if "pneumoniamnist" in wanted:
+        print("PneumoniaMNIST X-rays (finding = pneumonia)")
+        cxr = args.work / "pneumoniamnist"
+        cli("ingest", "images", SHARED / "imaging" / "pneumoniamnist_trainval.npz", "--format", "npz", "--out", cxr / "data")
+        results["pneumoniamnist_xrays"] = measure(cxr, cxr / "data", "pneumoniamnist.yaml", args.steps, lambda s: s == "1")
 
     out = {"benchmark": "bench_feedback_rerank", "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
            "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "load_start": load_start,
