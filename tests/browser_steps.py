@@ -23,6 +23,18 @@ def headless_chromium(profile: Path, window: str = "1400,1000"):
     return webdriver.Chrome(service=webdriver.ChromeService(executable_path=CHROMEDRIVER), options=options)
 
 
+def sign_in(driver, wait, port: int, name: str, password: str) -> None:
+    """Open the app on 127.0.0.1:``port``, sign in as ``name`` and wait for the review queue."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+
+    driver.get(f"http://127.0.0.1:{port}/")
+    wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, 'input[aria-label="Name"]'))).send_keys(name)
+    wait.until(EC.element_to_be_clickable((By.CSS_SELECTOR, 'input[aria-label="Password"]'))).send_keys(password)
+    dom_click(driver, wait, "//button[normalize-space(.)='Sign in']")
+    wait.until(EC.presence_of_element_located((By.XPATH, "//h1[contains(., 'Review queue')]")))
+
+
 def case_heading(case_id: str) -> str:
     """XPath of the case page's title for exactly ``case_id`` ("Case val:1" must not match "Case val:14")."""
     return f"//h1[normalize-space(.)='Case {case_id}']"

@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 
 from medssl.review import add_user, case_events, case_state, make_engine
-from browser_steps import CHROMEDRIVER, CHROMIUM, headless_chromium, open_case_from_queue
+from browser_steps import CHROMEDRIVER, CHROMIUM, headless_chromium, open_case_from_queue, sign_in
 from review_scores import build_real_scores
 
 
@@ -66,11 +66,7 @@ def test_browser_sign_in_open_case_and_decide(shared_data: Path, tmp_path: Path)
         _wait_healthy(port, app)
         driver = headless_chromium(tmp_path / "chromium")
         wait = WebDriverWait(driver, 90)
-        driver.get(f"http://127.0.0.1:{port}/")
-        wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, 'input[aria-label="Name"]'))).send_keys("dr_lee")
-        wait.until(EC.element_to_be_clickable((By.CSS_SELECTOR, 'input[aria-label="Password"]'))).send_keys("lee-password")
-        wait.until(EC.element_to_be_clickable((By.XPATH, "//button[normalize-space(.)='Sign in']"))).click()
-        wait.until(EC.presence_of_element_located((By.XPATH, "//h1[contains(., 'Review queue')]")))
+        sign_in(driver, wait, port, "dr_lee", "lee-password")
         open_case_from_queue(driver, wait, top)
         wait.until(EC.element_to_be_clickable((By.XPATH, "//label[contains(., 'Dismiss (false alarm)')]"))).click()
         wait.until(EC.element_to_be_clickable((By.CSS_SELECTOR, 'textarea[aria-label="Note"]'))).send_keys("artefact, not a finding")

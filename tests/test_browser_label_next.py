@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from browser_steps import button_labelled, dom_check, dom_click, headless_chromium, open_button, open_case_from_queue
+from browser_steps import button_labelled, dom_check, dom_click, headless_chromium, open_button, open_case_from_queue, sign_in
 from medssl.review import add_user, case_events, import_scores, make_engine, record_decision
 from test_browser import CHROMEDRIVER, CHROMIUM, _free_port, _wait_healthy
 
@@ -66,11 +66,7 @@ def test_browser_fine_tune_register_rescore_and_label_next(shared_data: Path, tm
         _wait_healthy(port, app)
         driver = headless_chromium(tmp_path / "chromium")
         wait = WebDriverWait(driver, 240)
-        driver.get(f"http://127.0.0.1:{port}/")
-        wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, 'input[aria-label="Name"]'))).send_keys("ana")
-        wait.until(EC.element_to_be_clickable((By.CSS_SELECTOR, 'input[aria-label="Password"]'))).send_keys("ana-password")
-        dom_click(driver, wait, "//button[normalize-space(.)='Sign in']")
-        wait.until(EC.presence_of_element_located((By.XPATH, "//h1[contains(., 'Review queue')]")))
+        sign_in(driver, wait, port, "ana", "ana-password")
 
         # Fine-tune page: the checkpoint and DATA_DIR come from `medssl app --checkpoint --data`
         dom_click(driver, wait, "//a[@data-testid='stSidebarNavLink'][.//span[normalize-space(.)='Fine-tune']]")

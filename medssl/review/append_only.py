@@ -25,9 +25,8 @@ from __future__ import annotations
 from sqlalchemy import Connection, Engine, inspect, select, text
 from sqlalchemy.exc import DBAPIError
 
-from medssl.errors import ConfigError
 from medssl.review.chain import seal_rows
-from medssl.review.models import ReviewEvent
+from medssl.review.models import ReviewEvent, owner_upgrade_error
 
 MESSAGE = "review_events is append-only; record a new event (e.g. undo) instead"
 _CASE_MESSAGE = "this case has review events (the audit trail keeps them); it cannot be deleted or renamed"
@@ -112,13 +111,7 @@ def _install_pg(engine: Engine) -> None:
             _add_hash_columns(conn, drop_guard="ALTER TABLE review_events DISABLE TRIGGER review_events_append_only",
                               restore_guard="ALTER TABLE review_events ENABLE TRIGGER review_events_append_only")
     except DBAPIError as exc:
-        if getattr(exc.orig, "sqlstate", None) != "42501":  # insufficient_privilege
-            raise
-        raise ConfigError(
-            f"the review store {engine.url.render_as_string(hide_password=True)} was made by an older medssl and needs "
-            "its audit-trail upgrade (hash chain, append-only triggers), which only the tables' owner may do: "
-            "run `medssl audit verify --db URL_OF_THE_OWNER_ROLE` once, then use the app role again"
-        ) from None
+        raise owner_upgrade_error(exc, engine, "its audit-trail upgrade (hash chain, append-only triggers)") from None
 
 
 def _has_hash_columns(conn: Connection) -> bool:

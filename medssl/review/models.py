@@ -167,8 +167,6 @@ def _add_case_columns(engine: Engine) -> None:
     from sqlalchemy import inspect
     from sqlalchemy.exc import DBAPIError
 
-    from medssl.errors import ConfigError
-
     with engine.connect() as conn:
         if "explanation" in {c["name"] for c in inspect(conn).get_columns("cases")}:
             return
@@ -176,9 +174,17 @@ def _add_case_columns(engine: Engine) -> None:
         with engine.begin() as conn:
             conn.exec_driver_sql("ALTER TABLE cases ADD COLUMN explanation TEXT")
     except DBAPIError as exc:
-        if getattr(exc.orig, "sqlstate", None) != "42501":  # insufficient_privilege
-            raise
-        raise ConfigError(
-            f"the review store {engine.url.render_as_string(hide_password=True)} was made by an older medssl and needs "
-            "a new column (cases.explanation), which only the tables' owner may add: run `medssl audit verify --db "
-            "URL_OF_THE_OWNER_ROLE` once, then use the app role again") from None
+        raise owner_upgrade_error(exc, engine, "a new column (cases.explanation)") from None
+
+
+def owner_upgrade_error(exc: Exception, engine: Engine, what: str) -> Exception:
+    """The error for a store upgrade (``what``) the connected role may not make: a ``ConfigError``
+    saying to run it once as the tables' owner when the database refused the privilege, else ``exc``."""
+    from medssl.errors import ConfigError
+
+    if getattr(getattr(exc, "orig", None), "sqlstate", None) != "42501":  # insufficient_privilege
+        return exc
+    return ConfigError(
+        f"the review store {engine.url.render_as_string(hide_password=True)} was made by an older medssl and needs "
+        f"{what}, which only the tables' owner may add: run `medssl audit verify --db URL_OF_THE_OWNER_ROLE` once, "
+        "then use the app role again")
