@@ -50,15 +50,11 @@ def standardise(matrix: np.ndarray, rows: Sequence[int] | None = None) -> np.nda
     return (x - mean) / np.where(std > 0, std, 1.0)
 
 
-def _min_dist(points: np.ndarray, centers: np.ndarray, chunk: int = 1024) -> np.ndarray:
+def _min_dist(points: np.ndarray, centers: np.ndarray) -> np.ndarray:
     """``(N,)`` Euclidean distance of each of ``points`` ``(N, D)`` to its nearest of ``centers`` ``(M, D)``."""
-    out = np.full(len(points), np.inf)
-    chunk = max(1, min(chunk, 4_000_000 // max(1, len(points))))  # at most ~4M distances (32 MB) at a time
-    for start in range(0, len(centers), chunk):
-        c = centers[start:start + chunk]
-        d2 = (points ** 2).sum(1)[:, None] - 2.0 * points @ c.T + (c ** 2).sum(1)[None, :]
-        out = np.minimum(out, np.sqrt(np.maximum(d2, 0.0)).min(axis=1))
-    return out
+    from medssl.anomaly.neighbours import exact_search
+
+    return exact_search(points, centers, 1)[0][:, 0].numpy()
 
 
 def farthest_first(points: np.ndarray, n: int, centers: np.ndarray | None = None) -> tuple[list[int], list[float]]:

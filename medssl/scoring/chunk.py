@@ -88,7 +88,7 @@ def make_chunk_dataset(model: Model, data_dir: Path, rows: pd.DataFrame) -> Any:
     return get_domain(model.domain).make_dataset(Path(data_dir), rows.reset_index(drop=True), model.preprocessing)
 
 
-def _batches(model: Model, data_dir: Path, rows: pd.DataFrame, batch_size: int, num_workers: int) -> Any:
+def decode_batches(model: Model, data_dir: Path, rows: pd.DataFrame, batch_size: int, num_workers: int = 0) -> Any:
     """The decoded batches of ``rows``: dicts ``{"index", "x", "errors"}`` (see ``_collate``)."""
     return DataLoader(
         _SafeItems(make_chunk_dataset(model, data_dir, rows)),
@@ -106,7 +106,7 @@ def anomaly_features_chunk(
     """``(anomaly-recipe features (n_ok, P) float64, errors)`` of the manifest ``rows`` (to fit a scorer)."""
     feats: list[np.ndarray] = []
     errors: list[tuple[int, str, str]] = []
-    for batch in _batches(model, data_dir, rows, batch_size, num_workers):
+    for batch in decode_batches(model, data_dir, rows, batch_size, num_workers):
         errors.extend((i, path, reason) for i, (path, reason) in batch["errors"])
         if batch["x"] is not None:
             feats.append(model.anomaly_features(batch["x"], model.embed_batch(batch["x"])))
@@ -121,7 +121,7 @@ def score_chunk(
     outs = []
     pending: list[torch.Tensor] = []  # embeddings scored together at the end of the chunk (fewer, larger calls)
     errors: list[tuple[int, str, str]] = []
-    for batch in _batches(model, data_dir, rows, batch_size, num_workers):
+    for batch in decode_batches(model, data_dir, rows, batch_size, num_workers):
         errors.extend((i, path, reason) for i, (path, reason) in batch["errors"])
         if batch["x"] is not None:
             ok.append(batch["index"])

@@ -30,10 +30,9 @@ import torch
 
 from medssl.atomic import atomic_write
 from medssl.domains.explain_units import ExplainUnit, explain_units, occlusion_fill
-from medssl.errors import ReaderError
 from medssl.models import Model
 from medssl.progress import progress
-from medssl.scoring.chunk import make_chunk_dataset
+from medssl.scoring.chunk import decode_batches
 from medssl.scoring.parts import EXPLAIN_SCHEMA, explain_path
 
 log = logging.getLogger(__name__)
@@ -48,18 +47,16 @@ OCCLUDED_PER_CALL = 1024
 """Occluded items embedded and scored per model call."""
 
 def _decode(model: Model, data_dir: Path, rows: pd.DataFrame) -> tuple[torch.Tensor, np.ndarray]:
-    """``(items (n_ok, *input_shape), positions of rows that decoded)``."""
-    dataset = make_chunk_dataset(model, data_dir, rows)
+    """``(items (n_ok, *input_shape), positions of rows that decoded)``, through the scoring job's
+    own batched decoder (a case that fails to decode is left out, as when it was scored)."""
     items, ok = [], []
-    for i in range(len(rows)):
-        try:
-            items.append(dataset[i])
-            ok.append(i)
-        except ReaderError:
-            continue
+    for batch in decode_batches(model, data_dir, rows, OCCLUDED_PER_CALL):
+        if batch["x"] is not None:
+            items.append(batch["x"])
+            ok.append(batch["index"].numpy())
     if not items:
         return torch.zeros(0), np.zeros(0, np.int64)
-    return torch.stack(items).float(), np.asarray(ok, np.int64)
+    return torch.cat(items).float(), np.concatenate(ok)
 
 
 def typical_item(model: Model, data_dir: Path, manifest: pd.DataFrame, split: str, seed: int = 0) -> torch.Tensor | None:
