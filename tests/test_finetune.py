@@ -281,3 +281,27 @@ def test_full_mode_stops_early_when_validation_auroc_stops_improving(encoder_ckp
     aucs = [h["val_auroc"] for h in log["history"]]
     assert len(aucs) == 3 and aucs[0] >= max(aucs[1:])
     assert result.metrics["auroc"] == pytest.approx(aucs[0], abs=1e-4)  # the kept weights are epoch 1's
+
+
+def test_labels_csv_of_train_cases_validates_on_the_manifest_val_labels(encoder_ckpt: Path, data_dir: Path,
+                                                                         tmp_path: Path) -> None:
+    """The usual case: a user labelled a few train cases. The manifest's val labels validate (and the
+    run says so); a CSV that names val cases validates on its own labels instead."""
+    manifest = read_manifest(data_dir)
+    train = manifest[manifest["split"] == "train"]
+    picked = pd.concat([train[train["label"].astype(str) == c].head(10) for c in ("0", "1")])
+    csv = tmp_path / "labels.csv"
+    picked[["case_id", "label"]].to_csv(csv, index=False)
+    meta = load_checkpoint(_finetune(encoder_ckpt, data_dir, tmp_path / "run", "--labels", str(csv)), expect_kind="model").meta
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert meta["n_labelled"] == 20 and meta["label_source"] == str(csv)
+    assert meta["validation"] == "val" and meta["validation_labels"] == "manifest"
+    assert metrics["validation"]["n"] == 80 and metrics["validation_labels"] == "manifest"
+    assert "baseline" in metrics  # the supervised baseline is measured on the same val rows
+
+    val = manifest[manifest["split"] == "val"].head(12)
+    flipped = val.assign(label=np.where(val["label"].astype(str) == "1", "0", "1"))  # only the CSV can say these
+    pd.concat([picked, flipped])[["case_id", "label"]].to_csv(csv, index=False)
+    _finetune(encoder_ckpt, data_dir, tmp_path / "run2", "--labels", str(csv))
+    metrics = json.loads((tmp_path / "run2" / "metrics.json").read_text())
+    assert metrics["validation_labels"] == "labels CSV" and metrics["validation"]["n"] == 12

@@ -112,6 +112,7 @@ def finetune(
         "mode": mode,
         "seed": config.seed,
         "label_source": data.label_source,
+        "validation_labels": data.validation_labels,
         "n_labelled": int(len(subset)),
         "label_unit": label_unit,
         **({"selection": result.head.selection} if hasattr(result.head, "selection") else {}),  # a recipe's CV choice
@@ -127,7 +128,7 @@ def finetune(
     path = save_checkpoint(out / "model.pt", ckpt)
     write_json(
         {"validation": result.metrics, "n_labelled": int(len(subset)), "label_unit": label_unit,
-         "classes": result.classes, "mode": mode, "recipes": meta["recipes"], "training": result.train_log,
+         "classes": result.classes, "mode": mode, "validation_labels": data.validation_labels, "recipes": meta["recipes"], "training": result.train_log,
          **({"selection": meta["selection"]} if "selection" in meta else {}),
          **({"baseline": baseline} if baseline is not None else {})},
         out / "metrics.json",

@@ -13,6 +13,7 @@ from torch.utils.data import Dataset
 from medssl.checkpoints import Checkpoint, load_checkpoint
 from medssl.data import get_domain, read_manifest
 from medssl.errors import ConfigError
+from medssl.errors import LabelError
 from medssl.train.labels import load_labels
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,7 @@ class FinetuneData:
     patient_ids: np.ndarray  # (N,) str
     split: np.ndarray | None  # (N,) str or None when the manifest has no split column
     label_source: str
+    validation_labels: str | None = None  # where the val split's labels come from: "labels CSV", "manifest", None
 
     def rows_of(self, split: str) -> np.ndarray:
         """Row indices of one split (all rows when the manifest has no split column)."""
@@ -55,8 +57,37 @@ def load_data(checkpoint: str | Path, data_dir: str | Path, labels_csv: str | Pa
         found = sorted(set(manifest["domain"].astype(str)))
         raise ConfigError(f"{checkpoint} was trained on {domain_name!r} data but {data_dir} holds {found}")
     dataset = get_domain(domain_name).make_dataset(Path(data_dir), manifest, ckpt.meta.get("preprocessing"))
-    labels = load_labels(manifest, labels_csv).to_numpy(dtype=object)
+    labels = load_labels(manifest, labels_csv).to_numpy(dtype=object).copy()  # writable: val labels may be filled in
     split = manifest["split"].astype(str).to_numpy() if "split" in manifest.columns else None
     source = str(labels_csv) if labels_csv is not None else "manifest"
-    return FinetuneData(ckpt, manifest, dataset, labels, manifest["patient_id"].astype(str).to_numpy(), split, source)
+    validation = _validation_labels(labels, manifest, split, labels_csv is not None)
+    return FinetuneData(ckpt, manifest, dataset, labels, manifest["patient_id"].astype(str).to_numpy(), split, source,
+                        validation)
+
+
+def _validation_labels(labels: np.ndarray, manifest: pd.DataFrame, split: np.ndarray | None, from_csv: bool) -> str | None:
+    """Where the val split's labels come from; fills ``labels`` (N,) in place from the manifest when needed.
+
+    A labels CSV usually names a few train cases only: its val rows then carry no label, and the
+    manifest's own labels of the val split (when it has some) validate instead. Returns
+    ``"labels CSV"``, ``"manifest"`` or ``None`` (no labelled val case).
+    """
+    if split is None or not (split == "val").any():
+        return None
+    val = split == "val"
+    if from_csv and pd.notna(labels[val]).any():
+        log.info("validation labels: the labels CSV's %d val case(s)", int(pd.notna(labels[val]).sum()))
+        return "labels CSV"
+    if from_csv and "label" in manifest.columns:
+        try:
+            own = load_labels(manifest).to_numpy(dtype=object)
+        except LabelError:  # the manifest's label column is empty
+            return None
+        labels[val] = own[val]
+    n = int(pd.notna(labels[val]).sum())
+    if n == 0:
+        return None
+    log.info("validation labels: the manifest's labels of %d val case(s)%s", n,
+             " (the labels CSV names no val case)" if from_csv else "")
+    return "manifest"
 
