@@ -60,7 +60,8 @@ def _evaluate(model: Path, data_dir: Path, out: Path, *extra: str) -> dict:
 
 
 def test_linear_finetune_model_file_and_evaluate(encoder_ckpt: Path, data_dir: Path, tmp_path: Path) -> None:
-    model_path = _finetune(encoder_ckpt, data_dir, tmp_path / "run", "--label-fraction", "0.25", "--seed", "1")
+    model_path = _finetune(encoder_ckpt, data_dir, tmp_path / "run", "--label-fraction", "0.25", "--seed", "1",
+                           "--mode", "linear")
     ckpt = load_checkpoint(model_path, expect_kind="model")
     assert set(ckpt.states) == {"encoder", "head"}
     assert ckpt.states["head"]["weight"].shape == (2, 32)  # nn.Linear(num_features, n_classes)
@@ -73,7 +74,7 @@ def test_linear_finetune_model_file_and_evaluate(encoder_ckpt: Path, data_dir: P
     assert meta["metrics"]["n"] == 80 and meta["validation"] == "val"  # the manifest's val split
     assert meta["scorer"]["name"] == "knn" and any(k.startswith("scorer/") for k in ckpt.tensors)
     assert load_model(model_path).scorer.score(torch.zeros(1, 32)).shape == (1,)
-    assert (tmp_path / "run" / "config.yaml").read_text().startswith("mode: auto")  # resolved per domain: linear for images
+    assert (tmp_path / "run" / "config.yaml").read_text().startswith("mode: linear")
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["n_labelled"] == 30
 
     report = _evaluate(model_path, data_dir, tmp_path / "rep" / "report.json")
@@ -305,3 +306,16 @@ def test_labels_csv_of_train_cases_validates_on_the_manifest_val_labels(encoder_
     _finetune(encoder_ckpt, data_dir, tmp_path / "run2", "--labels", str(csv))
     metrics = json.loads((tmp_path / "run2" / "metrics.json").read_text())
     assert metrics["validation_labels"] == "labels CSV" and metrics["validation"]["n"] == 12
+
+
+def test_auto_mode_on_images_fine_tunes_on_augmented_views(encoder_ckpt: Path, data_dir: Path, tmp_path: Path) -> None:
+    """The imaging default (few-label recipe views_finetune): full fine-tuning on the pretraining views of
+    the labelled images; config.yaml keeps "auto" (a later run re-resolves it), the model file says what ran."""
+    model_path = _finetune(encoder_ckpt, data_dir, tmp_path / "run", "--label-fraction", "0.25", "--epochs", "3")
+    meta = load_checkpoint(model_path, expect_kind="model").meta
+    assert meta["mode"] == "full" and meta["recipes"]["few_label"] == "views_finetune"
+    assert meta["config"]["labelled_views"] is True and meta["metrics"]["n"] == 80
+    assert not torch.equal(load_checkpoint(model_path).states["encoder"]["features.0.0.weight"],
+                           load_checkpoint(encoder_ckpt).states["encoder"]["features.0.0.weight"])  # the encoder trained
+    assert (tmp_path / "run" / "config.yaml").read_text().startswith("mode: auto")
+    assert 0.0 <= meta["metrics"]["auroc"] <= 1.0

@@ -38,3 +38,10 @@ EMBEDDING_HEAD = register_few_label_recipe(FewLabelRecipe(
     name="embedding_head",
     description="a classifier on the embeddings: linear probe, kNN vote or full fine-tuning (--mode)",
 ))
+
+VIEWS_FINETUNE = register_few_label_recipe(FewLabelRecipe(
+    name="views_finetune",
+    description="full fine-tuning of encoder + linear head on augmented views of the labelled cases "
+                "(the pretraining views), early stopping on the val split",
+    auto={"mode": "full", "labelled_views": True},
+))

@@ -21,7 +21,7 @@ from medssl.train.finetune_data import FinetuneData
 from medssl.train.full import train_full
 from medssl.train.labels import class_names, validation_split
 from medssl.train.probe import _spread_probe, linear_probe
-from medssl.train.semi_supervised import SEMI_SUPERVISED, fit_semi_supervised
+from medssl.train.semi_supervised import SEMI_SUPERVISED, fit_semi_supervised, view_augment
 from medssl.train.threshold import balanced_threshold, shift_head_to_threshold
 
 log = logging.getLogger(__name__)
@@ -132,9 +132,10 @@ def fit_classifier(
         head = nn.Linear(encoder.num_features, n_classes)
     lr_enc = config.lr_encoder if config.init == "pretrained" else config.lr_head
     if config.mode == "full" and config.unlabelled != "fixmatch":
+        augment = view_augment(data, config) if config.labelled_views else None
         encoder, head, train_log = train_full(
             encoder, head, data.dataset, train_rows, y_train, val_rows, y_val, n_classes, config, lr_enc, device,
-            run_dir=run_dir,
+            augment=augment, run_dir=run_dir,
         )
     if config.unlabelled in SEMI_SUPERVISED:  # fixmatch: from the probe; distill: the fitted classifier is the teacher
         teacher_log = train_log

@@ -80,6 +80,9 @@ def finetune(
     saved = dict(src.get("recipes") or {})
     few = few_label_recipe(saved.get("few_label", "auto") if config.recipe == "auto" else config.recipe, domain)
     anomaly = anomaly_recipe(saved.get("anomaly", "auto"), domain)
+    asked = config  # saved as config.yaml: a later run re-resolves "auto"
+    if config.mode == "auto" and config.unlabelled == "ignore" and few.auto:
+        config = config.model_copy(update=few.auto)  # the recipe's measured choice of fine-tune
     mode = resolve_mode(config, few.on_embeddings)
     if mode == "recipe" and few.on_embeddings:
         raise ConfigError(f"few-label recipe {few.name!r} is a classic embedding mode: use --mode linear, knn or full")
@@ -88,7 +91,8 @@ def finetune(
         data.patient_ids, data.labels, pool=data.train_pool(),
         fraction=config.label_fraction, shots=config.shots, seed=config.seed, unit=label_unit,
     )
-    log.info("labelled subset: %d cases of %d patients; mode %s", len(subset), len(np.unique(data.patient_ids[subset])), mode)
+    log.info("labelled subset: %d cases of %d patients; mode %s%s", len(subset), len(np.unique(data.patient_ids[subset])), mode,
+             f" (auto: few-label recipe {few.name})" if asked.mode == "auto" else "")
     train_rows = np.flatnonzero(data.train_pool())
     if mode == "recipe":
         encoder = build_encoder(src, data.checkpoint.states["encoder"]).eval()
@@ -133,8 +137,10 @@ def finetune(
          **({"baseline": baseline} if baseline is not None else {})},
         out / "metrics.json",
     )
-    save_config(config, out / "config.yaml")
+    save_config(asked, out / "config.yaml")
     if result.metrics:
-        log.info("validation AUROC %s on %d cases", result.metrics["auroc"], result.metrics["n"])
+        source = {"manifest": "the manifest's labels" + (" (the labels CSV names no val case)" if labels_csv else ""),
+                  "labels CSV": "the labels CSV"}.get(str(data.validation_labels), "held-out labelled cases")
+        log.info("validation AUROC %s on %d cases; validation labels: %s", result.metrics["auroc"], result.metrics["n"], source)
     return path
 

@@ -31,6 +31,8 @@ class FinetuneConfig(StrictConfig):
     min_holdout_per_class: int = Field(5, ge=1)  # a held-out split with fewer cases of a class is too noisy to stop on:
     # then every labelled case trains for exactly ``epochs`` (applies to pretrained and random init alike)
     knn_k: int = Field(20, ge=1)
+    labelled_views: bool = False  # full mode: train on the domain's augmented views of the labelled cases
+    # (the checkpoint's pretraining augment options, or unlabelled_augment), not on the cases as stored
     unlabelled: Literal["ignore", "spread", "fixmatch", "distill"] = "ignore"  # what the train-split cases outside
     # the labelled subset (their labels unused) add: spread (linear mode): labels spread on the frozen embeddings'
     # kNN graph; fixmatch (full mode): confident predictions on each case become targets for its augmented view;

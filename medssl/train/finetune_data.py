@@ -76,7 +76,6 @@ def _validation_labels(labels: np.ndarray, manifest: pd.DataFrame, split: np.nda
         return None
     val = split == "val"
     if from_csv and pd.notna(labels[val]).any():
-        log.info("validation labels: the labels CSV's %d val case(s)", int(pd.notna(labels[val]).sum()))
         return "labels CSV"
     if from_csv and "label" in manifest.columns:
         try:
@@ -84,10 +83,5 @@ def _validation_labels(labels: np.ndarray, manifest: pd.DataFrame, split: np.nda
         except LabelError:  # the manifest's label column is empty
             return None
         labels[val] = own[val]
-    n = int(pd.notna(labels[val]).sum())
-    if n == 0:
-        return None
-    log.info("validation labels: the manifest's labels of %d val case(s)%s", n,
-             " (the labels CSV names no val case)" if from_csv else "")
-    return "manifest"
+    return "manifest" if pd.notna(labels[val]).any() else None
 
