@@ -152,7 +152,7 @@ def test_fine_tune_page_runs_a_small_job_and_registers_the_model(shared_data: Pa
     next(b for b in at.button if b.label == "Run fine-tune").click().run(timeout=600)
     assert not at.exception and not at.error, (at.exception, at.error)
     metrics = json.loads((tmp_path / "ft" / "metrics.json").read_text())
-    assert metrics["n_labelled"] == 20 and metrics["mode"] == "full"  # auto on images: full fine-tuning on views
+    assert metrics["n_labelled"] == 20 and metrics["mode"] == "linear"  # auto on images, 10 labels a class: the probe
     shown = {m.label: m.value for m in at.metric}
     assert shown["auroc"] == f"{metrics['validation']['auroc']:.3f}"
     next(b for b in at.button if b.label == "Register this model for scoring").click().run()

@@ -309,13 +309,18 @@ def test_labels_csv_of_train_cases_validates_on_the_manifest_val_labels(encoder_
 
 
 def test_auto_mode_on_images_fine_tunes_on_augmented_views(encoder_ckpt: Path, data_dir: Path, tmp_path: Path) -> None:
-    """The imaging default (few-label recipe views_finetune): full fine-tuning on the pretraining views of
-    the labelled images; config.yaml keeps "auto" (a later run re-resolves it), the model file says what ran."""
-    model_path = _finetune(encoder_ckpt, data_dir, tmp_path / "run", "--label-fraction", "0.25", "--epochs", "3")
+    """The imaging default (few-label recipe views_or_probe): with fewer than 10 labelled cases in a class, full
+    fine-tuning on the pretraining views of the labelled images; with more, a linear probe. config.yaml keeps
+    "auto" (a later run re-resolves it), the model file says what ran."""
+    model_path = _finetune(encoder_ckpt, data_dir, tmp_path / "run", "--shots", "9", "--epochs", "3")
     meta = load_checkpoint(model_path, expect_kind="model").meta
-    assert meta["mode"] == "full" and meta["recipes"]["few_label"] == "views_finetune"
+    assert meta["mode"] == "full" and meta["recipes"]["few_label"] == "views_or_probe"
     assert meta["config"]["labelled_views"] is True and meta["metrics"]["n"] == 80
     assert not torch.equal(load_checkpoint(model_path).states["encoder"]["features.0.0.weight"],
                            load_checkpoint(encoder_ckpt).states["encoder"]["features.0.0.weight"])  # the encoder trained
     assert (tmp_path / "run" / "config.yaml").read_text().startswith("mode: auto")
     assert 0.0 <= meta["metrics"]["auroc"] <= 1.0
+    probe = load_checkpoint(_finetune(encoder_ckpt, data_dir, tmp_path / "run10", "--shots", "10"), expect_kind="model")
+    assert probe.meta["mode"] == "linear" and probe.meta["config"]["labelled_views"] is False
+    assert torch.equal(probe.states["encoder"]["features.0.0.weight"],
+                       load_checkpoint(encoder_ckpt).states["encoder"]["features.0.0.weight"])  # frozen

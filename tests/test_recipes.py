@@ -43,7 +43,7 @@ def _inputs(data_dir: Path, ckpt: Path) -> tuple[pd.DataFrame, torch.Tensor, tor
 def test_transactions_defaults_and_preset_name_the_recipes(cards) -> None:
     _, ckpt = cards
     assert default_recipes("transactions") == ("raw_pseudo_label", "raw_score_logreg")
-    assert default_recipes("imaging") == ("embedding_knn", "views_finetune")  # full fine-tuning on augmented views
+    assert default_recipes("imaging") == ("embedding_knn", "views_or_probe")
     assert default_recipes("a_domain_without_recipes") == ("embedding_knn", "embedding_head")
     assert load_checkpoint(ckpt).meta["recipes"] == {"anomaly": "raw_pseudo_label", "few_label": "raw_score_logreg"}
     with pytest.raises(UnknownNameError, match="Did you mean 'raw_pseudo_label'"):

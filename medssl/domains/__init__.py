@@ -21,7 +21,7 @@ DEFAULTS: dict[str, tuple[str, str]] = {  # domain -> (anomaly recipe, few-label
     "transactions": ("raw_pseudo_label", "raw_score_logreg"),
     "signals": ("embedding_knn", "rr_hybrid"),
     "ehr": ("embedding_knn", "ehr_summary_hybrid"),
-    "imaging": ("embedding_knn", "views_finetune"),  # benchmarks/pays_images.py: val and perturbed val, seeds 0-2
+    "imaging": ("embedding_knn", "views_or_probe"),  # benchmarks/pays_images.py: val and perturbed val, seeds 0-2
 }
 FALLBACK = ("embedding_knn", "embedding_head")
 LABEL_UNITS: dict[str, str] = {"signals": "case"}  # domain -> label unit when patients hold many cases

@@ -39,9 +39,19 @@ EMBEDDING_HEAD = register_few_label_recipe(FewLabelRecipe(
     description="a classifier on the embeddings: linear probe, kNN vote or full fine-tuning (--mode)",
 ))
 
-VIEWS_FINETUNE = register_few_label_recipe(FewLabelRecipe(
-    name="views_finetune",
-    description="full fine-tuning of encoder + linear head on augmented views of the labelled cases "
-                "(the pretraining views), early stopping on the val split",
-    auto={"mode": "full", "labelled_views": True},
+PROBE_MIN_PER_CLASS = 10  # fewer labelled cases in a class: fine-tune on views instead of a linear probe
+
+
+def _views_or_probe(per_class: list[int]) -> dict[str, Any]:
+    if min(per_class) < PROBE_MIN_PER_CLASS:
+        return {"mode": "full", "labelled_views": True}
+    return {"mode": "linear"}
+
+
+VIEWS_OR_PROBE = register_few_label_recipe(FewLabelRecipe(
+    name="views_or_probe",
+    description=f"a class with fewer than {PROBE_MIN_PER_CLASS} labelled cases: full fine-tuning of encoder + head "
+                "on augmented views of the labelled cases (the pretraining views), early stopping on the val split; "
+                "else a linear probe on the frozen embeddings",
+    auto=_views_or_probe,
 ))

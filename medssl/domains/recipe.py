@@ -13,7 +13,7 @@ Shapes: ``x`` is a batch of dataset items ``(B, *input_shape)`` (what the encode
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
@@ -69,8 +69,9 @@ class FewLabelRecipe:
     class ids, groups (N,) patient ids, n_classes, seed) -> nn.Linear(P, n_classes)`` whose
     softmax is the class probability; with ``fit_reads_emb_dim`` it also gets ``emb_dim=D``, the
     width of the embedding (for features that start with it). ``None`` for ``features``/``fit`` means the classic modes
-    (linear probe, kNN, full fine-tuning) on the embeddings, handled by ``medssl.train``; ``auto`` then holds the
-    fine-tune settings (``FinetuneConfig`` fields) that ``--mode auto`` stands for (empty: a linear probe).
+    (linear probe, kNN, full fine-tuning) on the embeddings, handled by ``medssl.train``; ``auto`` then gives the
+    fine-tune settings (``FinetuneConfig`` fields) that ``--mode auto`` stands for, from the labelled cases per
+    class ``(C,)`` (``None``: a linear probe).
     """
 
     name: str
@@ -78,7 +79,7 @@ class FewLabelRecipe:
     features: Callable[[torch.Tensor, torch.Tensor, np.ndarray, dict[str, Any]], np.ndarray] | None = None
     fit: Callable[..., nn.Linear] | None = None
     fit_reads_emb_dim: bool = False
-    auto: dict[str, Any] = field(default_factory=dict)
+    auto: Callable[[list[int]], dict[str, Any]] | None = None
 
     @property
     def on_embeddings(self) -> bool:

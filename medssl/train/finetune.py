@@ -26,12 +26,13 @@ import logging
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from medssl.atomic import write_json
 from medssl.checkpoints import save_checkpoint
 from medssl.config import save_config
 from medssl.outputs import refuse_inputs, refuse_run_replacement
-from medssl.domains import anomaly_recipe, default_label_unit, few_label_recipe
+from medssl.domains import FewLabelRecipe, anomaly_recipe, default_label_unit, few_label_recipe
 from medssl.errors import ConfigError
 from medssl.models import build_encoder, model_checkpoint, resolve_device
 from medssl.train.baseline import supervised_baseline
@@ -47,6 +48,15 @@ log = logging.getLogger(__name__)
 RUN_FILES = ("model.pt", "metrics.json", "config.yaml")  # what a fine-tune writes into RUN_DIR
 
 __all__ = ["FinetuneConfig", "FinetuneData", "finetune", "fit_classifier", "load_data"]
+
+
+def auto_settings(config: FinetuneConfig, few: FewLabelRecipe, labels: np.ndarray) -> FinetuneConfig:
+    """``config`` with the settings ``--mode auto`` stands for under recipe ``few``, given the labelled
+    subset's labels ``(n,)``; unchanged for other modes, semi-supervised runs or recipes without a rule."""
+    if config.mode != "auto" or config.unlabelled != "ignore" or few.auto is None:
+        return config
+    per_class = pd.Series(labels).value_counts().tolist()
+    return config.model_copy(update=few.auto(per_class))
 
 
 def finetune(
@@ -80,17 +90,16 @@ def finetune(
     saved = dict(src.get("recipes") or {})
     few = few_label_recipe(saved.get("few_label", "auto") if config.recipe == "auto" else config.recipe, domain)
     anomaly = anomaly_recipe(saved.get("anomaly", "auto"), domain)
-    asked = config  # saved as config.yaml: a later run re-resolves "auto"
-    if config.mode == "auto" and config.unlabelled == "ignore" and few.auto:
-        config = config.model_copy(update=few.auto)  # the recipe's measured choice of fine-tune
-    mode = resolve_mode(config, few.on_embeddings)
-    if mode == "recipe" and few.on_embeddings:
+    if config.mode == "recipe" and few.on_embeddings:
         raise ConfigError(f"few-label recipe {few.name!r} is a classic embedding mode: use --mode linear, knn or full")
     label_unit = default_label_unit(domain) if config.label_unit == "auto" else config.label_unit
     subset = draw_labelled_subset(
         data.patient_ids, data.labels, pool=data.train_pool(),
         fraction=config.label_fraction, shots=config.shots, seed=config.seed, unit=label_unit,
     )
+    asked = config  # saved as config.yaml: a later run re-resolves "auto"
+    config = auto_settings(config, few, data.labels[subset])
+    mode = resolve_mode(config, few.on_embeddings)
     log.info("labelled subset: %d cases of %d patients; mode %s%s", len(subset), len(np.unique(data.patient_ids[subset])), mode,
              f" (auto: few-label recipe {few.name})" if asked.mode == "auto" else "")
     train_rows = np.flatnonzero(data.train_pool())
