@@ -324,3 +324,7 @@ def test_auto_mode_on_images_fine_tunes_on_augmented_views(encoder_ckpt: Path, d
     assert probe.meta["mode"] == "linear" and probe.meta["config"]["labelled_views"] is False
     assert torch.equal(probe.states["encoder"]["features.0.0.weight"],
                        load_checkpoint(encoder_ckpt).states["encoder"]["features.0.0.weight"])  # frozen
+    (tmp_path / "random.yaml").write_text("init: random\n")  # a random encoder has nothing to probe: views
+    scratch = _finetune(encoder_ckpt, data_dir, tmp_path / "scratch", "--shots", "10", "--epochs", "2",
+                        "--config", str(tmp_path / "random.yaml"))
+    assert load_checkpoint(scratch).meta["mode"] == "full" and load_checkpoint(scratch).meta["config"]["labelled_views"]

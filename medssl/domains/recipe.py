@@ -71,7 +71,7 @@ class FewLabelRecipe:
     width of the embedding (for features that start with it). ``None`` for ``features``/``fit`` means the classic modes
     (linear probe, kNN, full fine-tuning) on the embeddings, handled by ``medssl.train``; ``auto`` then gives the
     fine-tune settings (``FinetuneConfig`` fields) that ``--mode auto`` stands for, from the labelled cases per
-    class ``(C,)`` (``None``: a linear probe).
+    class ``(C,)`` and whether the encoder starts from random weights (``None``: a linear probe).
     """
 
     name: str
@@ -79,7 +79,7 @@ class FewLabelRecipe:
     features: Callable[[torch.Tensor, torch.Tensor, np.ndarray, dict[str, Any]], np.ndarray] | None = None
     fit: Callable[..., nn.Linear] | None = None
     fit_reads_emb_dim: bool = False
-    auto: Callable[[list[int]], dict[str, Any]] | None = None
+    auto: Callable[[list[int], bool], dict[str, Any]] | None = None
 
     @property
     def on_embeddings(self) -> bool:

@@ -56,7 +56,7 @@ def auto_settings(config: FinetuneConfig, few: FewLabelRecipe, labels: np.ndarra
     if config.mode != "auto" or config.unlabelled != "ignore" or few.auto is None:
         return config
     per_class = pd.Series(labels).value_counts().tolist()
-    return config.model_copy(update=few.auto(per_class))
+    return config.model_copy(update=few.auto(per_class, config.init == "random"))
 
 
 def finetune(
