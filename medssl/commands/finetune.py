@@ -19,10 +19,11 @@ cases of every patient (--label-unit case: ECG beats, sensor windows; the defaul
 
 Modes:
   auto    (default) the data domain's few-label recipe, chosen by measurement and named in the
-          checkpoint: for transactions, signals and ICU stays "recipe"; for images "full" on
-          augmented views of the labelled images (the pretraining views: crops, flips, rotation,
-          brightness, contrast, gamma, blur, noise), so the model also holds up on images from
-          another scanner or site (README: "Does pretraining pay?")
+          checkpoint: for transactions, signals and ICU stays "recipe"; for images, while a class
+          has fewer than 10 labelled cases, "full" on augmented views of the labelled images (the
+          pretraining views: crops, flips, rotation, brightness, contrast, gamma, blur, noise), so
+          the model also holds up on images from another scanner or site; with more, "linear"
+          (README: "Does pretraining pay?"); metrics.json says which ran
   recipe  the domain's own recipe; transactions: a logistic regression (strength chosen by
           cross-validation on the labelled cases) on the raw columns + the anomaly percentile;
           signals: a logistic regression on [embedding | RR intervals of the beat], which

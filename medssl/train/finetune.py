@@ -141,7 +141,8 @@ def finetune(
     path = save_checkpoint(out / "model.pt", ckpt)
     write_json(
         {"validation": result.metrics, "n_labelled": int(len(subset)), "label_unit": label_unit,
-         "classes": result.classes, "mode": mode, "validation_labels": data.validation_labels, "recipes": meta["recipes"], "training": result.train_log,
+         "classes": result.classes, "mode": mode, "validation_labels": data.validation_labels,
+         "recipes": meta["recipes"], "training": result.train_log,
          **({"selection": meta["selection"]} if "selection" in meta else {}),
          **({"baseline": baseline} if baseline is not None else {})},
         out / "metrics.json",

@@ -12,8 +12,7 @@ from torch.utils.data import Dataset
 
 from medssl.checkpoints import Checkpoint, load_checkpoint
 from medssl.data import get_domain, read_manifest
-from medssl.errors import ConfigError
-from medssl.errors import LabelError
+from medssl.errors import ConfigError, LabelError
 from medssl.train.labels import load_labels
 
 log = logging.getLogger(__name__)
