@@ -45,7 +45,7 @@ def demo_domains(samples: Path, epochs: int) -> list[DemoDomain]:
             ["images", str(samples / "imaging" / "pneumoniamnist_sample.npz"), "--format", "npz",
              "--class-names", "normal,pneumonia"],  # MedMNIST: label 1 = pneumonia
             ["--method", "simclr", "--encoder", "small_cnn", "--batch-size", "64", *ep],
-            ["--label-fraction", "0.1"],  # mode auto: a linear probe for images
+            ["--label-fraction", "0.1"],  # mode auto: 20 labels a class, so the linear probe (views_or_probe)
         ),
         DemoDomain(
             "transactions",
