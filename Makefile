@@ -49,7 +49,7 @@ demo: $(STAMP)  ## ingest the bundled sample, pretrain briefly, score, and serve
 	$(BIN)/medssl demo
 
 bench: $(STAMP)  ## run every benchmark; results land in benchmarks/results/
-	for b in benchmarks/bench_*.py benchmarks/label_efficiency_*.py benchmarks/anomaly_*.py; do \
+	for b in benchmarks/bench_*.py benchmarks/label_efficiency_*.py benchmarks/anomaly_*.py benchmarks/pays_*.py benchmarks/preset_times.py; do \
 	  [ -f "$$b" ] && $(BIN)/python "$$b" || true; done
 
 clean:
