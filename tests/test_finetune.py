@@ -201,6 +201,7 @@ def test_bad_labels_give_clear_nonzero_exit(encoder_ckpt: Path, data_dir: Path, 
         ("mode: full\nval_fraction: 1.5\n", "val_fraction: Input should be less than 1"),
         ("mode: full\nepochs: 0\n", "epochs: Input should be greater than or equal to 1"),
         ("lr_head: -0.1\n", "lr_head: Input should be greater than 0"),
+        ("mode: linear\nlabelled_views: true\n", "labelled_views trains the encoder on augmented labelled cases"),
     ],
 )
 def test_bad_config_values_give_one_clear_line(encoder_ckpt: Path, data_dir: Path, tmp_path: Path, capsys,
@@ -319,7 +320,6 @@ def test_auto_mode_on_images_fine_tunes_on_augmented_views(encoder_ckpt: Path, d
     assert not torch.equal(load_checkpoint(model_path).states["encoder"]["features.0.0.weight"],
                            load_checkpoint(encoder_ckpt).states["encoder"]["features.0.0.weight"])  # the encoder trained
     assert (tmp_path / "run" / "config.yaml").read_text().startswith("mode: auto")
-    assert 0.0 <= meta["metrics"]["auroc"] <= 1.0
     probe = load_checkpoint(_finetune(encoder_ckpt, data_dir, tmp_path / "run10", "--shots", "10"), expect_kind="model")
     assert probe.meta["mode"] == "linear" and probe.meta["config"]["labelled_views"] is False
     assert torch.equal(probe.states["encoder"]["features.0.0.weight"],

@@ -45,7 +45,7 @@ PROBE_MIN_PER_CLASS = 10  # fewer labelled cases in a class: fine-tune on views 
 def _views_or_probe(per_class: list[int], random_init: bool) -> dict[str, Any]:
     if random_init or min(per_class) < PROBE_MIN_PER_CLASS:  # a random encoder has no features to probe
         return {"mode": "full", "labelled_views": True}
-    return {"mode": "linear"}
+    return {"mode": "linear", "labelled_views": False}
 
 
 VIEWS_OR_PROBE = register_few_label_recipe(FewLabelRecipe(

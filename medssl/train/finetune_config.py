@@ -64,6 +64,9 @@ class FinetuneConfig(StrictConfig):
             raise ValueError(f"unlabelled: fixmatch trains the encoder: use mode full (or auto), not {self.mode}")
         if self.unlabelled == "distill" and self.mode not in ("linear", "full", "auto"):
             raise ValueError(f"unlabelled: distill needs a linear or full teacher (mode linear, full or auto), not {self.mode}")
+        if self.labelled_views and (self.mode not in ("full", "auto") or self.unlabelled != "ignore"):
+            raise ValueError(f"labelled_views trains the encoder on augmented labelled cases: use mode full (or auto) "
+                             f"without --unlabelled, not mode {self.mode} with unlabelled {self.unlabelled}")
         if self.unlabelled == "distill" and self.init == "random" and self.mode == "linear":
             raise ValueError("unlabelled: distill with init random needs mode full (a random encoder has no linear probe)")
         return self
